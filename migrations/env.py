@@ -1,0 +1,88 @@
+"""Alembic environment for the tenant chain: every run targets exactly one tenant.
+
+- `manage.py db <command> -x tenant=<slug>` picks the tenant from the registry;
+- in-process callers pass `config.attributes["connection"]` (already bound to the tenant,
+  in a transaction they own) and `config.attributes["storage"]`.
+On PostgreSQL the run's search_path is the tenant's schema and `alembic_version` lives there;
+autogenerate therefore writes unqualified names, so one script serves every tenant.
+"""
+
+import logging
+from logging.config import fileConfig
+
+from alembic import context
+from flask import current_app
+
+from portal.models import TenantModel
+from tenants.errors import TenantError
+from tenants.migrator import alembic_options
+from tenants.names import search_path_sql
+
+config = context.config
+if config.config_file_name and "connection" not in config.attributes:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+logger = logging.getLogger("alembic.env")
+
+
+def include_name(name, type_, parent_names):  # type: ignore[no-untyped-def]
+    """Keep Alembic's own version table out of autogenerate's comparison."""
+    return not (type_ == "table" and name == "alembic_version")
+
+
+def process_revision_directives(context_, revision, directives):  # type: ignore[no-untyped-def]
+    """Write no empty revision when autogenerate finds no change."""
+    if getattr(config.cmd_opts, "autogenerate", False) and directives[0].upgrade_ops.is_empty():
+        directives[:] = []
+        logger.info("No changes in schema detected.")
+
+
+def tenant_storage():  # type: ignore[no-untyped-def]
+    """Return the storage named by `-x tenant=<slug>`."""
+    if "storage" in config.attributes:
+        return config.attributes["storage"]
+    slug = context.get_x_argument(as_dictionary=True).get("tenant")
+    if not slug:
+        raise TenantError("name the tenant to run against: 'manage.py db <command> -x tenant=<slug>' "
+                          "(to upgrade every tenant use 'manage.py upgrade-all-tenants')")
+    return current_app.extensions["tenancy"].storage(slug)
+
+
+def configure_args(storage) -> dict:  # type: ignore[no-untyped-def]
+    args = {
+        **alembic_options(storage),
+        "target_metadata": TenantModel.metadata,
+        "include_name": include_name,
+        "compare_type": True,
+        "process_revision_directives": process_revision_directives,
+    }
+    args.update(current_app.extensions["migrate"].configure_args)
+    return args
+
+
+def run_migrations_offline() -> None:
+    storage = tenant_storage()
+    context.configure(url=storage.url, literal_binds=True, **configure_args(storage))
+    with context.begin_transaction():
+        if storage.dialect == "postgresql":
+            context.execute(search_path_sql(storage.slug))
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    storage = tenant_storage()
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        context.configure(connection=connection, **configure_args(storage))
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    with storage.begin(exclusive=True) as connection:
+        context.configure(connection=connection, **configure_args(storage))
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,1 @@
+"""Tenancy without a request: names, storage, registry, ledger, binding and migrations."""

@@ -1,0 +1,148 @@
+"""Control-plane tables: the tenant registry, version ledger, runs, staff, grants and audit.
+
+They have their own MetaData (and their own Alembic chain in migrations/control/), so the
+tenant chain's autogenerate never sees them.
+"""
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+TENANT_STATUSES = ("provisioning", "active", "suspended", "failed")
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+tenants = Table(
+    "tenants", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("slug", String(40), nullable=False, unique=True),
+    Column("display_name", String(200), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("status_reason", Text),
+    Column("database_url", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("status IN ('provisioning', 'active', 'suspended', 'failed')", name="status"),
+)
+
+# The ledger: each tenant's current revision as last recorded, mirroring its alembic_version.
+tenant_versions = Table(
+    "tenant_versions", metadata,
+    Column("tenant_slug", String(40), primary_key=True),
+    Column("revision", String(64)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("run_id", String(36)),
+)
+
+migration_runs = Table(
+    "migration_runs", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("kind", String(40), nullable=False),
+    Column("target", String(64)),
+    Column("started_by", String(200), nullable=False),
+    Column("host", String(200)),
+    Column("pid", Integer),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("status", String(20), nullable=False),
+    Column("tenants_total", Integer, nullable=False, default=0),
+    Column("tenants_ok", Integer, nullable=False, default=0),
+    Column("tenants_failed", Integer, nullable=False, default=0),
+    Column("tenants_skipped", Integer, nullable=False, default=0),
+    Column("tenants_busy", Integer, nullable=False, default=0),
+    Column("options", Text),
+)
+
+tenant_results = Table(
+    "tenant_results", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", String(36), ForeignKey("migration_runs.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("tenant_slug", String(40), nullable=False, index=True),
+    Column("from_revision", String(64)),
+    Column("to_revision", String(64)),
+    Column("status", String(20), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("duration_ms", Float),
+    Column("error", Text),
+    Column("detail", Text),
+)
+
+fleet_locks = Table(
+    "fleet_locks", metadata,
+    Column("name", String(40), primary_key=True),
+    Column("run_id", String(36), nullable=False),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("acquired_at", DateTime(timezone=True), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+)
+
+staff = Table(
+    "staff", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("full_name", String(200), nullable=False, default=""),
+    Column("password_hash", String(255), nullable=False),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("is_superuser", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_login_at", DateTime(timezone=True)),
+)
+
+# Django-style permissions: per staff member, per tenant (NULL = every tenant), per model.
+staff_grants = Table(
+    "staff_grants", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("staff_id", Integer, ForeignKey("staff.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("tenant_slug", String(40)),
+    Column("model", String(40), nullable=False),
+    Column("can_view", Boolean, nullable=False, default=True),
+    Column("can_add", Boolean, nullable=False, default=False),
+    Column("can_change", Boolean, nullable=False, default=False),
+    Column("can_delete", Boolean, nullable=False, default=False),
+    UniqueConstraint("staff_id", "tenant_slug", "model", name="uq_staff_grants_scope"),
+)
+
+audit_log = Table(
+    "audit_log", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("staff_id", Integer, ForeignKey("staff.id", ondelete="SET NULL")),
+    Column("actor", String(254), nullable=False),
+    Column("tenant_slug", String(40), index=True),
+    Column("model", String(40), nullable=False),
+    Column("object_id", String(64)),
+    Column("object_label", String(300)),
+    Column("action", String(20), nullable=False),
+    Column("changes", Text),
+)
+
+backups = Table(
+    "backups", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", String(36)),
+    Column("tenant_slug", String(40), nullable=False, index=True),
+    Column("revision", String(64)),
+    Column("path", Text, nullable=False),
+    Column("size_bytes", Integer),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

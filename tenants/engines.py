@@ -1,0 +1,75 @@
+"""One SQLAlchemy engine per database, configured so tenant work is transactional."""
+
+import sqlite3
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from tenants.errors import StorageUnavailable
+
+
+def display_url(url: str) -> str:
+    """Return the URL with any password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is shown only by its scheme
+        return url.split(":", 1)[0] + "://..."
+
+
+def _make_sqlite_transactional(engine: Engine) -> None:
+    """Let SQLAlchemy, not pysqlite, emit BEGIN, so DDL is inside the transaction too.
+
+    pysqlite commits implicitly before DDL; without this a failed revision would leave
+    a SQLite tenant half-migrated. `sqlite_begin` picks BEGIN IMMEDIATE for writers that
+    want the file's write lock up front (the migrator uses it as the tenant lock).
+    """
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA foreign_keys = ON")
+        dbapi_connection.execute("PRAGMA busy_timeout = 5000")
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection) -> None:  # type: ignore[no-untyped-def]
+        connection.exec_driver_sql(connection.get_execution_options().get("sqlite_begin", "BEGIN"))
+
+
+class Engines:
+    """A cache of engines keyed by URL, so every tenant of one server shares a pool."""
+
+    def __init__(self) -> None:
+        self._engines: dict[str, Engine] = {}
+
+    def get(self, url: str) -> Engine:
+        """Return the engine for `url`, creating it on first use."""
+        engine = self._engines.get(url)
+        if engine is None:
+            engine = self._engines[url] = self._create(url)
+        return engine
+
+    @staticmethod
+    def _create(url: str) -> Engine:
+        try:
+            parsed = make_url(url)
+        except Exception as e:
+            raise StorageUnavailable(f"invalid database URL {display_url(url)!r}") from e
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(parsed)
+            _make_sqlite_transactional(engine)
+            return engine
+        if parsed.get_backend_name() == "postgresql":
+            return create_engine(
+                parsed, pool_pre_ping=True, pool_size=5, max_overflow=10,
+                connect_args={"connect_timeout": 5, "application_name": "tenant-portal"},
+            )
+        raise StorageUnavailable(f"unsupported database {display_url(url)!r}: use postgresql:// or sqlite://")
+
+    def dispose(self) -> None:
+        """Close every pooled connection (after fork, at exit, in tests)."""
+        for engine in self._engines.values():
+            engine.dispose()
+        self._engines.clear()
