@@ -11,6 +11,7 @@ def create_app(config_class: type | None = None, overrides: dict | None = None) 
     """Build the Flask app; never migrates anything (upgrading is an operator step)."""
     from portal.config import config_from_env, resolve_secret_key, tenant_settings
     from portal.extensions import csrf, db, login_manager, migrate
+    from tenants.engines import driver_url
     from tenants.runtime import Tenancy
 
     app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"))
@@ -20,7 +21,7 @@ def create_app(config_class: type | None = None, overrides: dict | None = None) 
     instance = Path(app.config.get("INSTANCE_PATH") or settings.tenant_dir.parent)
     app.instance_path = str(instance)
     app.config["SECRET_KEY"] = resolve_secret_key(app.config, instance)
-    app.config["SQLALCHEMY_DATABASE_URI"] = settings.control_url
+    app.config["SQLALCHEMY_DATABASE_URI"] = driver_url(settings.control_url)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(settings.revision_dir))

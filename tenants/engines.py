@@ -17,6 +17,14 @@ def display_url(url: str) -> str:
         return url.split(":", 1)[0] + "://..."
 
 
+def driver_url(url: str) -> str:
+    """Return `url` with an explicit driver: psycopg2 for PostgreSQL (SQLAlchemy 2.1 defaults to psycopg 3)."""
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed.render_as_string(hide_password=False)
+
+
 def _make_sqlite_transactional(engine: Engine) -> None:
     """Let SQLAlchemy, not pysqlite, emit BEGIN, so DDL is inside the transaction too.
 
@@ -52,7 +60,7 @@ class Engines:
     @staticmethod
     def _create(url: str) -> Engine:
         try:
-            parsed = make_url(url)
+            parsed = make_url(driver_url(url))
         except Exception as e:
             raise StorageUnavailable(f"invalid database URL {display_url(url)!r}") from e
         if parsed.get_backend_name() == "sqlite":
