@@ -11,6 +11,7 @@ import logging
 from logging.config import fileConfig
 
 from alembic import context
+from alembic.util import CommandError
 from flask import current_app
 
 from portal.models import TenantModel
@@ -42,9 +43,12 @@ def tenant_storage():  # type: ignore[no-untyped-def]
         return config.attributes["storage"]
     slug = context.get_x_argument(as_dictionary=True).get("tenant")
     if not slug:
-        raise TenantError("name the tenant to run against: 'manage.py db <command> -x tenant=<slug>' "
-                          "(to upgrade every tenant use 'manage.py upgrade-all-tenants')")
-    return current_app.extensions["tenancy"].storage(slug)
+        raise CommandError("name the tenant to run against: 'manage.py db <command> -x tenant=<slug>' "
+                           "(to upgrade every tenant use 'manage.py upgrade-all-tenants')")
+    try:
+        return current_app.extensions["tenancy"].storage(slug)
+    except TenantError as e:  # Flask-Migrate prints CommandError as one line
+        raise CommandError(str(e)) from e
 
 
 def configure_args(storage) -> dict:  # type: ignore[no-untyped-def]

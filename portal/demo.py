@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
 from portal.models import Product, Role, User
@@ -54,6 +55,7 @@ def load_demo(tenancy: Tenancy) -> str:
 
 
 @click.command("demo")
+@with_appcontext
 @reports_errors
 def demo_command() -> None:
     """Create demo tenants with users, roles and products, and print a staff login."""

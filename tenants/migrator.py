@@ -45,6 +45,8 @@ def resolve_target(scripts: ScriptDirectory, target: str | None) -> str | None:
     """Return the full revision id for `target` ('head', 'base', a prefix); raise InvalidRevision."""
     if target in (None, "base"):
         return None
+    if not isinstance(target, str) or not target.strip() or not target.replace("_", "").isalnum():
+        raise InvalidRevision(f"invalid revision {target!r}: give a revision id, 'head' or 'base'")
     try:
         if target in ("head", "heads"):
             return scripts.get_current_head()  # None for an empty chain; raises on several heads

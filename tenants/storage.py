@@ -148,7 +148,7 @@ class SqliteFileStorage(TenantStorage):
         return f"file {self.path}"
 
     def exists(self) -> bool:
-        return self.path.exists() and self.path.stat().st_size > 0
+        return self.path.exists()
 
     def create(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,76 @@
+"""The operator commands of the core, through CliRunner and as real processes."""
+
+import json
+
+import pytest
+
+from manage import cli
+from tenants.lifecycle import create_tenant
+from tenants.migrator import current_revision
+from tests.conftest import run_manage
+from tests.test_names import BAD_SLUGS
+
+
+def test_create_list_upgrade_drop_through_cli_runner(runner, tenancy):
+    result = runner.invoke(cli, ["create-tenant", "acme", "--name", "Acme Corp"])
+    assert result.exit_code == 0, result.output
+    assert "created tenant acme" in result.output
+    result = runner.invoke(cli, ["list-tenants", "--json"])
+    rows = json.loads(result.output)
+    assert [(r["slug"], r["status"], r["revision"], r["at_head"]) for r in rows] == [("acme", "active", "0003", True)]
+    assert runner.invoke(cli, ["downgrade-tenant", "acme", "--to", "0002", "--yes"]).exit_code == 0
+    assert current_revision(tenancy.storage("acme")) == "0002"
+    result = runner.invoke(cli, ["list-tenants"])
+    assert "acme" in result.output and "0002" in result.output
+    assert runner.invoke(cli, ["upgrade-tenant", "acme"]).exit_code == 0
+    assert current_revision(tenancy.storage("acme")) == "0003"
+    result = runner.invoke(cli, ["drop-tenant", "acme", "--yes"])
+    assert result.exit_code == 0 and tenancy.registry.find("acme") is None
+
+
+@pytest.mark.parametrize("slug", [s for s in BAD_SLUGS if isinstance(s, str)])
+def test_bad_slugs_exit_2_with_one_line(runner, slug):
+    result = runner.invoke(cli, ["create-tenant", slug])
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "invalid tenant name" in result.output
+
+
+def test_migrate_control_reports_head(runner):
+    result = runner.invoke(cli, ["migrate-control"])
+    assert result.exit_code == 0 and "c001" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["upgrade-tenant", "nosuch"], "unknown tenant 'nosuch'"),
+    (["drop-tenant", "nosuch", "--yes"], "unknown tenant 'nosuch'"),
+    (["upgrade-tenant", "acme", "--to", "zzz"], "unknown revision 'zzz'"),
+    (["upgrade-tenant", "acme", "--to", "0001"], "use downgrade-tenant"),
+    (["create-tenant", "acme"], "already exists"),
+    (["drop-tenant", "acme"], "without confirmation: pass --yes"),
+    (["downgrade-tenant", "acme", "--to", "0001"], "without confirmation: pass --yes"),
+])
+def test_bad_input_exits_2_and_changes_nothing(cli_env, tenancy, args, message):
+    create_tenant(tenancy, "acme")
+    result = run_manage(args, cli_env)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert tenancy.registry.get("acme").status == "active"
+    assert current_revision(tenancy.storage("acme")) == "0003"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_unreachable_control_database_exits_3_without_traceback(cli_env):
+    env = {**cli_env, "DATABASE_URL": "postgresql://postgres@127.0.0.1:9/nowhere"}
+    for args in (["list-tenants"], ["create-tenant", "acme"], ["migrate-control"]):
+        result = run_manage(args, env)
+        assert result.returncode == 3, result.stderr
+        assert "cannot reach database postgresql" in result.stderr and "127.0.0.1:9/nowhere" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_unreachable_tenant_database_exits_3_and_registers_nothing(cli_env, tenancy):
+    result = run_manage(["create-tenant", "acme", "--database-url",
+                         "postgresql://postgres:s3cret@127.0.0.1:9/nowhere"], cli_env)
+    assert result.returncode == 3 and "Traceback" not in result.stderr
+    assert "s3cret" not in result.stderr, "passwords never reach the output"
+    assert tenancy.registry.find("acme") is None
