@@ -1,6 +1,7 @@
 """One SQLAlchemy engine per database, configured so tenant work is transactional."""
 
 import sqlite3
+import threading
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -49,13 +50,15 @@ class Engines:
 
     def __init__(self) -> None:
         self._engines: dict[str, Engine] = {}
+        self._lock = threading.Lock()
 
     def get(self, url: str) -> Engine:
         """Return the engine for `url`, creating it on first use."""
-        engine = self._engines.get(url)
-        if engine is None:
-            engine = self._engines[url] = self._create(url)
-        return engine
+        with self._lock:
+            engine = self._engines.get(url)
+            if engine is None:
+                engine = self._engines[url] = self._create(url)
+            return engine
 
     @staticmethod
     def _create(url: str) -> Engine:

@@ -49,6 +49,9 @@ def create_tenant(tenancy: Tenancy, slug: str, display_name: str | None = None,
     tenancy.ensure_control()
     registry = tenancy.registry
     existing = registry.find(slug)
+    if existing is not None and existing.status == "provisioning":
+        raise TenantExists(f"tenant {slug!r} is being created by another process; if that process died, "
+                           f"run 'manage.py drop-tenant {slug} --yes' and create it again")
     if existing is not None and existing.status != "failed":
         raise TenantExists(f"tenant {slug!r} already exists ({existing.status})")
     if existing is None:

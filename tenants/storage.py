@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from tenants.engines import Engines, display_url
@@ -197,6 +198,6 @@ def storage_for(
         return PostgresSchemaStorage(slug, url, engines.get(url))
     if backend == "sqlite":
         if database_url:
-            return SqliteFileStorage(slug, Path(database_url.split("///", 1)[1]), engines)
+            return SqliteFileStorage(slug, Path(make_url(database_url).database or ""), engines)
         return SqliteFileStorage(slug, Path(tenant_dir) / f"{validate_slug(slug)}.sqlite3", engines)
     raise StorageUnavailable(f"unsupported database {display_url(url)!r}: use postgresql:// or sqlite://")

@@ -35,7 +35,8 @@ def test_production_cookies_are_secure(tmp_path, monkeypatch):
 
 
 def test_creating_the_app_migrates_nothing(tmp_path):
-    app = create_app(TestConfig, {"INSTANCE_PATH": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'c.sqlite3'}"})
+    url = f"sqlite:///{tmp_path / 'c.sqlite3'}"
+    app = create_app(TestConfig, {"INSTANCE_PATH": str(tmp_path), "DATABASE_URL": url})
     assert not (tmp_path / "c.sqlite3").exists() or (tmp_path / "c.sqlite3").stat().st_size == 0
     assert app.extensions["tenancy"].settings.control_url.endswith("c.sqlite3")
 

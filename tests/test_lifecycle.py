@@ -101,3 +101,11 @@ def test_tenant_in_its_own_database(tenancy, pg_url):
     assert current_revision(storage) == "0003"
     drop_tenant(tenancy, "acme")
     assert not storage.exists()
+
+
+def test_a_row_left_provisioning_by_a_killed_process_says_how_to_recover(tenancy):
+    tenancy.registry.add("acme", "Acme", None)  # what a SIGKILL during create leaves
+    with pytest.raises(TenantExists, match="drop-tenant acme --yes"):
+        create_tenant(tenancy, "acme")
+    drop_tenant(tenancy, "acme")  # works although nothing was created
+    assert create_tenant(tenancy, "acme").status == "active"
