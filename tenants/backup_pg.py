@@ -74,7 +74,8 @@ def dump_schema(storage: PostgresSchemaStorage, dest: Path, lock_timeout: float)
                f"--file={dest}"]
     done = subprocess.run(command, env=_libpq_env(storage.url), capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
-        raise RuntimeError("pg_dump failed: " + (done.stderr.strip().splitlines() or ["no message"])[-1])
+        lines = done.stderr.strip().splitlines() or ["no message"]
+        raise RuntimeError("pg_dump failed: " + next((line for line in lines if "error" in line), lines[0]))
     return _dump_revision(dest)
 
 
@@ -89,7 +90,7 @@ def _dump_revision(path: Path) -> str | None:
     return None
 
 
-def export_copy(storage: PostgresSchemaStorage, dest: Path) -> str | None:
+def export_copy(storage: PostgresSchemaStorage, dest: Path, lock_timeout: float) -> str | None:
     """Export every table of the tenant with COPY into `dest/` plus a manifest; return the revision."""
     dest.mkdir(parents=True)
     schema, manifest = schema_name(storage.slug), {"format": "copy", "slug": storage.slug, "tables": [],
@@ -97,6 +98,7 @@ def export_copy(storage: PostgresSchemaStorage, dest: Path) -> str | None:
     with storage.engine.connect() as conn:
         conn = conn.execution_options(isolation_level="REPEATABLE READ")  # one snapshot for every table
         with conn.begin():
+            storage.set_timeouts(conn, lock_timeout, 3600)
             cursor = conn.connection.driver_connection.cursor()
             for table in conn.execute(TABLES_SQL, {"s": schema}).scalars():
                 columns = list(conn.execute(COLUMNS_SQL, {"s": schema, "t": table}).scalars())

@@ -104,26 +104,32 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _take(storage: TenantStorage, base: Path, method: str, lock_timeout: float) -> tuple[Path, str | None]:
+def _destination(storage: TenantStorage, base: Path, method: str) -> tuple[str, Path]:
+    """Pick the method (auto: pg_dump when it fits the server) and the file or folder it writes."""
     if isinstance(storage, SqliteFileStorage):
+        return "sqlite", base.with_name(base.name + ".sqlite3")
+    if not isinstance(storage, PostgresSchemaStorage):
+        raise TypeError(f"no backup method for {storage.kind}")
+    if not storage.exists():
+        raise FileNotFoundError(f"schema {storage.describe()} is missing")
+    if method == "auto":
+        from tenants.backup_pg import pg_dump_usable
+
+        with storage.engine.connect() as conn:
+            method = "pg_dump" if pg_dump_usable(conn) else "copy"
+    return method, base.with_name(base.name + (".pgdump.sql" if method == "pg_dump" else ".copy"))
+
+
+def _take(storage: TenantStorage, method: str, dest: Path, lock_timeout: float) -> str | None:
+    if method == "sqlite":
         from tenants.backup_sqlite import backup_file
 
-        dest = base.with_name(base.name + ".sqlite3")
-        return dest, backup_file(storage, dest, lock_timeout)
-    if isinstance(storage, PostgresSchemaStorage):
-        from tenants import backup_pg
+        return backup_file(storage, dest, lock_timeout)  # type: ignore[arg-type]
+    from tenants import backup_pg
 
-        if not storage.exists():
-            raise FileNotFoundError(f"schema {storage.describe()} is missing")
-        if method == "auto":
-            with storage.engine.connect() as conn:
-                method = "pg_dump" if backup_pg.pg_dump_usable(conn) else "copy"
-        if method == "pg_dump":
-            dest = base.with_name(base.name + ".pgdump.sql")
-            return dest, backup_pg.dump_schema(storage, dest, lock_timeout)
-        dest = base.with_name(base.name + ".copy")
-        return dest, backup_pg.export_copy(storage, dest)
-    raise TypeError(f"no backup method for {storage.kind}")
+    if method == "pg_dump":
+        return backup_pg.dump_schema(storage, dest, lock_timeout)  # type: ignore[arg-type]
+    return backup_pg.export_copy(storage, dest, lock_timeout)  # type: ignore[arg-type]
 
 
 def backup_tenant(tenancy: Tenancy, slug: str, run_id: str | None, *, directory: Path | None = None,
@@ -141,7 +147,8 @@ def backup_tenant(tenancy: Tenancy, slug: str, run_id: str | None, *, directory:
     dest: Path | None = None
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        dest, revision = _take(storage, base, method, tenancy.settings.lock_timeout)
+        method, dest = _destination(storage, base, method)
+        revision = _take(storage, method, dest, tenancy.settings.lock_timeout)
         now = utcnow()
         with tenancy.control_engine.begin() as conn:
             done = conn.execute(insert(backups).values(
