@@ -137,6 +137,9 @@ def compare_tenant(storage: TenantStorage, conn: Connection, expected: MetaData)
 def _check_one(tenancy: Tenancy, slug: str, ledger: str | None, cache: dict) -> TenantDrift:
     storage = tenancy.storage(slug)
     report = TenantDrift(slug, None, ledger)
+    if not storage.exists():
+        report.error = f"{storage.describe()} is missing"
+        return report
     with storage.begin() as conn:
         storage.set_timeouts(conn, tenancy.settings.lock_timeout, tenancy.settings.statement_timeout)
         live = MigrationContext.configure(conn, opts=alembic_options(storage)).get_current_revision()
