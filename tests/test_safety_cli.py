@@ -116,10 +116,10 @@ def test_lint_command_on_the_real_chain_is_clean(cli_env):
     assert "0 hazard(s)" in done.stdout
 
 
-@pytest.mark.parametrize("args", [["lint-migrations", "nope:head"], ["lint-migrations", "0001:nope"],
-                                  ["restore-tenant", "acme", "999", "--yes"], ["restore-tenant", "nobody", "1", "--yes"],
-                                  ["restore-tenant", "acme", "1"], ["prune-backups", "--keep-days", "-1"],
-                                  ["backups", "--bogus"], ["backup-tenant", "Bad-Name"]])
+@pytest.mark.parametrize("args", [
+    ["lint-migrations", "nope:head"], ["lint-migrations", "0001:nope"], ["restore-tenant", "acme", "999", "--yes"],
+    ["restore-tenant", "nobody", "1", "--yes"], ["restore-tenant", "acme", "1"], ["prune-backups", "--keep-days", "-1"],
+    ["backups", "--bogus"], ["backup-tenant", "Bad-Name"]])
 def test_bad_input_exits_2_and_changes_nothing(tenancy, cli_env, args, tmp_path):
     create_tenant(tenancy, "acme")
     backup_tenant(tenancy, "acme", None, directory=tmp_path / "backups")
