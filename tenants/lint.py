@@ -5,7 +5,7 @@ is parsed by PostgreSQL's own parser (pglast). A small catalog, replayed from ba
 column's type, so a narrowing or a drop + add that is really a rename can be told apart.
 """
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 
 from alembic.script import ScriptDirectory
@@ -13,65 +13,19 @@ from pglast import ast, parse_sql
 from pglast.enums import AlterTableType, ConstrType, ObjectType, TransactionStmtKind
 from pglast.parser import ParseError
 
+from tenants.lint_hazards import (  # noqa: F401  (re-exported: the lint's public vocabulary)
+    BREAKS_ROWS,
+    DATA_LOSS,
+    KINDS,
+    LOCK,
+    NON_TRANSACTIONAL,
+    POSTGRES_ONLY,
+    SEVERITIES,
+    Hazard,
+    make_hazard,
+)
 from tenants.lint_render import acknowledgements, chain_until, render_revision, revisions_between
 from tenants.lint_types import ColumnType, column_type, compatible, type_change
-
-DATA_LOSS, BREAKS_ROWS, LOCK, NON_TRANSACTIONAL = "data-loss", "breaks-rows", "lock", "non-transactional"
-SEVERITIES = (DATA_LOSS, BREAKS_ROWS, LOCK, NON_TRANSACTIONAL)
-
-#: kind -> (severity, fix). The kind is also the first part of an acknowledgement key.
-KINDS = {
-    "drop-table": (DATA_LOSS, "keep the table until its data is migrated or backed up, then acknowledge the drop"),
-    "drop-column": (DATA_LOSS, "copy the data elsewhere first, or acknowledge that it may go"),
-    "likely-rename": (DATA_LOSS, "write op.alter_column(table, old, new_column_name=new) instead of drop + add"),
-    "narrow-type": (DATA_LOSS, "check the longest/largest value first, or widen instead of narrowing"),
-    "destructive-sql": (DATA_LOSS, "restrict the statement with WHERE, or acknowledge the deletion"),
-    "unreviewable": (DATA_LOSS, "review the revision by hand and acknowledge it"),
-    "not-null-no-default": (BREAKS_ROWS, "add a server_default, or add nullable, backfill, then set NOT NULL"),
-    "set-not-null": (BREAKS_ROWS, "backfill NULLs in the same revision first (UPDATE ... WHERE col IS NULL)"),
-    "unique-constraint": (BREAKS_ROWS, "remove duplicates in the same revision first, or acknowledge"),
-    "check-constraint": (BREAKS_ROWS, "fix violating rows first, or add it NOT VALID and VALIDATE later"),
-    "index-lock": (LOCK, "op.create_index(..., postgresql_concurrently=True) inside an autocommit_block"),
-    "foreign-key-lock": (LOCK, "create it with postgresql_not_valid=True, then VALIDATE CONSTRAINT separately"),
-    "type-rewrite": (LOCK, "add a new column, backfill in batches, then swap; or accept the lock in a quiet window"),
-    "non-transactional": (NON_TRANSACTIONAL, "keep such a revision to that one statement; it runs in its own step"),
-}
-#: Hazards that do not exist on SQLite (no concurrent index builds, no NOT VALID, lengths not enforced).
-POSTGRES_ONLY = {"index-lock", "foreign-key-lock", "type-rewrite", "narrow-type"}
-
-
-@dataclass(frozen=True)
-class Hazard:
-    """One risky thing a revision does to a tenant."""
-
-    revision: str
-    operation: str
-    table: str | None
-    column: str | None
-    kind: str
-    severity: str
-    message: str
-    fix: str
-    statement: str = ""
-    acknowledged: bool = False
-    acknowledgement: str | None = None
-
-    @property
-    def key(self) -> str:
-        """The name an acknowledgement marker uses: `kind:table.column`, `kind:table` or `kind`."""
-        if self.table and self.column:
-            return f"{self.kind}:{self.table}.{self.column}"
-        return f"{self.kind}:{self.table}" if self.table else self.kind
-
-    def to_dict(self) -> dict:
-        """Return the hazard as JSON-ready data."""
-        return {**asdict(self), "key": self.key}
-
-
-def _hazard(revision: str, kind: str, operation: str, table: str | None, column: str | None,
-            message: str, statement: str) -> Hazard:
-    severity, fix = KINDS[kind]
-    return Hazard(revision, operation, table, column, kind, severity, message, fix, statement)
 
 
 @dataclass
@@ -102,14 +56,14 @@ class Analyzer:
         """Return the hazards of one revision's statements (and update the catalog)."""
         rev = _Revision(revision)
         if error:
-            rev.hazards.append(_hazard(revision, "unreviewable", "render", None, None,
+            rev.hazards.append(make_hazard(revision, "unreviewable", "render", None, None,
                                        f"cannot render this revision offline ({error})", ""))
         outside: list[str] = []
         for sql in statements:
             try:
                 parsed = parse_sql(sql)
             except ParseError as e:
-                rev.hazards.append(_hazard(revision, "unreviewable", "execute", None, None,
+                rev.hazards.append(make_hazard(revision, "unreviewable", "execute", None, None,
                                            f"cannot parse statement ({e})", sql))
                 continue
             for raw in parsed:
@@ -118,7 +72,7 @@ class Analyzer:
                     outside.append(reason)
         self._renames(rev)
         if outside:
-            rev.hazards.append(_hazard(revision, "non-transactional", "autocommit", None, None,
+            rev.hazards.append(make_hazard(revision, "non-transactional", "autocommit", None, None,
                                        "runs outside a transaction: " + "; ".join(dict.fromkeys(outside)), ""))
         return rev.hazards
 
@@ -163,7 +117,7 @@ class Analyzer:
             has_default = bool({ConstrType.CONSTR_DEFAULT, ConstrType.CONSTR_IDENTITY,
                                 ConstrType.CONSTR_GENERATED} & constraints)
             if not_null and not has_default and not rev.is_new(table):
-                rev.hazards.append(_hazard(rev.revision, "not-null-no-default", "add_column", table, col.colname,
+                rev.hazards.append(make_hazard(rev.revision, "not-null-no-default", "add_column", table, col.colname,
                                            f"adds NOT NULL column {table}.{col.colname} without a server default: "
                                            "fails on a table that has rows", sql))
             rev.added.append((table, col.colname, new_type))
@@ -172,7 +126,7 @@ class Analyzer:
             old = columns.pop(name, None)
             if not rev.is_new(table, name):
                 rev.dropped[len(rev.hazards)] = old
-                rev.hazards.append(_hazard(rev.revision, "drop-column", "drop_column", table, name,
+                rev.hazards.append(make_hazard(rev.revision, "drop-column", "drop_column", table, name,
                                            f"drops column {table}.{name} and all its data", sql))
         elif kind == AlterTableType.AT_AlterColumnType:
             new_type, old = column_type(cmd.def_.typeName), columns.get(name)
@@ -181,17 +135,17 @@ class Analyzer:
             if rev.is_new(table, name) or change == "none":
                 return
             if change == "narrow":
-                rev.hazards.append(_hazard(rev.revision, "narrow-type", "alter_column", table, name,
+                rev.hazards.append(make_hazard(rev.revision, "narrow-type", "alter_column", table, name,
                                            f"narrows {table}.{name} from {old} to {new_type}: values may be cut, "
                                            "rounded or refused", sql))
             else:
                 was = f"from {old} " if old else ""
-                rev.hazards.append(_hazard(rev.revision, "type-rewrite", "alter_column", table, name,
+                rev.hazards.append(make_hazard(rev.revision, "type-rewrite", "alter_column", table, name,
                                            f"changes {table}.{name} {was}to {new_type}: rewrites the table "
                                            "under an ACCESS EXCLUSIVE lock", sql))
         elif kind == AlterTableType.AT_SetNotNull:
             if not rev.is_new(table, name) and (table, name) not in rev.updated:
-                rev.hazards.append(_hazard(rev.revision, "set-not-null", "alter_column", table, name,
+                rev.hazards.append(make_hazard(rev.revision, "set-not-null", "alter_column", table, name,
                                            f"sets {table}.{name} NOT NULL: fails if any row holds NULL "
                                            "(and scans the table under lock)", sql))
         elif kind == AlterTableType.AT_AddConstraint:
@@ -207,17 +161,17 @@ class Analyzer:
             if con.indexname:
                 return  # USING INDEX: uniqueness is already proven by the existing index
             if table not in rev.touched:
-                rev.hazards.append(_hazard(rev.revision, "unique-constraint", "create_unique_constraint", table,
+                rev.hazards.append(make_hazard(rev.revision, "unique-constraint", "create_unique_constraint", table,
                                            column, f"adds unique constraint {name} on {table}: fails on "
                                            "existing duplicates", sql))
-            rev.hazards.append(_hazard(rev.revision, "index-lock", "create_unique_constraint", table, column,
+            rev.hazards.append(make_hazard(rev.revision, "index-lock", "create_unique_constraint", table, column,
                                        f"builds the index of {name} while {table} is locked against writes", sql))
         elif con.contype == ConstrType.CONSTR_CHECK and not con.skip_validation and table not in rev.touched:
-            rev.hazards.append(_hazard(rev.revision, "check-constraint", "create_check_constraint", table, column,
+            rev.hazards.append(make_hazard(rev.revision, "check-constraint", "create_check_constraint", table, column,
                                        f"adds check constraint {name} on {table}: fails if a row violates it",
                                        sql))
         elif con.contype == ConstrType.CONSTR_FOREIGN and not con.skip_validation:
-            rev.hazards.append(_hazard(rev.revision, "foreign-key-lock", "create_foreign_key", table, column,
+            rev.hazards.append(make_hazard(rev.revision, "foreign-key-lock", "create_foreign_key", table, column,
                                        f"adds foreign key {name} on {table} validated at once: scans it while "
                                        f"{table} and {con.pktable.relname} are locked against writes", sql))
 
@@ -238,10 +192,10 @@ class Analyzer:
         params = [p.name for p in node.indexParams or () if getattr(p, "name", None)]
         column = params[0] if len(params) == 1 else None
         if node.unique and table not in rev.touched:
-            rev.hazards.append(_hazard(rev.revision, "unique-constraint", "create_index", table, column,
+            rev.hazards.append(make_hazard(rev.revision, "unique-constraint", "create_index", table, column,
                                        f"adds unique index {node.idxname} on {table}: fails on existing "
                                        "duplicates", sql))
-        rev.hazards.append(_hazard(rev.revision, "index-lock", "create_index", table, column,
+        rev.hazards.append(make_hazard(rev.revision, "index-lock", "create_index", table, column,
                                    f"builds index {node.idxname} without CONCURRENTLY: {table} is locked "
                                    "against writes until it is done", sql))
         return None
@@ -254,12 +208,12 @@ class Analyzer:
                 table = obj[-1].sval
                 self.catalog.pop(table, None)
                 if not rev.is_new(table):
-                    rev.hazards.append(_hazard(rev.revision, "drop-table", "drop_table", table, None,
+                    rev.hazards.append(make_hazard(rev.revision, "drop-table", "drop_table", table, None,
                                                f"drops table {table} and all its rows", sql))
         elif node.removeType == ObjectType.OBJECT_SCHEMA:
             for obj in node.objects:
                 name = obj.sval if hasattr(obj, "sval") else obj[-1].sval
-                rev.hazards.append(_hazard(rev.revision, "drop-table", "execute", name, None,
+                rev.hazards.append(make_hazard(rev.revision, "drop-table", "execute", name, None,
                                            f"drops schema {name} with every table in it", sql))
         return None
 
@@ -268,7 +222,7 @@ class Analyzer:
             for relation in node.relations:
                 rev.touched.add(relation.relname)
                 if not rev.is_new(relation.relname):
-                    rev.hazards.append(_hazard(rev.revision, "destructive-sql", "execute", relation.relname, None,
+                    rev.hazards.append(make_hazard(rev.revision, "destructive-sql", "execute", relation.relname, None,
                                                f"TRUNCATE empties {relation.relname}", sql))
             return
         table = node.relation.relname
@@ -277,7 +231,7 @@ class Analyzer:
             return
         if isinstance(node, ast.DeleteStmt):
             what = "every row" if node.whereClause is None else "the rows matching its WHERE"
-            rev.hazards.append(_hazard(rev.revision, "destructive-sql", "execute", table, None,
+            rev.hazards.append(make_hazard(rev.revision, "destructive-sql", "execute", table, None,
                                        f"DELETE removes {what} of {table}", sql))
             return
         targets = [t.name for t in node.targetList]
@@ -285,7 +239,7 @@ class Analyzer:
         # Filling a column this revision added destroys nothing: it held only NULL or its default.
         old = [c for c in targets if not rev.is_new(table, c)]
         if node.whereClause is None and old:
-            rev.hazards.append(_hazard(rev.revision, "destructive-sql", "execute", table,
+            rev.hazards.append(make_hazard(rev.revision, "destructive-sql", "execute", table,
                                        old[0] if len(old) == 1 else None,
                                        f"UPDATE without WHERE overwrites {', '.join(old)} in every row of {table}",
                                        sql))
