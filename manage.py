@@ -5,9 +5,11 @@ from flask.cli import FlaskGroup
 
 from portal import create_app
 from tenants.cli import register
+from tenants.safety_cli import register as register_safety
 
 cli = FlaskGroup(create_app=create_app, help="Tenant Portal operator commands.")
 register(cli)
+register_safety(cli)
 
 if __name__ == "__main__":
     cli()
