@@ -5,9 +5,11 @@ from flask.cli import FlaskGroup
 
 from portal import create_app
 from tenants.cli import register
+from tenants.fleet_cli import register as register_fleet
 
 cli = FlaskGroup(create_app=create_app, help="Tenant Portal operator commands.")
 register(cli)
+register_fleet(cli)
 
 if __name__ == "__main__":
     cli()
