@@ -320,6 +320,9 @@ class FleetRun:
             with self.engine.begin() as conn:  # partial progress: a flagged revision committed on its own
                 set_version(conn, result.slug, result.to_revision, self.report.run_id)
         self.report.results.append(result)
+        if self.options.fail_fast and result.status in FAILURES and not self.stop:
+            self.stop = "fail-fast"
+            self.report.notes.append(f"--fail-fast: {result.slug} failed, no other tenant was started")
         self.done += 1
         self.emit("result", (result, self.done, self.total))
         self._beat()

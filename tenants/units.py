@@ -111,14 +111,15 @@ def migrate_unit(tenancy: Tenancy, storage: TenantStorage, params: dict) -> Tena
     from_rev = params.get("from")
     outside = set(params.get("outside") or ())
     if not outside:
-        outcome = None
+        outcome, how = None, "replayed SQL"
         if params.get("rendered") is not None:
             outcome = replay(storage, params["rendered"], from_rev, target,
                              lock_timeout=lock_timeout, statement_timeout=statement_timeout)
         if outcome is None:
+            how = "Alembic online"
             outcome = migrate_tenant(storage, tenancy.scripts, target, downgrade=downgrade,
                                      lock_timeout=lock_timeout, statement_timeout=statement_timeout)
-        return _ok(outcome, started)
+        return _ok(outcome, started, how)
     # Segments: runs of ordinary revisions share one transaction; each flagged one runs alone.
     from_rev = current_revision(storage)
     reached = from_rev
@@ -134,11 +135,12 @@ def migrate_unit(tenancy: Tenancy, storage: TenantStorage, params: dict) -> Tena
             reached = outcome.to_revision
     except Exception as error:
         return failure(storage.slug, error, started, from_rev, reached if reached != from_rev else None)
-    return _ok(MigrationOutcome(storage.slug, from_rev, reached, applied), started)
+    return _ok(MigrationOutcome(storage.slug, from_rev, reached, applied), started,
+               f"Alembic online, {', '.join(sorted(outside))} outside a transaction")
 
 
-def _ok(outcome: MigrationOutcome, started: float) -> TenantResult:
-    detail = f"applied {', '.join(outcome.applied)}" if outcome.applied else "already at target"
+def _ok(outcome: MigrationOutcome, started: float, how: str) -> TenantResult:
+    detail = f"applied {', '.join(outcome.applied)} ({how})" if outcome.applied else "already at target"
     return TenantResult(outcome.slug, "ok", outcome.from_revision, outcome.to_revision,
                         (time.perf_counter() - started) * 1000, None, detail)
 
