@@ -164,8 +164,13 @@ class FleetRun:
         try:
             note = self.lock.acquire()
         except TenantError as e:
-            report.results = [TenantResult(item.slug, "busy", item.current, None, 0.0, str(e)) for item in plan.pending]
+            # Nothing ran and nothing is recorded; the report still names the tenants left waiting.
             report.notes.append(str(e))
+            for index, item in enumerate(plan.pending, 1):
+                result = TenantResult(item.slug, "busy", item.current, None, 0.0,
+                                      f"tenant {item.slug!r} is pending in the run that holds the fleet lock")
+                report.results.append(result)
+                self.emit("result", (result, index, len(plan.pending)))
             return self._finish("locked")
         try:
             if note:

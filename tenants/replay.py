@@ -13,6 +13,7 @@ import time
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
@@ -22,6 +23,8 @@ from tenants.names import quoted_schema
 from tenants.plan import Plan
 from tenants.runtime import Tenancy
 from tenants.storage import TenantStorage
+
+VERSION_TABLE = "(version table)"
 
 # Statements rendered per revision: [(revision, [sql, ...]), ...] in the order they run.
 Rendered = list[tuple[str, list[str]]]
@@ -75,6 +78,12 @@ def render_range(scripts: ScriptDirectory, dialect_name: str, from_rev: str | No
     })
     with Operations.context(ctx):
         ctx.run_migrations()
+    if from_rev is None and not downgrade and rendered and rendered[0][1]:
+        # Offline mode creates the version table when starting from base; a tenant taken back
+        # to base still has it (empty), so replay runs this statement only where it is missing.
+        first, statements = rendered[0]
+        if statements[0].startswith("CREATE TABLE alembic_version"):
+            rendered[0:1] = [(VERSION_TABLE, statements[:1]), (first, statements[1:])]
     return rendered
 
 
@@ -107,6 +116,9 @@ def replay(storage: TenantStorage, rendered: Rendered, from_rev: str | None, tar
             if current != from_rev:
                 return None  # moved since the plan: the caller runs Alembic online
             for revision, statements in rendered:
+                if revision == VERSION_TABLE and inspect(conn).has_table("alembic_version",
+                                                                         schema=storage.version_table_schema):
+                    continue
                 failing = revision
                 for sql in statements:
                     conn.exec_driver_sql(sql, execution_options={"no_parameters": True})
@@ -116,7 +128,7 @@ def replay(storage: TenantStorage, rendered: Rendered, from_rev: str | None, tar
         error_class = MigrationTimeout if code in TIMEOUT_SQLSTATES else MigrationFailed
         message = str(getattr(e, "orig", None) or e).strip().splitlines()
         raise error_class(storage.slug, failing, message[0] if message else type(e).__name__) from e
-    applied = [revision for revision, _ in rendered]
+    applied = [revision for revision, _ in rendered if revision != VERSION_TABLE]
     return MigrationOutcome(storage.slug, from_rev, target, applied, (time.perf_counter() - started) * 1000)
 
 
