@@ -16,6 +16,9 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
+from sqlalchemy import Engine, create_engine
+
+from tenants.engines import driver_url
 from tenants.errors import InvalidUsage, TenantError
 from tenants.fleet_lock import FleetLock
 from tenants.fleet_report import FAILURES, RunReport
@@ -131,6 +134,21 @@ def for_each_tenant(tenancy: Tenancy, task: str, selection: Selection, task_para
     return FleetRun(tenancy, plan, UNIT_PREFIX + task, lambda item: base, options, on_event).execute()
 
 
+def ledger_engine(tenancy: Tenancy) -> Engine:
+    """Return the engine a run writes tenant results with.
+
+    On PostgreSQL its sessions use synchronous_commit=off: a result is written the moment it
+    arrives but the run does not wait for its WAL flush (one fsync per tenant instead of two).
+    A crash of the database server may lose the last fraction of a second of results; the
+    tenants' own alembic_version stays the truth, and the next run corrects the ledger from it.
+    """
+    url = tenancy.settings.control_url
+    if not url.startswith("postgresql"):
+        return tenancy.control_engine
+    return create_engine(driver_url(url), pool_size=1, pool_pre_ping=True,
+                         connect_args={"options": "-c synchronous_commit=off", "application_name": "tenant-ledger"})
+
+
 class FleetRun:
     """One run of one unit over a plan's pending tenants."""
 
@@ -140,6 +158,7 @@ class FleetRun:
         self.emit = on_event or (lambda event, payload: None)
         self.report = RunReport(plan.kind, plan.target, plan)
         self.engine = tenancy.control_engine
+        self.ledger = ledger_engine(tenancy)
         statement_timeout = options.statement_timeout or tenancy.settings.statement_timeout
         self.lock = FleetLock(self.engine, stale_after=max(options.stale_after, 2 * statement_timeout))
         self.pool: ProcessPoolExecutor | None = None
@@ -190,6 +209,8 @@ class FleetRun:
         finally:
             self._close_pool()
             self.lock.release()
+            if self.ledger is not self.engine:
+                self.ledger.dispose()
 
     def _checks(self) -> list[str]:
         notes: list[str] = []
@@ -300,6 +321,7 @@ class FleetRun:
             # open their own; the revision chain is already loaded and is inherited.
             self.tenancy.scripts.get_current_head()
             self.tenancy.engines.dispose()
+            self.ledger.dispose()
             process_tenancy(self.tenancy.settings, self.tenancy)
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("fork" if "fork" in methods else None)
@@ -320,9 +342,9 @@ class FleetRun:
     def _record(self, result: TenantResult) -> None:
         """Write one result to the ledger now, then tell the presenter."""
         began = utcnow() - timedelta(milliseconds=result.duration_ms)
-        record_result(self.engine, self.report.run_id, result, began)
+        record_result(self.ledger, self.report.run_id, result, began)
         if result.status != "ok" and result.to_revision and result.to_revision != result.from_revision:
-            with self.engine.begin() as conn:  # partial progress: a flagged revision committed on its own
+            with self.ledger.begin() as conn:  # partial progress: a flagged revision committed on its own
                 set_version(conn, result.slug, result.to_revision, self.report.run_id)
         self.report.results.append(result)
         if self.options.fail_fast and result.status in FAILURES and not self.stop:

@@ -13,12 +13,12 @@ import time
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import Connection, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from tenants.errors import MigrationFailed, MigrationTimeout
-from tenants.migrator import TIMEOUT_SQLSTATES, MigrationOutcome, alembic_options
+from tenants.migrator import TIMEOUT_SQLSTATES, MigrationOutcome
 from tenants.names import quoted_schema
 from tenants.plan import Plan
 from tenants.runtime import Tenancy
@@ -104,6 +104,17 @@ def sql_script(storage: TenantStorage, rendered: Rendered) -> str:
     return "\n".join(lines)
 
 
+def _has_version_table(conn: Connection) -> bool:
+    # to_regclass resolves through the tenant's search_path; cheaper than a reflection query.
+    return conn.execute(text("SELECT to_regclass('alembic_version') IS NOT NULL")).scalar()
+
+
+def _version(conn: Connection) -> str | None:
+    if not _has_version_table(conn):
+        return None
+    return conn.execute(text("SELECT max(version_num) FROM alembic_version")).scalar()
+
+
 def replay(storage: TenantStorage, rendered: Rendered, from_rev: str | None, target: str | None, *,
            lock_timeout: float, statement_timeout: float) -> MigrationOutcome | None:
     """Run rendered statements in the tenant's locked transaction; None if it is not at `from_rev`."""
@@ -112,12 +123,11 @@ def replay(storage: TenantStorage, rendered: Rendered, from_rev: str | None, tar
     try:
         with storage.begin(exclusive=True, lock_timeout=lock_timeout) as conn:
             storage.set_timeouts(conn, lock_timeout, statement_timeout)
-            current = MigrationContext.configure(conn, opts=alembic_options(storage)).get_current_revision()
+            current = _version(conn)
             if current != from_rev:
                 return None  # moved since the plan: the caller runs Alembic online
             for revision, statements in rendered:
-                if revision == VERSION_TABLE and inspect(conn).has_table("alembic_version",
-                                                                         schema=storage.version_table_schema):
+                if revision == VERSION_TABLE and _has_version_table(conn):
                     continue
                 failing = revision
                 for sql in statements:
