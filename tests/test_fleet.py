@@ -11,6 +11,7 @@ from sqlalchemy import text, update
 
 from tenants.control_schema import tenants as tenants_table
 from tenants.fleet import RunOptions, downgrade_tenants, for_each_tenant, upgrade_tenants
+from tenants.fleet_output import plan_lines
 from tenants.ledger import last_results, ledger_versions
 from tenants.plan import Selection
 from tenants.runtime import Tenancy
@@ -179,6 +180,7 @@ def test_revision_outside_transaction_runs_alone(tenancy: Tenancy, chained, back
     report = upgrade_tenants(fleet, Selection(), options=RunOptions(jobs=2))
     assert report.exit_code == 0, report.to_dict()
     assert report.plan.pending[0].outside_transaction == ["0005"]
+    assert "revision 0005 cannot run in a transaction" in "\n".join(plan_lines(report.plan, detail=False))
     assert live(fleet, "acme") == live(fleet, "beta") == "0006"
     if backend == "postgresql":
         valid = rows(fleet, "acme", "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
