@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Connection, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from tenants.engines import display_url
@@ -59,7 +60,7 @@ def read_versions(tenancy: Tenancy, tenants: Iterable[Tenant]) -> dict[str, Vers
 def sqlite_path(tenant: Tenant, tenant_dir: Path) -> Path:
     """Return the tenant's SQLite file (the same rule as tenants.storage.storage_for)."""
     if tenant.database_url:
-        return Path(tenant.database_url.split("///", 1)[1])
+        return Path(make_url(tenant.database_url).database or "")
     return Path(tenant_dir) / f"{tenant.slug}.sqlite3"
 
 
