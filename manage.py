@@ -5,10 +5,12 @@ from flask.cli import FlaskGroup
 
 from portal import create_app
 from tenants.cli import register
+from tenants.fleet_cli import register as register_fleet
 from tenants.safety_cli import register as register_safety
 
 cli = FlaskGroup(create_app=create_app, help="Tenant Portal operator commands.")
 register(cli)
+register_fleet(cli)
 register_safety(cli)
 
 if __name__ == "__main__":

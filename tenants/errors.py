@@ -57,3 +57,15 @@ class MigrationFailed(TenantError):
 
 class MigrationTimeout(MigrationFailed):
     """A revision waited too long for a lock or ran past the statement timeout."""
+
+
+class InvalidUsage(TenantError):
+    """A command's options contradict each other or the fleet; nothing was changed."""
+
+    exit_code = 2
+
+
+class FleetLocked(TenantError):
+    """Another run holds the fleet lock; nothing was changed."""
+
+    exit_code = 3

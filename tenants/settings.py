@@ -25,6 +25,7 @@ class TenantSettings:
         return cls(
             control_url=os.environ.get("DATABASE_URL") or default_control_url(instance),
             tenant_dir=Path(os.environ.get("PORTAL_TENANT_DIR") or instance / "tenants"),
+            # Another tenant chain (benchmarks, fault tests); the project's own by default.
             revision_dir=Path(os.environ.get("PORTAL_REVISION_DIR") or PROJECT_ROOT / "migrations"),
             lock_timeout=float(os.environ.get("PORTAL_LOCK_TIMEOUT", "5")),
             statement_timeout=float(os.environ.get("PORTAL_STATEMENT_TIMEOUT", "300")),

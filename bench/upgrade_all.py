@@ -1,0 +1,231 @@
+#!/usr/bin/env python
+"""Benchmark upgrade-all-tenants against a pure-SQL floor and a naive per-tenant loop.
+
+    python bench/upgrade_all.py                 # N = 200 tenants (about 2 minutes here)
+    python bench/upgrade_all.py --tenants 1000  # the full figure
+
+Creates a scratch database on the local PostgreSQL with N tenant schemas and a 10-revision chain
+(3 tables, column adds, 2 indexes), then measures in the same run:
+  floor        the same DDL as plain SQL through psql, each tenant in its own transaction with
+               its version row, in one session and in two;
+  naive        one `manage.py db upgrade -x tenant=...` process per tenant, on a sample,
+               extrapolated to N (and said so);
+  fleet        `manage.py upgrade-all-tenants` with --jobs 1, with the default jobs, and with
+               the default jobs but --no-replay (Alembic online per tenant);
+  no-op        the same command with every tenant already at head, next to `manage.py --help`;
+and the peak RSS of each command's whole process tree (the sum over the runner and its workers).
+The scratch database is dropped at the end unless --keep.
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import psycopg2
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the project's modules are imported inside the functions below
+
+# (down_revision, upgrade body): 3 tables, 5 column adds, 2 indexes.
+CHAIN = {
+    "b01": (None, 'op.create_table("customers", sa.Column("id", sa.Integer, primary_key=True), '
+                  'sa.Column("name", sa.String(200), nullable=False), sa.Column("email", sa.String(254), unique=True), '
+                  'sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()))'),
+    "b02": ("b01", 'op.create_table("orders", sa.Column("id", sa.Integer, primary_key=True), '
+                   'sa.Column("customer_id", sa.Integer, sa.ForeignKey("customers.id", ondelete="CASCADE")), '
+                   'sa.Column("total", sa.Numeric(12, 2), nullable=False, server_default="0"), '
+                   'sa.Column("placed_at", sa.DateTime(timezone=True)))'),
+    "b03": ("b02", 'op.create_table("order_lines", sa.Column("id", sa.Integer, primary_key=True), '
+                   'sa.Column("order_id", sa.Integer, sa.ForeignKey("orders.id", ondelete="CASCADE")), '
+                   'sa.Column("sku", sa.String(64), nullable=False), sa.Column("qty", sa.Integer, nullable=False), '
+                   'sa.Column("price", sa.Numeric(10, 2), nullable=False))'),
+    "b04": ("b03", 'op.add_column("customers", sa.Column("phone", sa.String(40)))'),
+    "b05": ("b04", 'op.add_column("orders", sa.Column("status", sa.String(20), nullable=False, '
+                   'server_default="new"))'),
+    "b06": ("b05", 'op.add_column("order_lines", sa.Column("discount", sa.Numeric(5, 2), server_default="0"))'),
+    "b07": ("b06", 'op.create_index("ix_orders_customer_id", "orders", ["customer_id"])'),
+    "b08": ("b07", 'op.create_index("ix_order_lines_order_id", "order_lines", ["order_id"])'),
+    "b09": ("b08", 'op.add_column("customers", sa.Column("vip", sa.Boolean, nullable=False, '
+                   'server_default=sa.false()))'),
+    "b10": ("b09", 'op.add_column("orders", sa.Column("note", sa.Text))'),
+}
+
+
+def write_chain(directory: Path) -> Path:
+    """Write the bench chain next to a copy of the project's env.py."""
+    chain = directory / "chain"
+    (chain / "versions").mkdir(parents=True)
+    for name in ("env.py", "alembic.ini", "script.py.mako"):
+        shutil.copy(ROOT / "migrations" / name, chain / name)
+    for rev, (down, body) in CHAIN.items():
+        (chain / "versions" / f"{rev}.py").write_text(
+            f'"""bench {rev}"""\nfrom alembic import op\nimport sqlalchemy as sa\n\nrevision = {rev!r}\n'
+            f"down_revision = {down!r}\nbranch_labels = None\ndepends_on = None\n\n\n"
+            f"def upgrade():\n    {body}\n\n\ndef downgrade():\n    pass\n")
+    return chain
+
+
+def admin(url: str, sql: str) -> None:
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(sql)  # bench scaffolding: the database name is made here
+    conn.close()
+
+
+def reset(db_url: str, slugs: list[str]) -> None:
+    """Put every tenant back at base: an empty schema."""
+    from tenants.names import quoted_schema
+
+    conn = psycopg2.connect(db_url)
+    with conn.cursor() as cur:
+        for start in range(0, len(slugs), 50):  # commit in batches: each dropped object takes a lock slot
+            for slug in slugs[start:start + 50]:
+                cur.execute("DROP SCHEMA IF EXISTS " + quoted_schema(slug) + " CASCADE")
+                cur.execute("CREATE SCHEMA " + quoted_schema(slug))
+            conn.commit()
+    conn.close()
+
+
+def measure(args: list[str], env: dict) -> tuple[float, int, subprocess.CompletedProcess]:
+    """Run a command; return (seconds, peak RSS of its process tree in bytes, result)."""
+    peak = 0
+    started = time.perf_counter()
+    proc = psutil.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            try:
+                tree = [proc, *proc.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            except psutil.Error:
+                pass
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    return seconds, peak, subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+def psql_floor(db_url: str, scripts: list[str], sessions: int, workdir: Path) -> float:
+    """Run the per-tenant SQL scripts through `sessions` concurrent psql processes; return seconds."""
+    files = []
+    for index in range(sessions):
+        path = workdir / f"floor{sessions}_{index}.sql"
+        path.write_text("\n".join(scripts[index::sessions]))
+        files.append(path)
+    started = time.perf_counter()
+    procs = [subprocess.Popen(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db_url, "-f", str(f)],
+                              stdout=subprocess.DEVNULL) for f in files]
+    if any(p.wait() for p in procs):
+        raise SystemExit("psql floor failed")
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tenants", type=int, default=200, help="number of tenant schemas (default 200)")
+    parser.add_argument("--sample", type=int, default=5, help="tenants for the naive per-process baseline")
+    parser.add_argument("--pg-url", default=os.environ.get("PORTAL_TEST_PG_URL",
+                                                           "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    opts = parser.parse_args()
+    from tenants.names import quote_ident, quoted_schema
+    from tenants.replay import render_range
+    from tenants.runtime import Tenancy
+    from tenants.settings import TenantSettings
+
+    n = opts.tenants
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    db_url = make_url(opts.pg_url).set(database=name).render_as_string(hide_password=False)
+    workdir = Path(tempfile.mkdtemp(prefix="bench_upgrade_"))
+    admin(opts.pg_url, "CREATE DATABASE " + quote_ident(name))
+    tenancy = None
+    try:
+        chain = write_chain(workdir)
+        settings = TenantSettings(control_url=db_url, tenant_dir=workdir / "tenants", revision_dir=chain)
+        tenancy = Tenancy(settings)
+        tenancy.ensure_control()
+        slugs = [f"t{i:05d}" for i in range(n)]
+        for slug in slugs:
+            tenancy.registry.add(slug, slug, None)
+            tenancy.registry.set_status(slug, "active")
+        reset(db_url, slugs)
+        head = tenancy.head()
+        env = {**os.environ, "DATABASE_URL": db_url, "PORTAL_REVISION_DIR": str(chain),
+               "PORTAL_INSTANCE_PATH": str(workdir), "PYTHONPATH": str(ROOT)}
+        manage = [sys.executable, str(ROOT / "manage.py")]
+        print(f"{n} tenant schemas, {len(CHAIN)}-revision chain (head {head}), database {name}", flush=True)
+
+        rendered = render_range(tenancy.scripts, "postgresql", None, head)
+        body = "\n".join(sql for _, statements in rendered for sql in statements)
+        scripts = ["BEGIN;\nSET LOCAL search_path TO " + quoted_schema(s) + ";\n" + body + "\nCOMMIT;" for s in slugs]
+        rows: list[tuple[str, float, str]] = []
+        floor1 = psql_floor(db_url, scripts, 1, workdir)
+        reset(db_url, slugs)
+        floor2 = psql_floor(db_url, scripts, 2, workdir)
+        reset(db_url, slugs)
+        rows += [("floor: psql, 1 session", floor1, ""), ("floor: psql, 2 sessions", floor2, "")]
+        print(f"  floors done ({floor1:.1f} s, {floor2:.1f} s)", flush=True)
+
+        sample = slugs[:opts.sample]
+        per = []
+        for slug in sample:
+            seconds, _, done = measure([*manage, "db", "upgrade", "-x", f"tenant={slug}"], env)
+            if done.returncode:
+                raise SystemExit(f"naive baseline failed: {done.stderr[-2000:]}")
+            per.append(seconds)
+        naive = statistics.mean(per) * n
+        rows.append((f"naive: db upgrade per tenant (extrapolated from {len(sample)})", naive, ""))
+        reset(db_url, slugs)
+
+        for label, extra in (("upgrade-all-tenants --jobs 1", ["--jobs", "1"]),
+                             ("upgrade-all-tenants (default jobs)", []),
+                             ("upgrade-all-tenants --no-replay", ["--no-replay"])):
+            seconds, rss, done = measure([*manage, "upgrade-all-tenants", "--quiet", *extra], env)
+            if done.returncode:
+                raise SystemExit(f"{label} failed ({done.returncode}): {done.stdout[-2000:]} {done.stderr[-2000:]}")
+            rows.append((label, seconds, f"peak RSS {rss / 2**20:.0f} MiB"))
+            print(f"  {label}: {seconds:.1f} s", flush=True)
+            if "no-replay" not in label:
+                reset(db_url, slugs)
+
+        noop = [measure([*manage, "upgrade-all-tenants", "--quiet"], env) for _ in range(3)]
+        helps = [measure([*manage, "--help"], env)[0] for _ in range(3)]
+        noop_s = statistics.median(s for s, _, _ in noop)
+        help_s = statistics.median(helps)
+        noop_rss = max(r for _, r, _ in noop) / 2**20
+        rows.append(("no-op run (all at head), median of 3", noop_s, f"peak RSS {noop_rss:.0f} MiB"))
+        rows.append(("manage.py --help, median of 3", help_s, ""))
+
+        print(f"\n{'':<48} {'seconds':>8} {'tenants/s':>10} {'x floor1':>9} {'x floor2':>9}")
+        for label, seconds, note in rows:
+            print(f"{label:<48} {seconds:8.2f} {n / seconds:10.1f} {seconds / floor1:9.2f} {seconds / floor2:9.2f}  "
+                  f"{note}")
+        print(f"\nno-op run minus manage.py --help: {noop_s - help_s:+.2f} s")
+    finally:
+        if tenancy is not None:
+            tenancy.close()
+        if not opts.keep:
+            admin(opts.pg_url, "DROP DATABASE IF EXISTS " + quote_ident(name) + " WITH (FORCE)")
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,355 @@
+"""The fleet runner: one per-tenant unit of work over many tenants, safely and on record.
+
+`upgrade_tenants`, `downgrade_tenants` and `for_each_tenant` are the public entry points; the
+CLI, the console and schedulers call them and only present the RunReport. A run: control
+plane first -> plan from one bulk read -> (nothing to do: record, return) -> fleet lock ->
+plan checks -> run row -> tenants through a bounded pool of processes, each result written
+to the ledger as it arrives -> final status, lock released.
+"""
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import Engine, create_engine
+
+from tenants.engines import driver_url
+from tenants.errors import InvalidUsage, TenantError
+from tenants.fleet_lock import FleetLock
+from tenants.fleet_report import FAILURES, RunReport
+from tenants.ledger import TenantResult, finish_run, ledger_versions, record_result, set_version, start_run
+from tenants.migrator import resolve_target
+from tenants.plan import Plan, Selection, TenantPlan, check_canary, plan_migration, plan_task, select_tenants
+from tenants.registry import utcnow
+from tenants.replay import render_pending
+from tenants.runtime import Tenancy
+from tenants.units import init_worker, process_tenancy, run_unit
+
+# A check run on the plan before any tenant is touched (the migration lint / backup gate plugs in
+# here): it returns notes for the report, or raises a TenantError to refuse the run.
+PlanCheck = Callable[[Tenancy, Plan, "RunOptions"], list[str] | None]
+PLAN_CHECKS: list[PlanCheck] = []
+
+Event = Callable[[str, object], None]
+
+
+@dataclass
+class RunOptions:
+    """How a run goes; None means the settings' or the database's default."""
+
+    jobs: int | None = None
+    fail_fast: bool = False
+    canary: int = 0
+    lock_timeout: float | None = None
+    statement_timeout: float | None = None
+    max_duration: float | None = None
+    retry_busy: bool = False
+    dry_run: bool = False
+    replay: bool = True
+    started_by: str | None = None
+    plan_checks: list[PlanCheck] = field(default_factory=list)
+    heartbeat_every: float = 10.0
+    stale_after: float = 600.0
+
+    def validate(self) -> None:
+        """Refuse impossible values before anything is read or changed."""
+        if self.jobs is not None and self.jobs < 1:
+            raise InvalidUsage(f"--jobs must be at least 1, not {self.jobs}")
+        if self.canary < 0:
+            raise InvalidUsage(f"--canary must not be negative, not {self.canary}")
+        for name in ("lock_timeout", "statement_timeout", "max_duration"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise InvalidUsage(f"--{name.replace('_', '-')} must be positive, not {value}")
+
+    def recorded(self) -> dict:
+        """The options as written to the run row."""
+        return {k: v for k, v in asdict(self).items() if k != "plan_checks" and v not in (None, False, 0, [])}
+
+
+def default_jobs(tenancy: Tenancy, plan: Plan) -> int:
+    """Return a worker count that suits the databases: up to 4 on PostgreSQL, 2 on SQLite files."""
+    cpus = os.cpu_count() or 1
+    urls = {item.tenant.database_url or tenancy.settings.control_url for item in plan.pending}
+    on_postgres = any(url.startswith("postgresql") for url in urls)
+    return max(1, min(4 if on_postgres else 2, cpus))
+
+
+def upgrade_tenants(tenancy: Tenancy, selection: Selection, target: str | None = "head",
+                    options: RunOptions | None = None, on_event: Event | None = None) -> RunReport:
+    """Bring the selected tenants to `target` (default head); see the module docstring."""
+    return _migrate(tenancy, selection, target, False, options or RunOptions(), on_event)
+
+
+def downgrade_tenants(tenancy: Tenancy, selection: Selection, target: str | None,
+                      options: RunOptions | None = None, on_event: Event | None = None) -> RunReport:
+    """Take the selected tenants back to `target` ('base' removes every table)."""
+    return _migrate(tenancy, selection, target, True, options or RunOptions(), on_event)
+
+
+def prepare_migration(tenancy: Tenancy, selection: Selection, target: str | None, downgrade: bool,
+                      options: RunOptions) -> Plan:
+    """Validate, upgrade the control plane, select tenants and plan; raise on bad usage."""
+    options.validate()
+    tenancy.ensure_control()
+    resolved = resolve_target(tenancy.scripts, target)
+    tenants, skipped = select_tenants(tenancy, selection)
+    check_canary(options.canary, tenants)
+    return plan_migration(tenancy, tenants, resolved, downgrade=downgrade, skipped=skipped)
+
+
+def _migrate(tenancy: Tenancy, selection: Selection, target: str | None, downgrade: bool,
+             options: RunOptions, on_event: Event | None) -> RunReport:
+    plan = prepare_migration(tenancy, selection, target, downgrade, options)
+    rendered = render_pending(tenancy, plan) if options.replay and not downgrade and not options.dry_run else {}
+    lock_timeout, statement_timeout = options.lock_timeout, options.statement_timeout
+
+    def params(item: TenantPlan) -> dict:
+        return {"target": plan.target, "downgrade": downgrade, "from": item.current,
+                "outside": item.outside_transaction, "rendered": rendered.get(item.current),
+                "lock_timeout": lock_timeout, "statement_timeout": statement_timeout}
+
+    return FleetRun(tenancy, plan, "migrate", params, options, on_event).execute()
+
+
+def for_each_tenant(tenancy: Tenancy, task: str, selection: Selection, task_params: dict | None = None,
+                    options: RunOptions | None = None, on_event: Event | None = None) -> RunReport:
+    """Run a registered maintenance task on every selected tenant through the same runner."""
+    from tenants.tasks import UNIT_PREFIX, get_task
+
+    options = options or RunOptions()
+    options.validate()
+    get_task(task)
+    tenancy.ensure_control()
+    tenants, skipped = select_tenants(tenancy, selection)
+    check_canary(options.canary, tenants)
+    plan = plan_task(task, tenants, skipped)
+    base = {**(task_params or {}), "lock_timeout": options.lock_timeout,
+            "statement_timeout": options.statement_timeout}
+    return FleetRun(tenancy, plan, UNIT_PREFIX + task, lambda item: base, options, on_event).execute()
+
+
+def ledger_engine(tenancy: Tenancy) -> Engine:
+    """Return the engine a run writes tenant results with.
+
+    On PostgreSQL its sessions use synchronous_commit=off: a result is written the moment it
+    arrives but the run does not wait for its WAL flush (one fsync per tenant instead of two).
+    A crash of the database server may lose the last fraction of a second of results; the
+    tenants' own alembic_version stays the truth, and the next run corrects the ledger from it.
+    """
+    url = tenancy.settings.control_url
+    if not url.startswith("postgresql"):
+        return tenancy.control_engine
+    return create_engine(driver_url(url), pool_size=1, pool_pre_ping=True,
+                         connect_args={"options": "-c synchronous_commit=off", "application_name": "tenant-ledger"})
+
+
+class FleetRun:
+    """One run of one unit over a plan's pending tenants."""
+
+    def __init__(self, tenancy: Tenancy, plan: Plan, unit: str, params: Callable[[TenantPlan], dict],
+                 options: RunOptions, on_event: Event | None) -> None:
+        self.tenancy, self.plan, self.unit, self.params, self.options = tenancy, plan, unit, params, options
+        self.emit = on_event or (lambda event, payload: None)
+        self.report = RunReport(plan.kind, plan.target, plan)
+        self.engine = tenancy.control_engine
+        self.ledger = ledger_engine(tenancy)
+        statement_timeout = options.statement_timeout or tenancy.settings.statement_timeout
+        self.lock = FleetLock(self.engine, stale_after=max(options.stale_after, 2 * statement_timeout))
+        self.pool: ProcessPoolExecutor | None = None
+        self.done = 0
+        self.total = len(plan.pending) + len(plan.errors)
+        self.last_beat = time.monotonic()
+        self.stop: str | None = None
+
+    def execute(self) -> RunReport:
+        """Run the plan and return the report (see the module docstring for the order of things)."""
+        plan, report = self.plan, self.report
+        self.emit("plan", plan)
+        if self.options.dry_run:
+            report.notes += self._checks()
+            return self._finish("dry-run")
+        self._reconcile_ledger()
+        if not plan.pending and not plan.errors:
+            report.run_id = start_run(self.engine, plan.kind, plan.target, self.options.started_by,
+                                      self.options.recorded(), total=len(plan.items))
+            finish_run(self.engine, report.run_id, "ok", report.ledger_counts())
+            return self._finish("ok")
+        try:
+            note = self.lock.acquire()
+        except TenantError as e:
+            # Nothing ran and nothing is recorded; the report still names the tenants left waiting.
+            report.notes.append(str(e))
+            for index, item in enumerate(plan.pending, 1):
+                result = TenantResult(item.slug, "busy", item.current, None, 0.0,
+                                      f"tenant {item.slug!r} is pending in the run that holds the fleet lock")
+                report.results.append(result)
+                self.emit("result", (result, index, len(plan.pending)))
+            return self._finish("locked")
+        try:
+            if note:
+                report.notes.append(note)
+                self.emit("note", note)
+            report.notes += self._checks()
+            report.run_id = start_run(self.engine, plan.kind, plan.target, self.options.started_by,
+                                      self.options.recorded(), total=len(plan.items))
+            self.lock.adopt_run(report.run_id)
+            self.emit("start", report.run_id)
+            for item in plan.errors:
+                self._record(TenantResult(item.slug, item.error_status, item.current, None, 0.0, item.error))
+            self._run_all()
+            status = self._status()
+            finish_run(self.engine, report.run_id, status, report.ledger_counts())
+            return self._finish(status)
+        finally:
+            self._close_pool()
+            self.lock.release()
+            if self.ledger is not self.engine:
+                self.ledger.dispose()
+
+    def _checks(self) -> list[str]:
+        notes: list[str] = []
+        for check in [*PLAN_CHECKS, *self.options.plan_checks]:
+            notes += check(self.tenancy, self.plan, self.options) or []
+        return notes
+
+    def _finish(self, status: str) -> RunReport:
+        self.report.status = status
+        self.report.duration_s = time.monotonic() - self.report.started
+        self.emit("done", self.report)
+        return self.report
+
+    def _status(self) -> str:
+        final = self.report.final().values()
+        if self.stop in ("interrupted", "canary-failed"):
+            return self.stop
+        if self.stop == "max-duration":
+            return "stopped"
+        if any(result.status in FAILURES for result in final):
+            return "failed"
+        return "busy" if any(result.status == "busy" for result in final) else "ok"
+
+    def _reconcile_ledger(self) -> None:
+        """Correct ledger entries of tenants found at target (e.g. a run killed after its commit)."""
+        recorded = ledger_versions(self.engine)
+        stale = [item for item in self.plan.at_target if recorded.get(item.slug, "missing") != item.current]
+        if stale:
+            with self.engine.begin() as conn:
+                for item in stale:
+                    set_version(conn, item.slug, item.current, None)
+            self.report.notes.append(f"ledger corrected for {len(stale)} tenants found at target: "
+                                     + ", ".join(item.slug for item in stale[:10]))
+
+    def _run_all(self) -> None:
+        pending = self.plan.pending
+        canary = self.options.canary
+        if canary:
+            self._run_batch(pending[:canary])
+            if any(r.status != "ok" for r in self.report.final().values()) and not self.stop:
+                self.stop = "canary-failed"
+                self.report.notes.append(f"canary of {canary} tenants failed: no other tenant was started")
+            pending = pending[canary:]
+        self._run_batch(pending)
+        if self.options.retry_busy and not self.stop:
+            final = self.report.final()
+            again = [item for item in self.plan.pending if final.get(item.slug) and
+                     final[item.slug].status in ("busy", "timeout")]
+            if again:
+                self.report.notes.append(f"retrying {len(again)} busy or timed-out tenants once")
+                self.total += len(again)
+                self._run_batch(again)
+
+    def _should_stop(self) -> bool:
+        limit = self.options.max_duration
+        if not self.stop and limit is not None and time.monotonic() - self.report.started > limit:
+            self.stop = "max-duration"
+            self.report.notes.append(f"--max-duration {limit:g} s reached: no new tenant started")
+        return self.stop is not None
+
+    def _args(self, item: TenantPlan) -> tuple:
+        return (self.tenancy.settings, item.slug, item.tenant.database_url, self.unit, self.params(item))
+
+    def _run_batch(self, items: list[TenantPlan]) -> None:
+        jobs = self.options.jobs or default_jobs(self.tenancy, self.plan)
+        if jobs == 1 or len(self.plan.pending) == 1:
+            process_tenancy(self.tenancy.settings, self.tenancy)
+            for index, item in enumerate(items):
+                if self._should_stop():
+                    self.report.not_started += [i.slug for i in items[index:]]
+                    return
+                try:
+                    self._record(run_unit(*self._args(item)))
+                except KeyboardInterrupt:
+                    self.stop = "interrupted"
+            return
+        queue = list(items)
+        running: dict[Future, TenantPlan] = {}
+        while queue or running:
+            try:
+                while queue and len(running) < jobs and not self._should_stop():
+                    item = queue.pop(0)
+                    running[self._start_pool(jobs).submit(run_unit, *self._args(item))] = item
+                if self.stop and queue:
+                    self.report.not_started += [i.slug for i in queue]
+                    queue = []
+                if not running:
+                    break
+                finished, _ = wait(running, timeout=self.options.heartbeat_every, return_when=FIRST_COMPLETED)
+            except KeyboardInterrupt:
+                self.stop = "interrupted"  # workers ignore Ctrl-C: the in-flight tenants finish and are recorded
+                continue
+            for future in finished:
+                item = running.pop(future)
+                try:
+                    result = future.result()
+                except BrokenProcessPool as e:
+                    self._close_pool()
+                    result = TenantResult(item.slug, "failed", item.current, None, 0.0,
+                                          f"tenant {item.slug!r}: its worker process died ({e}); "
+                                          "its transaction was rolled back")
+                self._record(result)
+            self._beat()
+
+    def _start_pool(self, jobs: int) -> ProcessPoolExecutor:
+        if self.pool is None:
+            # No connection crosses the fork: the parent's pools are emptied first, the children
+            # open their own; the revision chain is already loaded and is inherited.
+            self.tenancy.scripts.get_current_head()
+            self.tenancy.engines.dispose()
+            self.ledger.dispose()
+            process_tenancy(self.tenancy.settings, self.tenancy)
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("fork" if "fork" in methods else None)
+            self.pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=init_worker,
+                                            initargs=(self.tenancy.settings,))
+        return self.pool
+
+    def _close_pool(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+    def _beat(self) -> None:
+        if time.monotonic() - self.last_beat >= self.options.heartbeat_every:
+            self.lock.heartbeat()
+            self.last_beat = time.monotonic()
+
+    def _record(self, result: TenantResult) -> None:
+        """Write one result to the ledger now, then tell the presenter."""
+        began = utcnow() - timedelta(milliseconds=result.duration_ms)
+        record_result(self.ledger, self.report.run_id, result, began)
+        if result.status != "ok" and result.to_revision and result.to_revision != result.from_revision:
+            with self.ledger.begin() as conn:  # partial progress: a flagged revision committed on its own
+                set_version(conn, result.slug, result.to_revision, self.report.run_id)
+        self.report.results.append(result)
+        if self.options.fail_fast and result.status in FAILURES and not self.stop:
+            self.stop = "fail-fast"
+            self.report.notes.append(f"--fail-fast: {result.slug} failed, no other tenant was started")
+        self.done += 1
+        self.emit("result", (result, self.done, self.total))
+        self._beat()

@@ -1,0 +1,101 @@
+"""Scaffolding for the fleet tests: temporary revision chains, tenants with data, live reads."""
+
+import dataclasses
+import shutil
+import textwrap
+from pathlib import Path
+
+from sqlalchemy import text
+
+from tenants.lifecycle import create_tenant
+from tenants.migrator import current_revision
+from tenants.runtime import Tenancy
+from tenants.settings import PROJECT_ROOT, TenantSettings
+
+# A revision that takes long enough per tenant for a test to act while a run is under way.
+SLOW = """
+if op.get_context().dialect.name == "postgresql":
+    op.execute("SELECT pg_sleep({seconds})")
+else:
+    import time
+    time.sleep({seconds})
+"""
+
+# Records that it ran: a second application would show as a second row (or fail on the table).
+LOGGED = """
+op.create_table("applied_log", sa.Column("id", sa.Integer, primary_key=True), sa.Column("note", sa.String(40)))
+op.execute("INSERT INTO applied_log (note) VALUES ('{rev}')")
+"""
+
+
+def write_chain(tmp_path: Path, revisions: dict[str, tuple[str, str, str]], name: str = "chain") -> Path:
+    """Copy migrations/ and add {rev: (down_revision, upgrade body, downgrade body)}."""
+    target = tmp_path / name
+    shutil.copytree(PROJECT_ROOT / "migrations", target, ignore=shutil.ignore_patterns("control", "__pycache__"))
+    for rev, (down, up, back) in revisions.items():
+        source = f'''"""test revision {rev}"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = {rev!r}
+down_revision = {down!r}
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+{textwrap.indent(textwrap.dedent(up).strip() or "pass", "    ")}
+
+
+def downgrade():
+{textwrap.indent(textwrap.dedent(back).strip() or "pass", "    ")}
+'''
+        (target / "versions" / f"{rev}_test.py").write_text(source)
+    return target
+
+
+def with_chain(settings: TenantSettings, chain: Path) -> TenantSettings:
+    """Return `settings` pointed at another revision chain."""
+    return dataclasses.replace(settings, revision_dir=chain)
+
+
+def make_tenants(tenancy: Tenancy, slugs: list[str], stock: int = 5) -> None:
+    """Create tenants at the head of the project's chain, each with a role, a user and a product."""
+    for slug in slugs:
+        create_tenant(tenancy, slug)
+        with tenancy.storage(slug).begin() as conn:
+            conn.execute(text("INSERT INTO roles (id, name, description) VALUES (1, 'staff', 'Staff of " + slug
+                              + "')"))
+            conn.execute(text("INSERT INTO users (id, email, full_name, password_hash, active, created_at) "
+                              "VALUES (1, :e, 'Ann Example', 'x', true, CURRENT_TIMESTAMP)"), {"e": f"ann@{slug}.test"})
+            conn.execute(text("INSERT INTO products (id, name, sku, price, stock, active, created_at) VALUES "
+                              "(1, 'Widget', 'W-1', 9.50, :s, true, CURRENT_TIMESTAMP)"), {"s": stock})
+
+
+def live(tenancy: Tenancy, slug: str) -> str | None:
+    """Return the tenant's own alembic_version."""
+    return current_revision(tenancy.storage(slug))
+
+
+def rows(tenancy: Tenancy, slug: str, sql: str) -> list[tuple]:
+    """Run a read in the tenant and return its rows as tuples."""
+    with tenancy.storage(slug).begin() as conn:
+        return [tuple(row) for row in conn.execute(text(sql))]
+
+
+def has_table(tenancy: Tenancy, slug: str, table: str) -> bool:
+    """Return whether the tenant has `table`."""
+    from sqlalchemy import inspect
+
+    storage = tenancy.storage(slug)
+    with storage.begin() as conn:
+        return inspect(conn).has_table(table, schema=storage.version_table_schema)
+
+
+def columns(tenancy: Tenancy, slug: str, table: str) -> set[str]:
+    """Return the column names of a tenant's table."""
+    from sqlalchemy import inspect
+
+    storage = tenancy.storage(slug)
+    with storage.begin() as conn:
+        return {column["name"] for column in inspect(conn).get_columns(table, schema=storage.version_table_schema)}

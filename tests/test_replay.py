@@ -1,0 +1,110 @@
+"""The replay fast path (SQL rendered once, run in each tenant) leaves the same schema and data as Alembic online."""
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from tenants.fleet import RunOptions, downgrade_tenants, upgrade_tenants
+from tenants.plan import Selection
+from tenants.replay import render_range
+from tenants.runtime import Tenancy
+from tests.fleet_support import live, make_tenants, with_chain, write_chain
+
+# Column adds with defaults, new tables with keys, indexes (plain, unique, partial), an enum type,
+# a rename, a type change, data with quotes, '%' and bound values, and a CHECK constraint.
+RICH_CHAIN = {
+    "0004": ("0003", """
+        op.create_table("suppliers",
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("name", sa.String(120), nullable=False, server_default="unnamed"),
+            sa.Column("rating", sa.Numeric(3, 1), server_default=sa.text("2.5")),
+            sa.Column("tier", sa.Enum("gold", "silver", name="supplier_tier"), nullable=False, server_default="silver"))
+        op.create_index("ix_suppliers_name", "suppliers", ["name"])
+        """, ""),
+    "0005": ("0004", """
+        op.add_column("products", sa.Column("supplier_id", sa.Integer,
+                      sa.ForeignKey("suppliers.id", name="fk_products_supplier_id_suppliers", ondelete="SET NULL")))
+        op.add_column("products", sa.Column("note", sa.Text, server_default="100% 'real' :colon", nullable=False))
+        op.create_index("uq_products_name_active", "products", ["name"], unique=True,
+                        postgresql_where=sa.text("active"))
+        """, ""),
+    "0006": ("0005", """
+        op.execute("INSERT INTO suppliers (name, tier) VALUES ('O''Brien & 50% off', 'gold')")
+        t = sa.table("suppliers", sa.column("name", sa.String), sa.column("tier", sa.String))
+        op.bulk_insert(t, [{"name": "Acme :x %(y)s", "tier": "silver"}, {"name": "Beta", "tier": "gold"}])
+        op.alter_column("roles", "description", new_column_name="summary")
+        op.alter_column("suppliers", "name", type_=sa.String(200), existing_type=sa.String(120))
+        op.create_check_constraint("ck_suppliers_rating_range", "suppliers", "rating BETWEEN 0 AND 5")
+        """, ""),
+}
+
+SIGNATURE = [
+    ("columns", "SELECT table_name, column_name, ordinal_position, data_type, character_maximum_length, "
+                "numeric_precision, numeric_scale, is_nullable, column_default FROM information_schema.columns "
+                "WHERE table_schema = current_schema() ORDER BY 1, 3"),
+    ("constraints", "SELECT r.relname, c.conname, c.contype, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+                    "JOIN pg_class r ON r.oid = c.conrelid WHERE r.relnamespace = current_schema()::regnamespace "
+                    "ORDER BY 1, 2"),
+    ("indexes", "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+                "ORDER BY 1, 2"),
+    ("types", "SELECT t.typname, e.enumlabel, e.enumsortorder FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid "
+              "WHERE t.typnamespace = current_schema()::regnamespace ORDER BY 1, 3"),
+    ("data", "SELECT id, name, tier, rating FROM suppliers ORDER BY id"),
+    ("roles", "SELECT id, name, summary FROM roles ORDER BY id"),
+    ("version", "SELECT version_num FROM alembic_version"),
+]
+
+
+def signature(tenancy: Tenancy, slug: str) -> dict[str, list]:
+    """Return the tenant's schema and data as comparable rows, with its schema name taken out."""
+    schema = "tenant_" + slug
+    with tenancy.storage(slug).begin() as conn:
+        return {name: [tuple(str(v).replace(schema, "<tenant>") if v is not None else None for v in row)
+                       for row in conn.execute(text(sql))] for name, sql in SIGNATURE}
+
+
+@pytest.fixture
+def rich_fleet(settings, tmp_path: Path, tenancy: Tenancy):  # type: ignore[no-untyped-def]
+    """Tenants 'online_t' and 'replay_t' at base, and a Tenancy over the rich chain."""
+    from tests.conftest import require_postgres
+
+    require_postgres()
+    if not settings.control_url.startswith("postgresql"):
+        pytest.skip("the replay fast path is PostgreSQL only; SQLite tenants always run Alembic online")
+    make_tenants(tenancy, ["online_t", "replay_t"])
+    assert downgrade_tenants(tenancy, Selection(), "base").exit_code == 0
+    fleet = Tenancy(with_chain(settings, write_chain(tmp_path, RICH_CHAIN)))
+    yield fleet
+    fleet.close()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_replay_and_online_leave_identical_schemas(rich_fleet: Tenancy) -> None:
+    online = upgrade_tenants(rich_fleet, Selection(tenants=("online_t",)), options=RunOptions(replay=False))
+    replayed = upgrade_tenants(rich_fleet, Selection(tenants=("replay_t",)), options=RunOptions(replay=True))
+    assert online.exit_code == replayed.exit_code == 0
+    assert "Alembic online" in online.results[0].detail
+    assert "replayed SQL" in replayed.results[0].detail
+    assert live(rich_fleet, "replay_t") == "0006"
+    expected = signature(rich_fleet, "online_t")
+    assert expected["data"][0][1] == "O'Brien & 50% off" and expected["data"][1][1] == "Acme :x %(y)s"
+    assert signature(rich_fleet, "replay_t") == expected
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_range_needing_a_live_connection_runs_online(rich_fleet: Tenancy, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    chain = {**RICH_CHAIN, "0007": ("0006", """
+        count = op.get_bind().execute(sa.text("SELECT count(*) FROM suppliers")).scalar()
+        op.execute(sa.text("UPDATE suppliers SET rating = :n").bindparams(n=count))
+        """, "")}
+    fleet = Tenancy(with_chain(settings, write_chain(tmp_path, chain, "live_chain")))
+    try:
+        with pytest.raises(AttributeError):
+            render_range(fleet.scripts, "postgresql", None, "0007")
+        report = upgrade_tenants(fleet, Selection(), options=RunOptions(jobs=2))
+        assert report.exit_code == 0
+        assert all("Alembic online" in r.detail for r in report.results)
+        assert {s: live(fleet, s) for s in ("online_t", "replay_t")} == {"online_t": "0007", "replay_t": "0007"}
+    finally:
+        fleet.close()
