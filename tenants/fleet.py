@@ -15,11 +15,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Engine, create_engine
 
 from tenants.engines import driver_url
 from tenants.errors import InvalidUsage, TenantError
+from tenants.fleet_gate import needs_backup
 from tenants.fleet_lock import FleetLock
 from tenants.fleet_report import FAILURES, RunReport
 from tenants.ledger import TenantResult, finish_run, ledger_versions, record_result, set_version, start_run
@@ -53,6 +55,10 @@ class RunOptions:
     replay: bool = True
     started_by: str | None = None
     plan_checks: list[PlanCheck] = field(default_factory=list)
+    allow_destructive: bool = False
+    strict: bool = False
+    backup: bool = False
+    gate: Any = None  # the lint's GateReport, set by the gate check of an upgrade run
     heartbeat_every: float = 10.0
     stale_after: float = 600.0
 
@@ -69,7 +75,8 @@ class RunOptions:
 
     def recorded(self) -> dict:
         """The options as written to the run row."""
-        return {k: v for k, v in asdict(self).items() if k != "plan_checks" and v not in (None, False, 0, [])}
+        return {k: v for k, v in asdict(self).items()
+                if k not in ("plan_checks", "gate") and v not in (None, False, 0, [])}
 
 
 def default_jobs(tenancy: Tenancy, plan: Plan) -> int:
@@ -82,8 +89,12 @@ def default_jobs(tenancy: Tenancy, plan: Plan) -> int:
 
 def upgrade_tenants(tenancy: Tenancy, selection: Selection, target: str | None = "head",
                     options: RunOptions | None = None, on_event: Event | None = None) -> RunReport:
-    """Bring the selected tenants to `target` (default head); see the module docstring."""
-    return _migrate(tenancy, selection, target, False, options or RunOptions(), on_event)
+    """Bring the selected tenants to `target` (default head), past the lint gate; see the module docstring."""
+    from tenants.fleet_gate import lint_gate
+
+    options = options or RunOptions()
+    options.plan_checks = [*options.plan_checks, lint_gate]
+    return _migrate(tenancy, selection, target, False, options, on_event)
 
 
 def downgrade_tenants(tenancy: Tenancy, selection: Selection, target: str | None,
@@ -112,7 +123,8 @@ def _migrate(tenancy: Tenancy, selection: Selection, target: str | None, downgra
     def params(item: TenantPlan) -> dict:
         return {"target": plan.target, "downgrade": downgrade, "from": item.current,
                 "outside": item.outside_transaction, "rendered": rendered.get(item.current),
-                "lock_timeout": lock_timeout, "statement_timeout": statement_timeout}
+                "lock_timeout": lock_timeout, "statement_timeout": statement_timeout,
+                "backup": not downgrade and needs_backup(options, item.steps)}
 
     return FleetRun(tenancy, plan, "migrate", params, options, on_event).execute()
 
@@ -272,7 +284,8 @@ class FleetRun:
         return self.stop is not None
 
     def _args(self, item: TenantPlan) -> tuple:
-        return (self.tenancy.settings, item.slug, item.tenant.database_url, self.unit, self.params(item))
+        params = {**self.params(item), "run_id": self.report.run_id}
+        return (self.tenancy.settings, item.slug, item.tenant.database_url, self.unit, params)
 
     def _run_batch(self, items: list[TenantPlan]) -> None:
         jobs = self.options.jobs or default_jobs(self.tenancy, self.plan)

@@ -108,8 +108,13 @@ def migration_command(function: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.command("upgrade-all-tenants")
 @click.option("--to", "target", default="head", show_default=True, help="Target revision.")
+@click.option("--allow-destructive", is_flag=True,
+              help="Let reviewed data-loss hazards through the lint gate (tenants are backed up first).")
+@click.option("--strict", is_flag=True, help="Stop on lock and other lint warnings too.")
+@click.option("--backup", is_flag=True, help="Back up every tenant before it migrates.")
 @migration_command
-def upgrade_all_tenants_command(target: str, **kw: Any) -> None:
+def upgrade_all_tenants_command(target: str, allow_destructive: bool, strict: bool, backup: bool,
+                                **kw: Any) -> None:
     """Upgrade the control plane, then every active tenant, each in its own transaction.
 
     Exit codes: 0 all at target; 1 some tenants failed; 2 bad usage (nothing changed);
@@ -119,7 +124,8 @@ def upgrade_all_tenants_command(target: str, **kw: Any) -> None:
         return _print_sql(target, False, kw)
     from tenants.fleet import upgrade_tenants
 
-    options = _options(kw, dry_run=kw["dry_run"], replay=not kw["no_replay"])
+    options = _options(kw, dry_run=kw["dry_run"], replay=not kw["no_replay"],
+                       allow_destructive=allow_destructive, strict=strict, backup=backup)
     _present(kw, lambda on_event: upgrade_tenants(get_tenancy(), _selection(kw), target, options, on_event))
 
 

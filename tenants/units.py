@@ -110,6 +110,14 @@ def migrate_unit(tenancy: Tenancy, storage: TenantStorage, params: dict) -> Tena
     target, downgrade = params["target"], params.get("downgrade", False)
     from_rev = params.get("from")
     outside = set(params.get("outside") or ())
+    if params.get("backup"):
+        from tenants.backups import BackupFailed, backup_tenant
+
+        try:
+            backup_tenant(tenancy, storage.slug, params.get("run_id"))
+        except BackupFailed as e:
+            return TenantResult(storage.slug, "failed", from_rev, None, (time.perf_counter() - started) * 1000,
+                                f"{e}; its upgrade was skipped, the tenant is unchanged")
     if not outside:
         outcome, how = None, "replayed SQL"
         if params.get("rendered") is not None:
