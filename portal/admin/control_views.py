@@ -9,7 +9,7 @@ from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import and_, false, or_, select
 from werkzeug.security import generate_password_hash
-from wtforms import PasswordField, SelectField
+from wtforms import PasswordField, SelectChoice, SelectField
 from wtforms.validators import Length, Optional, ValidationError
 
 from portal import audit
@@ -130,7 +130,7 @@ class ResultsView(ControlModelView):
     named_filter_urls = True
 
 
-GRANT_MODEL_CHOICES = [(m, m) for m in (*TENANT_MODELS, *CONTROL_MODELS)]
+GRANT_MODEL_CHOICES = [SelectChoice(m) for m in (*TENANT_MODELS, *CONTROL_MODELS)]
 
 
 class StaffView(AuditedView, ControlModelView):
