@@ -20,6 +20,7 @@ def init_app(app: Flask) -> None:
     from portal.admin.tenant_views import ProductView, RoleView, TenantHomeView, UserView
     from portal.models import Product, Role, User
     from portal.permissions import visible_slugs
+    from portal.tenancy_request import menu_tenant_slug
 
     admin = ConsoleAdmin(
         app, name="Tenant Portal", theme=Bootstrap4Theme(base_template="admin/console_base.html", fluid=True),
@@ -53,4 +54,4 @@ def init_app(app: Flask) -> None:
             tenants = [t for t in current_app.extensions["tenancy"].registry.all() if t.status == "active"]
             allowed = set(visible_slugs(current_user, [t.slug for t in tenants]))
             return [t for t in tenants if t.slug in allowed]
-        return {"switchable_tenants": switchable}
+        return {"switchable_tenants": switchable, "menu_tenant": menu_tenant_slug}
