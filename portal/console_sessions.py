@@ -9,7 +9,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, and_, delete, insert, select
+from sqlalchemy import Connection, Engine, and_, delete, insert, select
 
 from tenants.control_schema import console_sessions, staff
 from tenants.registry import utcnow
@@ -48,15 +48,14 @@ def open_session(engine: Engine, kind: str, lifetime: timedelta, *, staff_id: in
     return token
 
 
-def load_session(engine: Engine, token: str) -> SessionRecord | None:
+def load_session(conn: Connection, token: str) -> SessionRecord | None:
     """Return the live session for `token` (active staff only), or None."""
     s, st = console_sessions.c, staff.c
     query = (select(s.kind, s.staff_id, s.tenant_slug, s.user_id, s.expires_at, st.email, st.full_name,
                     st.is_superuser, st.active)
              .select_from(console_sessions.outerjoin(staff, s.staff_id == st.id))
              .where(s.token_hash == token_hash(token)))
-    with engine.connect() as conn:
-        row = conn.execute(query).first()
+    row = conn.execute(query).first()
     if row is None or _aware(row.expires_at) <= utcnow():
         return None
     if row.kind == "staff" and not row.active:

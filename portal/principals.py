@@ -2,7 +2,7 @@
 
 from functools import lru_cache
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Engine, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from portal.console_sessions import load_session
@@ -71,22 +71,22 @@ def authenticate_tenant_admin(tenancy: Tenancy, slug: str, email: str, password:
         return user.id
 
 
-def load_grants(engine: Engine, staff_id: int) -> tuple[Grant, ...]:
+def load_grants(conn: Connection, staff_id: int) -> tuple[Grant, ...]:
     """Return a staff member's grants."""
     g = staff_grants.c
-    with engine.connect() as conn:
-        rows = conn.execute(select(g.tenant_slug, g.model, g.can_view, g.can_add, g.can_change, g.can_delete)
-                            .where(g.staff_id == staff_id))
-        return tuple(Grant(**row._mapping) for row in rows)
+    rows = conn.execute(select(g.tenant_slug, g.model, g.can_view, g.can_add, g.can_change, g.can_delete)
+                        .where(g.staff_id == staff_id))
+    return tuple(Grant(**row._mapping) for row in rows)
 
 
 def load_principal(tenancy: Tenancy, token: str) -> Principal | None:
     """Return the principal of a live session token, or None when it ended or lost its rights."""
-    record = load_session(tenancy.control_engine, token)
-    if record is None:
-        return None
+    with tenancy.control_engine.connect() as conn:  # one checkout for the session and the grants
+        record = load_session(conn, token)
+        if record is None:
+            return None
+        grants = () if record.kind != "staff" or record.staff_superuser else load_grants(conn, record.staff_id)
     if record.kind == "staff":
-        grants = () if record.staff_superuser else load_grants(tenancy.control_engine, record.staff_id)
         return Principal(token, "staff", record.staff_id, record.staff_email or "", record.staff_name or "",
                          record.staff_superuser, None, grants)
     tenant = tenancy.registry.find(record.tenant_slug)

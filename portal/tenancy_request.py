@@ -45,6 +45,13 @@ def current_tenant() -> Tenant:
     return tenant
 
 
+def request_tenants() -> dict[str, Tenant]:
+    """Return every registered tenant by slug, read once per request (one control-plane query)."""
+    if "registry_tenants" not in g:
+        g.registry_tenants = {t.slug: t for t in current_app.extensions["tenancy"].registry.all()}
+    return g.registry_tenants
+
+
 def menu_tenant_slug() -> str | None:
     """Return the tenant links point to: this request's, else the last one visited, else the first visible."""
     slug = current_tenant_slug()
@@ -53,7 +60,7 @@ def menu_tenant_slug() -> str | None:
     if not current_user.is_authenticated:
         return None
     if "menu_tenant" not in g:
-        slugs = [t.slug for t in current_app.extensions["tenancy"].registry.all() if t.status == "active"]
+        slugs = [t.slug for t in request_tenants().values() if t.status == "active"]
         allowed = visible_slugs(current_user, slugs)
         last = session.get("last_tenant")
         g.menu_tenant = last if last in allowed else (allowed[0] if allowed else None)
@@ -123,7 +130,7 @@ def _bind_request_tenant() -> Any:
         abort(403)
     if not may_enter(current_user, slug):
         abort(403)
-    tenant = current_app.extensions["tenancy"].registry.find(slug)
+    tenant = request_tenants().get(slug)
     if tenant is None:
         abort(404 if current_user.is_superuser else 403)
     if tenant.status != "active":

@@ -1,6 +1,6 @@
 """The Flask-Admin console: one Admin, tenant views under /t/<tenant>/admin, control views under /admin."""
 
-from flask import Flask, current_app
+from flask import Flask
 from flask_admin.theme import Bootstrap4Theme
 from flask_login import current_user
 
@@ -20,7 +20,7 @@ def init_app(app: Flask) -> None:
     from portal.admin.tenant_views import ProductView, RoleView, TenantHomeView, UserView
     from portal.models import Product, Role, User
     from portal.permissions import visible_slugs
-    from portal.tenancy_request import menu_tenant_slug
+    from portal.tenancy_request import menu_tenant_slug, request_tenants
 
     admin = ConsoleAdmin(
         app, name="Tenant Portal", theme=Bootstrap4Theme(base_template="admin/console_base.html", fluid=True),
@@ -51,7 +51,7 @@ def init_app(app: Flask) -> None:
         def switchable() -> list:
             if not current_user.is_authenticated:
                 return []
-            tenants = [t for t in current_app.extensions["tenancy"].registry.all() if t.status == "active"]
+            tenants = [t for t in request_tenants().values() if t.status == "active"]
             allowed = set(visible_slugs(current_user, [t.slug for t in tenants]))
             return [t for t in tenants if t.slug in allowed]
         return {"switchable_tenants": switchable, "menu_tenant": menu_tenant_slug}

@@ -59,31 +59,39 @@ class GrantedModelView(SecureView, ModelView):
         """Return whether the signed-in principal may do `action` here."""
         raise NotImplementedError
 
+    def _right(self, action: str) -> bool:
+        # Templates ask can_edit / can_delete per row: decide once per request and view.
+        rights = g.setdefault("console_rights", {})
+        key = (self.endpoint, action)
+        if key not in rights:
+            rights[key] = has_request_context() and current_user.is_authenticated and self.allowed(action)
+        return rights[key]
+
     def is_accessible(self) -> bool:
-        return has_request_context() and current_user.is_authenticated and self.allowed("view")
+        return has_request_context() and self._right("view")
 
     @property
     def can_create(self) -> bool:  # type: ignore[override]
-        return self.is_accessible() and self.allowed("add")
+        return self.is_accessible() and self._right("add")
 
     @property
     def can_edit(self) -> bool:  # type: ignore[override]
-        return self.is_accessible() and self.allowed("change")
+        return self.is_accessible() and self._right("change")
 
     @property
     def can_delete(self) -> bool:  # type: ignore[override]
-        return self.is_accessible() and self.allowed("delete")
+        return self.is_accessible() and self._right("delete")
 
     def is_action_allowed(self, name: str) -> bool:
         right = self.action_rights.get(name)
-        return right is not None and self.allowed(right) and super().is_action_allowed(name)
+        return right is not None and self._right(right) and super().is_action_allowed(name)
 
     def _handle_view(self, name: str, **kwargs: Any) -> Any:
         response = super()._handle_view(name, **kwargs)
         if response is not None:
             return response
         needed = ENDPOINT_ACTIONS.get(name)
-        if needed and not self.allowed(needed):
+        if needed and not self._right(needed):
             abort(403)
         if name == "action_view" and request.method == "POST":
             if not self.is_action_allowed(request.form.get("action", "")):
