@@ -4,6 +4,7 @@
 from flask.cli import FlaskGroup
 
 from portal import create_app
+from portal.staff import register as register_staff
 from tenants.cli import register
 from tenants.fleet_cli import register as register_fleet
 from tenants.safety_cli import register as register_safety
@@ -12,6 +13,7 @@ cli = FlaskGroup(create_app=create_app, help="Tenant Portal operator commands.")
 register(cli)
 register_fleet(cli)
 register_safety(cli)
+register_staff(cli)
 
 if __name__ == "__main__":
     cli()

@@ -1,15 +1,14 @@
 """The landing page."""
 
-from flask import Blueprint, Flask, current_app, render_template
+from flask import Blueprint, Flask, render_template
 
 bp = Blueprint("home", __name__)
 
 
 @bp.route("/")
 def index() -> str:
-    """List the tenants."""
-    tenancy = current_app.extensions["tenancy"]
-    return render_template("home.html", tenants=tenancy.registry.all())
+    """Lead to the console (tenant names are shown only after sign-in)."""
+    return render_template("home.html")
 
 
 def init_app(app: Flask) -> None:

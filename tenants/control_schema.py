@@ -146,3 +146,17 @@ backups = Table(
     Column("size_bytes", Integer),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# Signed-in console sessions: the cookie carries a random token, this table its hash, so
+# logout (or a password change) ends a session even if its cookie was copied.
+console_sessions = Table(
+    "console_sessions", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("kind", String(10), nullable=False),
+    Column("staff_id", Integer, ForeignKey("staff.id", ondelete="CASCADE"), index=True),
+    Column("tenant_slug", String(40), index=True),
+    Column("user_id", Integer),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("kind IN ('staff', 'tenant')", name="kind"),
+)

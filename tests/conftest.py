@@ -22,6 +22,8 @@ from portal.config import TestConfig
 from tenants.runtime import Tenancy
 from tenants.settings import PROJECT_ROOT, TenantSettings
 
+pytest_plugins = ["tests.console_support"]
+
 PG_ADMIN_URL = os.environ.get("PORTAL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ["sqlite", "postgresql"]
 

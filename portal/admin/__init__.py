@@ -1,0 +1,57 @@
+"""The Flask-Admin console: one Admin, tenant views under /t/<tenant>/admin, control views under /admin."""
+
+from flask import Flask
+from flask_admin.theme import Bootstrap4Theme
+from flask_login import current_user
+
+from portal.extensions import db
+from portal.security_headers import csp_nonce, handler_hashes
+
+TENANT_URL = "/t/<tenant>/admin"
+
+
+def init_app(app: Flask) -> None:
+    """Build the console's Admin and views for `app` (one set per app: views hold per-app state)."""
+    from portal.admin.base import ConsoleAdmin
+    from portal.admin.control_models import AuditEntry, MigrationRun, StaffMember, TenantRecord, TenantResultRecord
+    from portal.admin.control_views import HistoryView, ResultsView, RunsView, StaffView, TenantsView
+    from portal.admin.dashboard import DashboardView
+    from portal.admin.find import FindView
+    from portal.admin.tenant_views import ProductView, RoleView, TenantHomeView, UserView
+    from portal.models import Product, Role, User
+    from portal.permissions import visible_slugs
+    from portal.tenancy_request import menu_tenant_slug, request_tenants
+
+    admin = ConsoleAdmin(
+        app, name="Tenant Portal", theme=Bootstrap4Theme(base_template="admin/console_base.html", fluid=True),
+        index_view=DashboardView(name="Dashboard", url="/admin", endpoint="admin"), csp_nonce_generator=csp_nonce,
+    )
+    history = HistoryView(AuditEntry, db, name="History", endpoint="history", url="/admin/history",
+                          category="Control")
+    admin.add_views(
+        TenantHomeView(name="Overview", endpoint="tenant_home", url=TENANT_URL),
+        UserView(User, name="Users", endpoint="user", url=f"{TENANT_URL}/user"),
+        RoleView(Role, name="Roles", endpoint="role", url=f"{TENANT_URL}/role"),
+        ProductView(Product, name="Products", endpoint="product", url=f"{TENANT_URL}/product"),
+        FindView(name="Find", endpoint="find", url="/admin/find"),
+        TenantsView(TenantRecord, db, name="Tenants", endpoint="tenants", url="/admin/tenants", category="Control"),
+        RunsView(MigrationRun, db, name="Migration runs", endpoint="runs", url="/admin/runs", category="Control"),
+        ResultsView(TenantResultRecord, db, name="Tenant results", endpoint="results", url="/admin/results",
+                    category="Control"),
+        StaffView(StaffMember, db, name="Staff & grants", endpoint="staff", url="/admin/staff", category="Control"),
+        history,
+    )
+    app.extensions["console_history_view"] = history
+    actions = {name for view in admin._views for name in getattr(view, "_actions_data", {})}
+    app.extensions["csp_handler_hashes"] = handler_hashes(actions)
+
+    @app.context_processor
+    def tenant_switcher() -> dict:
+        """Give console templates the tenants the signed-in person may switch to."""
+        def switchable() -> list:
+            if not current_user.is_authenticated:
+                return []
+            tenants = [t for t in request_tenants().values() if t.status == "active"]
+            allowed = set(visible_slugs(current_user, [t.slug for t in tenants]))
+            return [t for t in tenants if t.slug in allowed]
+        return {"switchable_tenants": switchable, "menu_tenant": menu_tenant_slug}

@@ -1,0 +1,250 @@
+"""Control-plane pages: Tenants (with the upgrade action), Migration runs, Staff & grants, History."""
+
+import json
+from typing import Any
+
+from flask import current_app, flash, g, url_for
+from flask_admin.actions import action
+from flask_login import current_user
+from markupsafe import Markup
+from sqlalchemy import and_, false, or_, select
+from werkzeug.security import generate_password_hash
+from wtforms import PasswordField, SelectChoice, SelectField
+from wtforms.validators import Length, Optional, ValidationError
+
+from portal import audit
+from portal.admin.base import AuditedView, ControlModelView, escaped_lines
+from portal.admin.control_models import AuditEntry, MigrationRun, StaffGrant, StaffMember, TenantRecord
+from portal.admin.tenant_actions import upgrade_selected
+from portal.console_sessions import close_staff_sessions
+from portal.extensions import db
+from portal.permissions import CONTROL_MODELS, TENANT_MODELS, can_control
+from tenants.ledger import last_results
+from tenants.registry import Tenant, utcnow
+
+FAILED_RESULTS = ("failed", "timeout", "unreachable")
+
+
+def pending_count(tenancy: Any, revision: str | None) -> int:
+    """Return how many revisions of the tenant chain lie between `revision` and head."""
+    head = tenancy.head()
+    if revision == head:
+        return 0
+    return len(list(tenancy.scripts.iterate_revisions(head, revision or "base")))
+
+
+def _fleet_facts() -> dict[str, Any]:
+    if "fleet_facts" not in g:
+        tenancy = current_app.extensions["tenancy"]
+        g.fleet_facts = {"head": tenancy.head(), "last": last_results(tenancy.control_engine)}
+    return g.fleet_facts
+
+
+def _storage_label(model: TenantRecord) -> str:
+    tenancy = current_app.extensions["tenancy"]
+    tenant = Tenant(model.slug, model.display_name, model.status, model.status_reason, model.database_url,
+                    model.created_at)
+    return tenancy.storage(tenant).describe()
+
+
+def _pending(view: Any, context: Any, model: TenantRecord, name: str) -> Any:
+    count = pending_count(current_app.extensions["tenancy"], model.revision)
+    return Markup('<span class="badge badge-warning">{}</span>').format(count) if count else "0"
+
+
+def _last_result(view: Any, context: Any, model: TenantRecord, name: str) -> Any:
+    last = _fleet_facts()["last"].get(model.slug)
+    if last is None:
+        return "-"
+    text = f"{last['status']} ({last['started_at']:%Y-%m-%d %H:%M})"
+    if last["status"] in FAILED_RESULTS:
+        return Markup('<span class="text-danger" title="{}">{}</span>').format(last["error"] or "", text)
+    return text
+
+
+class TenantsView(ControlModelView):
+    grant_model = "tenants"
+    can_create = False
+    can_edit = False
+    can_delete = False
+    column_list = ["slug", "display_name", "status", "revision", "pending", "last_result", "database"]
+    column_details_list = ["slug", "display_name", "status", "status_reason", "revision", "pending", "last_result",
+                           "database", "created_at", "updated_at"]
+    column_labels = {"revision": "Current revision", "display_name": "Name"}
+    column_searchable_list = ["slug", "display_name"]
+    column_filters = ["status"]
+    column_sortable_list = ["slug", "display_name", "status"]
+    column_default_sort = "slug"
+    column_formatters = {"pending": _pending, "last_result": _last_result,
+                         "database": lambda v, c, m, n: _storage_label(m)}
+    column_descriptions = {"pending": "Revisions between the current one and head."}
+    action_rights = {"upgrade": "change"}
+
+    @action("upgrade", "Upgrade selected to head", "Upgrade the selected tenants to the head revision?")
+    def action_upgrade(self, ids: list[str]) -> None:
+        wanted = [int(i) for i in ids if i.isdigit()]
+        slugs = db.session.scalars(select(TenantRecord.slug).where(TenantRecord.id.in_(wanted))
+                                   .order_by(TenantRecord.slug)).all()
+        tenancy = current_app.extensions["tenancy"]
+        for report in upgrade_selected(tenancy, list(slugs), started_by=f"console:{current_user.email}"):
+            flash(f"{report.slug}: {report.message}", "success" if report.ok else "error")
+            audit.record(tenancy.control_engine, current_user, report.slug, "tenants", report.slug, report.slug,
+                         "upgrade", {"result": "ok" if report.ok else "failed", "detail": report.message})
+
+
+def _run_results(view: Any, context: Any, model: MigrationRun, name: str) -> Markup:
+    rows = [Markup("<tr><td>{}</td><td>{}</td><td>{} &rarr; {}</td><td>{}</td><td>{}</td></tr>").format(
+        r.tenant_slug, r.status, r.from_revision or "base", r.to_revision or "-",
+        f"{r.duration_ms:.0f} ms" if r.duration_ms is not None else "", r.error or "") for r in model.results]
+    head = Markup("<tr><th>tenant</th><th>status</th><th>revisions</th><th>time</th><th>error</th></tr>")
+    return Markup('<table class="table table-sm">{}{}</table>').format(head, Markup("").join(rows))
+
+
+class RunsView(ControlModelView):
+    grant_model = "runs"
+    can_create = False
+    can_edit = False
+    can_delete = False
+    column_list = ["started_at", "kind", "target", "status", "started_by", "tenants_total", "tenants_ok",
+                   "tenants_failed", "tenants_busy", "finished_at"]
+    column_details_list = ["id", *column_list, "host", "pid", "options", "results"]
+    column_labels = {"tenants_total": "Tenants", "tenants_ok": "OK", "tenants_failed": "Failed",
+                     "tenants_busy": "Busy"}
+    column_filters = ["kind", "status", "started_at", "started_by"]
+    column_sortable_list = ["started_at", "kind", "status", "finished_at"]
+    column_default_sort = ("started_at", True)
+    column_formatters_detail = {"results": _run_results}
+
+
+class ResultsView(ControlModelView):
+    grant_model = "runs"
+    can_create = False
+    can_edit = False
+    can_delete = False
+    column_list = ["started_at", "tenant_slug", "status", "from_revision", "to_revision", "duration_ms", "error",
+                   "run_id"]
+    column_labels = {"tenant_slug": "Tenant", "run_id": "Run"}
+    column_filters = ["tenant_slug", "status", "run_id", "started_at"]
+    column_sortable_list = ["started_at", "tenant_slug", "status", "duration_ms"]
+    column_default_sort = ("started_at", True)
+    named_filter_urls = True
+
+
+GRANT_MODEL_CHOICES = [SelectChoice(m) for m in (*TENANT_MODELS, *CONTROL_MODELS)]
+
+
+class StaffView(AuditedView, ControlModelView):
+    """Staff accounts and their grants: superusers only (a grant to edit staff would be a grant of everything)."""
+
+    grant_model = "staff"
+    column_list = ["email", "full_name", "active", "is_superuser", "grants", "created_at", "last_login_at"]
+    column_details_list = column_list
+    column_searchable_list = ["email", "full_name"]
+    column_filters = ["active", "is_superuser"]
+    column_sortable_list = ["email", "full_name", "active", "is_superuser", "last_login_at"]
+    column_default_sort = "email"
+    column_export_list = ["email", "full_name", "active", "is_superuser", "created_at", "last_login_at"]
+    can_export = True
+    form_columns = ["email", "full_name", "active", "is_superuser", "password"]
+    form_extra_fields = {"password": PasswordField(
+        "Password", validators=[Optional(), Length(min=8, max=1024)],
+        description="Write-only: required for a new account, leave blank to keep the current one.")}
+    inline_models = [(StaffGrant, {
+        "form_columns": ["id", "tenant_slug", "model", "can_view", "can_add", "can_change", "can_delete"],
+        "form_overrides": {"model": SelectField},
+        "form_args": {"model": {"choices": GRANT_MODEL_CHOICES},
+                      "tenant_slug": {"description": "Empty: every tenant."}},
+    })]
+
+    def allowed(self, action: str) -> bool:
+        return current_user.is_authenticated and current_user.kind == "staff" and current_user.is_superuser
+
+    def on_model_change(self, form: Any, model: StaffMember, is_created: bool) -> None:
+        model.email = (model.email or "").strip().lower()
+        for grant in model.grants:
+            grant.tenant_slug = (grant.tenant_slug or "").strip().lower() or None
+        if form.password.data:
+            model.password_hash = generate_password_hash(form.password.data)
+        elif is_created:
+            raise ValidationError("A new staff member needs a password.")
+        if is_created:
+            model.created_at = utcnow()
+        super().on_model_change(form, model, is_created)
+
+    def after_model_change(self, form: Any, model: StaffMember, is_created: bool) -> None:
+        super().after_model_change(form, model, is_created)
+        if not is_created and (form.password.data or not model.active):
+            close_staff_sessions(current_app.extensions["tenancy"].control_engine, model.id)
+
+
+def _changes(view: Any, context: Any, model: AuditEntry, name: str) -> Markup | str:
+    if not model.changes:
+        return ""
+    try:
+        changes = json.loads(model.changes)
+    except ValueError:
+        return model.changes
+    lines = []
+    for field, value in sorted(changes.items()):
+        if model.action == "change" and isinstance(value, list) and len(value) == 2:
+            lines.append(Markup("<b>{}</b>: {} &rarr; {}").format(field, json.dumps(value[0]), json.dumps(value[1])))
+        else:
+            lines.append(Markup("<b>{}</b>: {}").format(field, json.dumps(value)))
+    return escaped_lines(lines)
+
+
+class HistoryView(ControlModelView):
+    """The audit log, read-only; each principal sees the entries of what they may view."""
+
+    grant_model = "history"
+    can_create = False
+    can_edit = False
+    can_delete = False
+    can_export = True
+    column_list = ["at", "actor", "tenant_slug", "model", "object_id", "object_label", "action", "changes"]
+    column_details_list = column_list
+    column_export_list = column_list
+    column_labels = {"tenant_slug": "Tenant", "object_label": "Object", "object_id": "Object id"}
+    column_filters = ["tenant_slug", "model", "object_id", "action", "actor", "at"]
+    column_searchable_list = ["actor", "object_label"]
+    column_sortable_list = ["at", "actor", "tenant_slug", "model", "action"]
+    column_default_sort = ("at", True)
+    column_formatters = {"changes": _changes}
+    column_formatters_export = {}
+    named_filter_urls = True
+
+    def allowed(self, action: str) -> bool:
+        return current_user.is_authenticated and action == "view"
+
+    def _visible(self) -> Any:
+        principal, c = current_user, AuditEntry.__table__.c
+        if principal.kind == "tenant":
+            return c.tenant_slug == principal.tenant_slug
+        if principal.is_superuser:
+            return None
+        if can_control(principal, "history", "view"):
+            return c.tenant_slug.is_not(None)
+        terms = [and_(c.model == grant.model, c.tenant_slug.is_not(None) if grant.tenant_slug is None
+                      else c.tenant_slug == grant.tenant_slug)
+                 for grant in principal.grants if grant.model in TENANT_MODELS and grant.allows("view")]
+        return or_(*terms) if terms else false()
+
+    def get_query(self) -> Any:
+        visible = self._visible()
+        query = super().get_query()
+        return query if visible is None else query.filter(visible)
+
+    def get_count_query(self) -> Any:
+        visible = self._visible()
+        query = super().get_count_query()
+        return query if visible is None else query.filter(visible)
+
+    def get_one(self, id: Any) -> Any:
+        visible = self._visible()
+        query = self.get_query() if visible is not None else super().get_query()
+        return query.filter(AuditEntry.id == id).first() if str(id).isdigit() else None
+
+    def object_url(self, tenant_slug: str | None, model: str, object_id: Any) -> str:
+        """Return this page filtered to one object's entries."""
+        return url_for(f"{self.endpoint}.index_view", flt0_tenant_equals=tenant_slug or "",
+                       flt1_model_equals=model, flt2_object_id_equals=str(object_id))

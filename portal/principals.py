@@ -1,0 +1,99 @@
+"""Checking credentials and loading the signed-in principal of a console session."""
+
+from functools import lru_cache
+
+from sqlalchemy import Connection, Engine, select, update
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from portal.console_sessions import load_session
+from portal.models import Role, User
+from portal.permissions import Grant, Principal
+from tenants.binding import tenant_session
+from tenants.control_schema import staff, staff_grants
+from tenants.errors import TenantError
+from tenants.names import validate_slug
+from tenants.registry import utcnow
+from tenants.runtime import Tenancy
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    return generate_password_hash("no such account")
+
+
+def _spend_hash_time(password: str) -> None:
+    """Check the password against a dummy hash, so an unknown email takes as long as a known one."""
+    check_password_hash(_dummy_hash(), password)
+
+
+def authenticate_staff(engine: Engine, email: str, password: str) -> int | None:
+    """Return the id of the active staff member with these credentials, or None."""
+    with engine.connect() as conn:
+        row = conn.execute(select(staff.c.id, staff.c.password_hash, staff.c.active)
+                           .where(staff.c.email == email.strip().lower())).first()
+    if row is None or not row.password_hash:
+        _spend_hash_time(password)
+        return None
+    if not check_password_hash(row.password_hash, password) or not row.active:
+        return None
+    with engine.begin() as conn:
+        conn.execute(update(staff).where(staff.c.id == row.id).values(last_login_at=utcnow()))
+    return row.id
+
+
+def _console_user_query(user_id: int | None = None, email: str | None = None):  # type: ignore[no-untyped-def]
+    query = select(User).where(User.active.is_(True), User.roles.any(Role.console_access.is_(True)))
+    if user_id is not None:
+        query = query.where(User.id == user_id)
+    if email is not None:
+        query = query.where(User.email == email)
+    return query
+
+
+def authenticate_tenant_admin(tenancy: Tenancy, slug: str, email: str, password: str) -> int | None:
+    """Return the id of the tenant's active console-access user with these credentials, or None."""
+    try:
+        tenant = tenancy.registry.find(validate_slug(slug.strip().lower()))
+    except TenantError:
+        tenant = None
+    if tenant is None or tenant.status != "active":
+        _spend_hash_time(password)
+        return None
+    with tenant_session(tenancy.storage(tenant)) as session:
+        user = session.scalars(_console_user_query(email=email.strip().lower())).first()
+        if user is None or not user.password_hash:
+            _spend_hash_time(password)
+            return None
+        if not user.check_password(password):
+            return None
+        user.last_login_at = utcnow()
+        session.commit()
+        return user.id
+
+
+def load_grants(conn: Connection, staff_id: int) -> tuple[Grant, ...]:
+    """Return a staff member's grants."""
+    g = staff_grants.c
+    rows = conn.execute(select(g.tenant_slug, g.model, g.can_view, g.can_add, g.can_change, g.can_delete)
+                        .where(g.staff_id == staff_id))
+    return tuple(Grant(**row._mapping) for row in rows)
+
+
+def load_principal(tenancy: Tenancy, token: str) -> Principal | None:
+    """Return the principal of a live session token, or None when it ended or lost its rights."""
+    with tenancy.control_engine.connect() as conn:  # one checkout for the session and the grants
+        record = load_session(conn, token)
+        if record is None:
+            return None
+        grants = () if record.kind != "staff" or record.staff_superuser else load_grants(conn, record.staff_id)
+    if record.kind == "staff":
+        return Principal(token, "staff", record.staff_id, record.staff_email or "", record.staff_name or "",
+                         record.staff_superuser, None, grants)
+    tenant = tenancy.registry.find(record.tenant_slug)
+    if tenant is None or tenant.status != "active":
+        return None
+    with tenant_session(tenancy.storage(tenant)) as session:
+        user = session.scalars(_console_user_query(user_id=record.user_id)).first()
+        if user is None:  # deactivated, deleted, or no longer holds a console role
+            return None
+        return Principal(token, "tenant", user.id, user.email, user.full_name, False, tenant.slug)

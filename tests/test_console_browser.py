@@ -1,0 +1,189 @@
+"""The console in a real browser: Debian's Chromium driven by Playwright, over real PostgreSQL.
+
+The app is served by a real HTTP server on 127.0.0.1 (a thread, stopped after). Screenshots
+of the main pages go to test-artifacts/ (not committed) for a person to look at. Skipped
+when /usr/bin/chromium is missing, except under CI=true, where that is a failure.
+"""
+
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from portal import create_app
+from portal.config import TestConfig
+from tenants.settings import PROJECT_ROOT, TenantSettings
+from tests.conftest import create_pg_database, drop_pg_database, require_postgres
+from tests.console_support import PASSWORD, Console, seed
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+pytestmark = pytest.mark.browser
+
+
+@dataclass
+class Served:
+    """The console served over HTTP, and what a browser saw of its policy."""
+
+    url: str
+    console: Console
+    csp_violations: list[str] = field(default_factory=list)
+
+
+def _require_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{CHROMIUM} is missing under CI", pytrace=False)
+    pytest.skip(f"{CHROMIUM} is missing")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """The seeded console on PostgreSQL, served on a free port of 127.0.0.1."""
+    _require_chromium()
+    require_postgres()
+    url = create_pg_database("tp_browser")
+    tmp = tmp_path_factory.mktemp("browser")
+    settings = TenantSettings(control_url=url, tenant_dir=tmp / "tenants")
+    app = create_app(TestConfig, {"DATABASE_URL": url, "INSTANCE_PATH": str(tmp),
+                                  "PORTAL_TENANT_DIR": str(settings.tenant_dir)})
+    app.extensions["tenancy"].ensure_control()
+    console = Console(app)
+    seed(console)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Served(f"http://127.0.0.1:{server.server_port}", console)
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        app.extensions["tenancy"].close()
+        with app.app_context():
+            from portal.extensions import db
+
+            db.engine.dispose()
+        drop_pg_database(url)
+
+
+@pytest.fixture(scope="module")
+def browser(served: Served) -> Iterator:  # type: ignore[type-arg]
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, served: Served) -> Iterator:  # type: ignore[no-untyped-def,type-arg]
+    context = browser.new_context(base_url=served.url, accept_downloads=True)
+    tab = context.new_page()
+    tab.set_default_timeout(15000)
+    tab.on("console", lambda msg: served.csp_violations.append(msg.text)
+           if "Content Security Policy" in msg.text else None)
+    yield tab
+    context.close()
+
+
+def shot(tab, name: str) -> None:  # type: ignore[no-untyped-def]
+    ARTIFACTS.mkdir(exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def sign_in(tab, email: str, password: str = PASSWORD, tenant: str = "") -> None:  # type: ignore[no-untyped-def]
+    tab.goto("/")
+    tab.click("#to-console")
+    tab.fill("#email", email)
+    tab.fill("#password", password)
+    tab.fill("#tenant", tenant)
+    tab.click("#sign-in")
+
+
+def test_failed_sign_in_shows_a_message(page, served: Served) -> None:  # type: ignore[no-untyped-def]
+    sign_in(page, "root@example.com", "not the password")
+    assert page.locator("#login-error").inner_text() == "Invalid email or password."
+    shot(page, "login-failed")
+
+
+def test_staff_day_in_the_console(page, served: Served) -> None:  # type: ignore[no-untyped-def]
+    a, b = served.console.a, served.console.b
+    sign_in(page, "root@example.com")
+    page.wait_for_selector("#dashboard-tenants")
+    shot(page, "dashboard")
+
+    # Switch tenant from the navbar, then create a product there.
+    page.click("#tenant-switcher .dropdown-toggle")
+    page.click(f"#tenant-switcher [data-tenant='{a}']")
+    page.wait_for_url(f"**/t/{a}/admin/")
+    page.click(f"a.btn[href='/t/{a}/admin/product/']")
+    page.click(f"a[href^='/t/{a}/admin/product/new/']")
+    page.fill("#name", "Browser Widget")
+    page.fill("#sku", "BRW-1")
+    page.fill("#price", "12.00")
+    page.fill("#stock", "4")
+    page.click("input[type=submit][value='Save']")
+    page.wait_for_selector("text=Record was successfully created.")
+    assert page.locator("td:has-text('BRW-1')").count() == 1
+    shot(page, "products-acme")
+
+    # The other tenant does not have it.
+    page.click("#tenant-switcher .dropdown-toggle")
+    page.click(f"#tenant-switcher [data-tenant='{b}']")
+    page.goto(f"/t/{b}/admin/product/")
+    assert page.locator("text=Globex thing 1").count() == 1 and page.locator("text=BRW-1").count() == 0
+    shot(page, "products-globex")
+
+    # Edit it in its own tenant and see the change in History.
+    page.goto(f"/t/{a}/admin/product/?search=BRW-1")
+    page.click("a[title='Edit Record']")
+    page.fill("#price", "15.50")
+    page.click("input[type=submit][value='Save']")
+    page.wait_for_selector("text=Record was successfully saved.")
+    page.click("a[title='Edit Record']")
+    page.click("#object-history")
+    history = page.locator("table.model-list").inner_text()
+    assert "Browser Widget" in history and "12.00" in history and "15.50" in history
+    shot(page, "history")
+
+    # Export CSV from the list.
+    page.goto(f"/t/{a}/admin/product/")
+    with page.expect_download() as download:
+        page.click("a:has-text('Export')")
+    exported = Path(download.value.path()).read_text()
+    assert "BRW-1" in exported and "GLX-1" not in exported
+
+    # A bulk action through Flask-Admin's own JavaScript (inline handlers under the CSP).
+    page.check(".action-checkbox[value='1']")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("a:has-text('With selected')")
+    page.click("a.dropdown-item:has-text('Deactivate')")
+    page.wait_for_selector("text=1 record(s) deactivated.")
+    shot(page, "bulk-action")
+    page.click("#sign-out")
+    page.wait_for_selector("text=You have been signed out.")
+    assert served.csp_violations == []
+
+
+def test_tenant_admin_is_blocked_from_another_tenant(page, served: Served) -> None:  # type: ignore[no-untyped-def]
+    a, b = served.console.a, served.console.b
+    sign_in(page, f"ada@{a}.example", tenant=a)
+    page.wait_for_selector("#dashboard-tenants")
+    assert page.locator("#dashboard-tenants tbody tr").count() == 1  # their own tenant only
+    page.click("#tenant-switcher .dropdown-toggle")
+    page.click(f"#tenant-switcher [data-tenant='{a}']")
+    page.wait_for_url(f"**/t/{a}/admin/")
+    assert page.locator("#tenant-title").inner_text().startswith("Acme")
+    assert page.locator(f"#tenant-switcher [data-tenant='{b}']").count() == 0
+    shot(page, "tenant-admin-home")
+    response = page.goto(f"/t/{b}/admin/product/")
+    assert response.status == 403
+    shot(page, "tenant-admin-forbidden")
+    assert served.csp_violations == []
