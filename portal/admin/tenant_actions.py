@@ -1,14 +1,10 @@
-"""The Tenants view's "upgrade selected to head" action, in one function.
-
-MERGE NOTE: this calls tenants.lifecycle.move_tenant per tenant for now. When the fleet
-runner (`upgrade-all-tenants`) lands, switch the body to the runner's library function so
-the console and the CLI run exactly the same code (same locks, ledger, run record).
-"""
+"""The Tenants view's "upgrade selected to head" action: the fleet runner, as the CLI uses it."""
 
 from dataclasses import dataclass
 
 from tenants.errors import TenantError
-from tenants.lifecycle import move_tenant
+from tenants.fleet import RunOptions, upgrade_tenants
+from tenants.plan import Selection
 from tenants.runtime import Tenancy
 
 
@@ -22,18 +18,23 @@ class UpgradeReport:
 
 
 def upgrade_selected(tenancy: Tenancy, slugs: list[str], started_by: str | None = None) -> list[UpgradeReport]:
-    """Upgrade each tenant to head; one tenant's failure never stops the others."""
-    reports = []
-    for slug in slugs:
-        try:
-            outcome = move_tenant(tenancy, slug, "head", started_by=started_by)
-        except TenantError as e:
-            reports.append(UpgradeReport(slug, False, str(e)))
-            continue
-        if outcome.applied:
-            message = (f"{outcome.from_revision or 'base'} -> {outcome.to_revision} "
-                       f"({len(outcome.applied)} revisions, {outcome.duration_ms:.0f} ms)")
+    """Upgrade the tenants to head through upgrade_tenants (same gate, locks, ledger and run record).
+
+    The request's own process does the work (jobs=1): a web worker must not fork a pool.
+    """
+    if not slugs:
+        return []
+    try:
+        report = upgrade_tenants(tenancy, Selection(tenants=tuple(slugs)), "head",
+                                 RunOptions(jobs=1, started_by=started_by))
+    except TenantError as e:  # refused as a whole (lint gate, bad selection): nothing was touched
+        return [UpgradeReport(slug, False, str(e).splitlines()[0]) for slug in slugs]
+    reports = [UpgradeReport(item.slug, True, f"already at {item.current}") for item in report.plan.at_target]
+    for result in report.final().values():
+        if result.status == "ok":
+            message = f"{result.from_revision or 'base'} -> {result.to_revision} ({result.duration_ms:.0f} ms)"
+            reports.append(UpgradeReport(result.slug, True, message))
         else:
-            message = f"already at {outcome.to_revision}"
-        reports.append(UpgradeReport(slug, True, message))
-    return reports
+            reports.append(UpgradeReport(result.slug, False, f"{result.status}: {result.error}"))
+    reports += [UpgradeReport(slug, False, "not started") for slug in report.not_started]
+    return sorted(reports, key=lambda r: r.slug)
