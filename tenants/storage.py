@@ -174,7 +174,8 @@ class SqliteFileStorage(TenantStorage):
                 # BEGIN IMMEDIATE takes the file's write lock up front: it is the tenant lock.
                 conn = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
             raw = conn.connection.driver_connection
-            raw.execute(f"PRAGMA busy_timeout = {int(lock_timeout * 1000)}")
+            # PRAGMA takes no bound parameters; the value is an int made here.
+            raw.execute("PRAGMA busy_timeout = " + str(int(lock_timeout * 1000)))
             try:
                 try:
                     trans = conn.begin()
