@@ -7,11 +7,13 @@ from portal import create_app
 from tenants.cli import register
 from tenants.fleet_cli import register as register_fleet
 from tenants.safety_cli import register as register_safety
+from tenants.scale_cli import register as register_scale
 
 cli = FlaskGroup(create_app=create_app, help="Tenant Portal operator commands.")
 register(cli)
 register_fleet(cli)
 register_safety(cli)
+register_scale(cli)
 
 if __name__ == "__main__":
     cli()
