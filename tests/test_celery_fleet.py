@@ -30,6 +30,7 @@ from tests.scale_support import (
     intervals,
     kill_worker,
     max_overlap,
+    purge_queue,
     workers,
 )
 
@@ -240,3 +241,38 @@ def test_bad_usage_exits_2(group, runner: CliRunner, tenancy: Tenancy, backend: 
         message = "needs a PostgreSQL control plane" if backend == "sqlite" else "--via celery"
     assert message in result.output and "Traceback" not in result.output
     assert live(tenancy, "acme") == "0003"
+
+
+def test_fail_fast_stops_each_slot_and_run_status_closes_the_run(pg_url: str, tmp_path: Path) -> None:
+    """The relay steps a worker runs, driven here by hand: a failure stops the slot, the rest is not started."""
+    from tests.test_fleet import CONSTRAINT_CHAIN
+
+    settings = TenantSettings(control_url=pg_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
+    tenancy = Tenancy(settings)
+    tenancy.ensure_control()
+    make_tenants(tenancy, ["aaa_bad"], stock=5000)
+    make_tenants(tenancy, ["bbb", "ccc"])
+    chain = write_chain(tmp_path, CONSTRAINT_CHAIN)
+    fleet = Tenancy(with_chain(settings, chain))
+    env = env_for(settings, chain, tmp_path)
+    try:
+        sent = run_manage(["upgrade-all-tenants", "--via", "celery", "--no-wait", "--fail-fast",
+                           "--jobs-per-server", "1"], env)
+        assert sent.returncode == 0 and "follow it with: manage.py run-status" in sent.stdout, sent.stderr
+        run_id = sent.stdout.split("run-status ")[-1].split()[0]
+        assert run_manage(["upgrade-all-tenants"], env).returncode == 3  # the run holds the fleet lock
+        still = run_manage(["run-status", run_id], env)
+        assert still.returncode == 5 and "0 of 3 tenants have a result" in still.stdout
+        first = run_step(fleet, run_id, "aaa_bad")
+        assert (first.outcome, first.result.status, first.next_slug) == ("ran", "failed", "bbb")
+        second = run_step(fleet, run_id, "bbb")
+        assert second.outcome == "stopped" and second.slot_done
+        done = run_manage(["run-status", run_id, "--json"], env)
+        report = json.loads(done.stdout)
+        assert done.returncode == 1 and report["status"] == "failed" and report["not_started"] == ["bbb", "ccc"]
+        assert results_per_tenant(tenancy, run_id) == {"aaa_bad": ["failed"], "bbb": ["skipped"], "ccc": ["skipped"]}
+        assert live(fleet, "bbb") == "0003" and lock_rows(tenancy) == 0
+    finally:
+        purge_queue(env)
+        fleet.close()
+        tenancy.close()
