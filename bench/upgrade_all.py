@@ -175,6 +175,13 @@ def celery_rows(opts: argparse.Namespace, manage: list[str], env: dict, db_url: 
     counts = [int(c) for c in opts.workers.split(",")]
     queue_env = {**env, "CELERY_QUEUE": f"bench_{uuid.uuid4().hex[:10]}"}
     rows = []
+    # The in-process pool with as many processes as the most workers: the like-for-like comparison.
+    reset(db_url, slugs)
+    seconds, rss, done = measure([*manage, "upgrade-all-tenants", "--quiet", "--jobs", str(max(counts))], env)
+    if done.returncode:
+        raise SystemExit(f"--jobs {max(counts)} failed: {done.stdout[-2000:]} {done.stderr[-2000:]}")
+    rows.append((f"upgrade-all-tenants --jobs {max(counts)}", seconds, f"peak RSS {rss / 2**20:.0f} MiB"))
+    print(f"  upgrade-all-tenants --jobs {max(counts)}: {seconds:.1f} s", flush=True)
     for count in counts:
         reset(db_url, slugs)
         procs = []
@@ -281,9 +288,11 @@ def main() -> None:
                   f"{note}")
         print(f"\nno-op run minus manage.py --help: {noop_s - help_s:+.2f} s")
         local = next(seconds for label, seconds, _ in rows if label == "upgrade-all-tenants (default jobs)")
+        pool = [(label, seconds) for label, seconds, _ in rows if label.startswith("upgrade-all-tenants --jobs ")]
         for label, seconds, _ in rows:
             if label.startswith("--via celery"):
-                print(f"{label}: {n / seconds:.1f} tenants/s, {local / seconds:.2f}x the in-process default run")
+                print(f"{label}: {n / seconds:.1f} tenants/s, {local / seconds:.2f}x the in-process default run, "
+                      f"{pool[-1][1] / seconds:.2f}x {pool[-1][0]}")
     finally:
         if tenancy is not None:
             tenancy.close()
