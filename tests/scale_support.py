@@ -51,10 +51,11 @@ def celery_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def purge_queue(env: dict[str, str]) -> None:
-    """Delete the test's queue from Redis."""
+    """Delete the test's queue (and its routing keys) from Redis."""
     client = redis.Redis.from_url(env["CELERY_BROKER_URL"])
     try:
-        client.delete(env["CELERY_QUEUE"])
+        queue = env["CELERY_QUEUE"]  # the queue, and kombu's routing keys for its exchange of the same name
+        client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
     finally:
         client.close()
 
