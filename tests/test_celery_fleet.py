@@ -85,7 +85,10 @@ def _send_beat_task(env: dict[str, str], kwargs: dict) -> dict:
 
     app = Celery("beat_test", broker=env["CELERY_BROKER_URL"], backend=env["CELERY_RESULT_BACKEND"])
     try:
-        return app.send_task("tenant_portal.dispatch_fleet", kwargs=kwargs, queue=env["CELERY_QUEUE"]).get(timeout=60)
+        sent = app.send_task("tenant_portal.dispatch_fleet", kwargs=kwargs, queue=env["CELERY_QUEUE"])
+        summary = sent.get(timeout=60)
+        sent.forget()
+        return summary
     finally:
         app.close()
 
