@@ -13,13 +13,20 @@ Creates a scratch database on the local PostgreSQL with N tenant schemas and a 1
   fleet        `manage.py upgrade-all-tenants` with --jobs 1, with the default jobs, and with
                the default jobs but --no-replay (Alembic online per tenant);
   no-op        the same command with every tenant already at head, next to `manage.py --help`;
+  celery       with --via celery: the same upgrade through `--via celery` with 1, 2 and 4 Celery
+               workers (one process each, started and warm before the clock starts; broker from
+               CELERY_BROKER_URL, default local Redis, on a queue of the benchmark's own), compared
+               with the in-process default run;
 and the peak RSS of each command's whole process tree (the sum over the runner and its workers).
 The scratch database is dropped at the end unless --keep.
+
+    python bench/upgrade_all.py --via celery    # adds the Celery rows (about 1 more minute)
 """
 
 import argparse
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -138,6 +145,61 @@ def psql_floor(db_url: str, scripts: list[str], sessions: int, workdir: Path) ->
     return time.perf_counter() - started
 
 
+def start_worker(env: dict, log: Path) -> subprocess.Popen:
+    """Start one Celery worker process (concurrency 1) and wait until it takes tasks."""
+    handle = open(log, "w")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "worker", "--concurrency", "1",
+                             "--without-mingle", "--without-gossip", "--without-heartbeat", "-n", f"{log.stem}@%h"],
+                            env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while " ready." not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"worker did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.1)
+    return proc
+
+
+def stop_workers(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def celery_rows(opts: argparse.Namespace, manage: list[str], env: dict, db_url: str, slugs: list[str],
+                workdir: Path) -> list[tuple[str, float, str]]:
+    """Upgrade every tenant through --via celery with 1, 2, 4 warm workers; one row each."""
+    counts = [int(c) for c in opts.workers.split(",")]
+    queue_env = {**env, "CELERY_QUEUE": f"bench_{uuid.uuid4().hex[:10]}"}
+    rows = []
+    # The in-process pool with as many processes as the most workers: the like-for-like comparison.
+    reset(db_url, slugs)
+    seconds, rss, done = measure([*manage, "upgrade-all-tenants", "--quiet", "--jobs", str(max(counts))], env)
+    if done.returncode:
+        raise SystemExit(f"--jobs {max(counts)} failed: {done.stdout[-2000:]} {done.stderr[-2000:]}")
+    rows.append((f"upgrade-all-tenants --jobs {max(counts)}", seconds, f"peak RSS {rss / 2**20:.0f} MiB"))
+    print(f"  upgrade-all-tenants --jobs {max(counts)}: {seconds:.1f} s", flush=True)
+    for count in counts:
+        reset(db_url, slugs)
+        procs = []
+        try:
+            for index in range(count):
+                procs.append(start_worker(queue_env, workdir / f"worker{count}_{index}.log"))
+            seconds, rss, done = measure([*manage, "upgrade-all-tenants", "--quiet", "--via", "celery",
+                                          "--jobs-per-server", str(max(counts))], queue_env)
+        finally:
+            stop_workers(procs)
+        if done.returncode:
+            raise SystemExit(f"--via celery failed ({done.returncode}): {done.stdout[-2000:]} {done.stderr[-2000:]}")
+        label = f"--via celery, {count} worker{'s' if count > 1 else ''}"
+        rows.append((label, seconds, f"command RSS {rss / 2**20:.0f} MiB"))
+        print(f"  {label}: {seconds:.1f} s", flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tenants", type=int, default=200, help="number of tenant schemas (default 200)")
@@ -145,6 +207,9 @@ def main() -> None:
     parser.add_argument("--pg-url", default=os.environ.get("PORTAL_TEST_PG_URL",
                                                            "postgresql://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument("--via", choices=["local", "celery"], default="local",
+                        help="celery: also run the upgrade through Celery workers")
+    parser.add_argument("--workers", default="1,2,4", help="worker counts for --via celery (default 1,2,4)")
     opts = parser.parse_args()
     from tenants.names import quote_ident, quoted_schema
     from tenants.replay import render_range
@@ -214,11 +279,20 @@ def main() -> None:
         rows.append(("no-op run (all at head), median of 3", noop_s, f"peak RSS {noop_rss:.0f} MiB"))
         rows.append(("manage.py --help, median of 3", help_s, ""))
 
+        if opts.via == "celery":
+            rows += celery_rows(opts, manage, env, db_url, slugs, workdir)
+
         print(f"\n{'':<48} {'seconds':>8} {'tenants/s':>10} {'x floor1':>9} {'x floor2':>9}")
         for label, seconds, note in rows:
             print(f"{label:<48} {seconds:8.2f} {n / seconds:10.1f} {seconds / floor1:9.2f} {seconds / floor2:9.2f}  "
                   f"{note}")
         print(f"\nno-op run minus manage.py --help: {noop_s - help_s:+.2f} s")
+        local = next(seconds for label, seconds, _ in rows if label == "upgrade-all-tenants (default jobs)")
+        pool = [(label, seconds) for label, seconds, _ in rows if label.startswith("upgrade-all-tenants --jobs ")]
+        for label, seconds, _ in rows:
+            if label.startswith("--via celery"):
+                print(f"{label}: {n / seconds:.1f} tenants/s, {local / seconds:.2f}x the in-process default run, "
+                      f"{pool[-1][1] / seconds:.2f}x {pool[-1][0]}")
     finally:
         if tenancy is not None:
             tenancy.close()

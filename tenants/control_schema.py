@@ -11,6 +11,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -84,6 +85,37 @@ tenant_results = Table(
     Column("duration_ms", Float),
     Column("error", Text),
     Column("detail", Text),
+    Index("ix_tenant_results_run_slug", "run_id", "tenant_slug"),
+)
+
+# A run handed to Celery workers: its unit and run-wide parameters (e.g. the rendered SQL), once.
+dispatched_runs = Table(
+    "dispatched_runs", metadata,
+    Column("run_id", String(36), ForeignKey("migration_runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("unit", String(80), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("jobs_per_server", Integer, nullable=False),
+    Column("broker", String(300)),
+    Column("queue", String(200)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# The plan of a dispatched run, one row per selected tenant: what it needs, and for a pending
+# tenant its server, its slot on that server (one of --jobs-per-server) and its place in the slot.
+dispatched_tenants = Table(
+    "dispatched_tenants", metadata,
+    Column("run_id", String(36), ForeignKey("migration_runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("tenant_slug", String(40), primary_key=True),
+    Column("planned", String(20), nullable=False),
+    Column("from_revision", String(64)),
+    Column("server", String(300)),
+    Column("slot", Integer),
+    Column("position", Integer),
+    Column("params", Text),
+    Column("note", Text),
+    Column("sent_at", DateTime(timezone=True)),
+    CheckConstraint("planned IN ('pending', 'at-target', 'error', 'left-out')", name="planned"),
+    Index("ix_dispatched_tenants_slot", "run_id", "server", "slot", "position"),
 )
 
 fleet_locks = Table(

@@ -24,6 +24,7 @@ from tenants.errors import InvalidUsage, TenantError
 from tenants.fleet_gate import needs_backup
 from tenants.fleet_lock import FleetLock
 from tenants.fleet_report import FAILURES, RunReport
+from tenants.fleet_servers import ServerSlots, pool_size
 from tenants.ledger import TenantResult, finish_run, ledger_versions, record_result, set_version, start_run
 from tenants.migrator import resolve_target
 from tenants.plan import Plan, Selection, TenantPlan, check_canary, plan_migration, plan_task, select_tenants
@@ -61,11 +62,20 @@ class RunOptions:
     gate: Any = None  # the lint's GateReport, set by the gate check of an upgrade run
     heartbeat_every: float = 10.0
     stale_after: float = 600.0
+    jobs_per_server: int | None = None  # at most this many tenants of one database server at once
+    via: str | None = None  # None: this machine's process pool; "celery": Celery workers
+    no_wait: bool = False  # celery: return once the run is handed to the workers
 
     def validate(self) -> None:
         """Refuse impossible values before anything is read or changed."""
         if self.jobs is not None and self.jobs < 1:
             raise InvalidUsage(f"--jobs must be at least 1, not {self.jobs}")
+        if self.jobs_per_server is not None and self.jobs_per_server < 1:
+            raise InvalidUsage(f"--jobs-per-server must be at least 1, not {self.jobs_per_server}")
+        if self.via not in (None, "local", "celery"):
+            raise InvalidUsage(f"--via must be 'local' or 'celery', not {self.via!r}")
+        if self.no_wait and self.via != "celery":
+            raise InvalidUsage("--no-wait needs --via celery: a local run ends with this command")
         if self.canary < 0:
             raise InvalidUsage(f"--canary must not be negative, not {self.canary}")
         for name in ("lock_timeout", "statement_timeout", "max_duration"):
@@ -103,10 +113,29 @@ def downgrade_tenants(tenancy: Tenancy, selection: Selection, target: str | None
     return _migrate(tenancy, selection, target, True, options or RunOptions(), on_event)
 
 
+def check_executor(tenancy: Tenancy, options: RunOptions) -> None:
+    """Refuse what the chosen executor cannot do before anything is changed (Celery: reach the broker)."""
+    if options.via == "celery":
+        from tenants.fleet_celery import check_celery_run
+
+        check_celery_run(tenancy, options)
+
+
+def fleet_run(tenancy: Tenancy, plan: Plan, unit: str, params: Callable[[TenantPlan], dict],
+              options: RunOptions, on_event: Event | None) -> "FleetRun":
+    """Return the runner for `options.via`: this machine's process pool, or Celery workers."""
+    if options.via == "celery":
+        from tenants.fleet_celery import CeleryFleetRun
+
+        return CeleryFleetRun(tenancy, plan, unit, params, options, on_event)
+    return FleetRun(tenancy, plan, unit, params, options, on_event)
+
+
 def prepare_migration(tenancy: Tenancy, selection: Selection, target: str | None, downgrade: bool,
                       options: RunOptions) -> Plan:
     """Validate, upgrade the control plane, select tenants and plan; raise on bad usage."""
     options.validate()
+    check_executor(tenancy, options)
     tenancy.ensure_control()
     resolved = resolve_target(tenancy.scripts, target)
     tenants, skipped = select_tenants(tenancy, selection)
@@ -126,7 +155,7 @@ def _migrate(tenancy: Tenancy, selection: Selection, target: str | None, downgra
                 "lock_timeout": lock_timeout, "statement_timeout": statement_timeout,
                 "backup": not downgrade and needs_backup(options, item.steps)}
 
-    return FleetRun(tenancy, plan, "migrate", params, options, on_event).execute()
+    return fleet_run(tenancy, plan, "migrate", params, options, on_event).execute()
 
 
 def for_each_tenant(tenancy: Tenancy, task: str, selection: Selection, task_params: dict | None = None,
@@ -137,13 +166,14 @@ def for_each_tenant(tenancy: Tenancy, task: str, selection: Selection, task_para
     options = options or RunOptions()
     options.validate()
     get_task(task)
+    check_executor(tenancy, options)
     tenancy.ensure_control()
     tenants, skipped = select_tenants(tenancy, selection)
     check_canary(options.canary, tenants)
     plan = plan_task(task, tenants, skipped)
     base = {**(task_params or {}), "lock_timeout": options.lock_timeout,
             "statement_timeout": options.statement_timeout}
-    return FleetRun(tenancy, plan, UNIT_PREFIX + task, lambda item: base, options, on_event).execute()
+    return fleet_run(tenancy, plan, UNIT_PREFIX + task, lambda item: base, options, on_event).execute()
 
 
 def ledger_engine(tenancy: Tenancy) -> Engine:
@@ -215,14 +245,21 @@ class FleetRun:
             for item in plan.errors:
                 self._record(TenantResult(item.slug, item.error_status, item.current, None, 0.0, item.error))
             self._run_all()
-            status = self._status()
-            finish_run(self.engine, report.run_id, status, report.ledger_counts())
-            return self._finish(status)
+            return self._finish(self._conclude())
         finally:
             self._close_pool()
-            self.lock.release()
+            self._release()
             if self.ledger is not self.engine:
                 self.ledger.dispose()
+
+    def _conclude(self) -> str:
+        """Close the run row with its final status and return that status."""
+        status = self._status()
+        finish_run(self.engine, self.report.run_id, status, self.report.ledger_counts())
+        return status
+
+    def _release(self) -> None:
+        self.lock.release()
 
     def _checks(self) -> list[str]:
         notes: list[str] = []
@@ -288,7 +325,11 @@ class FleetRun:
         return (self.tenancy.settings, item.slug, item.tenant.database_url, self.unit, params)
 
     def _run_batch(self, items: list[TenantPlan]) -> None:
-        jobs = self.options.jobs or default_jobs(self.tenancy, self.plan)
+        slots = ServerSlots(self.tenancy.settings, self.options.jobs_per_server)
+        items = slots.order(items)
+        servers = len({slots.server(item) for item in items})
+        jobs = pool_size(self.options.jobs, default_jobs(self.tenancy, self.plan), self.options.jobs_per_server,
+                         servers)
         if jobs == 1 or len(self.plan.pending) == 1:
             process_tenancy(self.tenancy.settings, self.tenancy)
             for index, item in enumerate(items):
@@ -305,7 +346,9 @@ class FleetRun:
         while queue or running:
             try:
                 while queue and len(running) < jobs and not self._should_stop():
-                    item = queue.pop(0)
+                    item = slots.take(queue)
+                    if item is None:
+                        break  # every server with queued tenants is at its --jobs-per-server bound
                     running[self._start_pool(jobs).submit(run_unit, *self._args(item))] = item
                 if self.stop and queue:
                     self.report.not_started += [i.slug for i in queue]
@@ -318,6 +361,7 @@ class FleetRun:
                 continue
             for future in finished:
                 item = running.pop(future)
+                slots.release(item)
                 try:
                     result = future.result()
                 except BrokenProcessPool as e:

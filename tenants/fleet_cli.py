@@ -34,6 +34,11 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add the options every fleet run shares (workers, failure policy, timeouts, output)."""
     for option in reversed([
         click.option("--jobs", type=int, help="Worker processes (default: up to 4 on PostgreSQL, 2 on SQLite)."),
+        click.option("--jobs-per-server", type=int, metavar="N",
+                     help="At most N tenants of one database server at once (host:port; SQLite: a folder)."),
+        click.option("--via", type=click.Choice(["local", "celery"]), default="local", show_default=True,
+                     help="Run the tenants in this machine's process pool, or in Celery workers."),
+        click.option("--no-wait", is_flag=True, help="With --via celery: print the run id and return at once."),
         click.option("--fail-fast", is_flag=True, help="Start no new tenant after the first failure."),
         click.option("--canary", type=int, default=0, metavar="N",
                      help="Run N tenants first; stop if any of them fails."),
@@ -56,7 +61,9 @@ def _options(kw: dict, **extra: Any) -> Any:
 
     return RunOptions(jobs=kw["jobs"], fail_fast=kw["fail_fast"], canary=kw["canary"],
                       lock_timeout=kw["lock_timeout"], statement_timeout=kw["statement_timeout"],
-                      max_duration=kw["max_duration"], retry_busy=kw["retry_busy"], **extra)
+                      max_duration=kw["max_duration"], retry_busy=kw["retry_busy"],
+                      jobs_per_server=kw.get("jobs_per_server"), via=kw.get("via"), no_wait=kw.get("no_wait", False),
+                      **extra)
 
 
 def _selection(kw: dict) -> Any:
@@ -79,7 +86,8 @@ def _print_sql(target: str | None, downgrade: bool, kw: dict) -> None:
     from tenants.replay import plan_sql
 
     tenancy = get_tenancy()
-    plan = prepare_migration(tenancy, _selection(kw), target, downgrade, _options(kw))
+    local = {**kw, "via": None, "no_wait": False}  # --sql only renders: it never needs the Celery broker
+    plan = prepare_migration(tenancy, _selection(kw), target, downgrade, _options(local))
     errors = 0
     for slug, script, error in plan_sql(tenancy, plan):
         if error:

@@ -113,6 +113,10 @@ class Presenter:
         if report.status == "dry-run":
             click.echo(f"dry run: {len(report.plan.pending)} tenants pending; nothing was changed")
             return
+        if report.status == "dispatched":
+            click.echo(f"{report.kind} dispatched to Celery: {len(report.plan.pending)} tenants queued; "
+                       f"run {report.run_id}; follow it with: manage.py run-status {report.run_id}")
+            return
         click.echo(f"{report.kind} {report.status}: {c['ok']} ok, {c['failed']} failed, {c['timeout']} timed out, "
                    f"{c['unreachable']} unreachable, {c['busy']} busy, {c['at_target']} already at target, "
                    f"{c['not_started']} not started; run {report.run_id or '-'} in {report.duration_s:.2f} s "

@@ -9,6 +9,7 @@ from tenants.plan import Plan
 
 # Exit codes of every fleet command (README, "Upgrading every tenant").
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_COULD_NOT_START, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_RUNNING = 5  # run-status: the run is still under way in the workers
 
 FAILURES = frozenset({"failed", "timeout", "unreachable"})
 
@@ -20,7 +21,9 @@ class RunReport:
     kind: str
     target: str | None
     plan: Plan
-    status: str = "ok"  # ok | failed | busy | stopped | canary-failed | interrupted | locked | dry-run
+    # ok | failed | busy | stopped | canary-failed | interrupted | locked | dry-run;
+    # a run handed to Celery also: dispatched (--no-wait) | running | aborted (taken over as stale)
+    status: str = "ok"
     run_id: str | None = None
     results: list[TenantResult] = field(default_factory=list)
     not_started: list[str] = field(default_factory=list)
@@ -49,6 +52,10 @@ class RunReport:
             return EXIT_COULD_NOT_START
         if self.status == "interrupted":
             return EXIT_INTERRUPTED
+        if self.status == "aborted":
+            return EXIT_FAILED
+        if self.status == "running":
+            return EXIT_RUNNING
         final = self.final().values()
         if any(result.status in FAILURES for result in final) or self.status == "canary-failed":
             return EXIT_FAILED

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from alembic.script import ScriptDirectory
 
 from manage import cli
 from tenants.lifecycle import create_tenant
@@ -36,8 +37,6 @@ def test_bad_slugs_exit_2_with_one_line(runner, slug):
 
 
 def test_migrate_control_reports_head(runner, settings):
-    from alembic.script import ScriptDirectory
-
     result = runner.invoke(cli, ["migrate-control"])
     head = ScriptDirectory(str(settings.control_revision_dir)).get_current_head()
     assert result.exit_code == 0 and head in result.output

@@ -1,0 +1,124 @@
+"""Tenants on several database servers: grouping, the per-server bound of the pool, an unreachable server."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tenants.fleet import RunOptions, downgrade_tenants, upgrade_tenants
+from tenants.fleet_servers import ServerSlots, assign_slots, interleave, server_key
+from tenants.lifecycle import create_tenant
+from tenants.plan import Selection, TenantPlan
+from tenants.registry import Tenant, utcnow
+from tenants.runtime import Tenancy
+from tenants.settings import TenantSettings
+from tests.conftest import require_postgres
+from tests.fleet_support import SLOW, live, make_tenants, with_chain, write_chain
+from tests.pg_cluster import free_port, second_cluster
+from tests.scale_support import database_on, intervals, max_overlap
+
+SLOW_CHAIN = {"0004": ("0003", SLOW.format(seconds=0.25), "")}
+
+
+@pytest.fixture(scope="module")
+def server2() -> Iterator[str]:
+    """A second PostgreSQL server for this module's tests."""
+    require_postgres()
+    with second_cluster() as url:
+        yield url
+
+
+@pytest.fixture
+def far_db(server2: str) -> Iterator[str]:
+    """A fresh database on the second server."""
+    with database_on(server2) as url:
+        yield url
+
+
+def _item(slug: str, url: str | None = None) -> TenantPlan:
+    return TenantPlan(Tenant(slug, slug, "active", None, url, utcnow()), "pending")
+
+
+@pytest.mark.parametrize("url, key", [
+    ("postgresql://portal:secret@db1:5433/portal", "postgresql://db1:5433"),
+    ("postgresql://portal@db1/other", "postgresql://db1:5432"),
+    ("postgresql+psycopg2://portal@db1:5432/third", "postgresql://db1:5432"),
+    ("sqlite:////srv/tenants/acme.sqlite3", "sqlite:/srv/tenants"),
+])
+def test_server_key_is_host_and_port_or_the_sqlite_folder(url: str, key: str) -> None:
+    assert server_key(url) == key
+
+
+def test_slots_split_each_server_and_the_pool_takes_servers_in_turn(tmp_path: Path) -> None:
+    settings = TenantSettings(control_url="postgresql://p@near/control", tenant_dir=tmp_path)
+    items = [_item(f"a{i}") for i in range(5)] + [_item(f"b{i}", "postgresql://p@far:5544/t") for i in range(2)]
+    placed = {item.slug: (server, slot, position) for item, server, slot, position in assign_slots(settings, items, 2)}
+    assert placed["a0"] == ("postgresql://near:5432", 0, 0) and placed["a1"][1:] == (1, 0)
+    assert placed["a4"][1:] == (0, 2) and placed["b1"] == ("postgresql://far:5544", 1, 0)
+    slots = ServerSlots(settings, 1)
+    queue = slots.order(items)
+    assert [i.slug for i in queue[:4]] == ["a0", "b0", "a1", "b1"]
+    first, second = slots.take(queue), slots.take(queue)
+    assert (first.slug, second.slug) == ("a0", "b0") and slots.take(queue) is None  # both servers at 1
+    slots.release(second)
+    assert slots.take(queue).slug == "b1"
+    assert [i.slug for i in interleave({"x": [_item("x1")], "y": []})] == ["x1"]
+
+
+def test_pool_bound_per_server_keeps_both_servers_busy(pg_url: str, far_db: str, tmp_path: Path) -> None:
+    settings = TenantSettings(control_url=pg_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
+    base = Tenancy(settings)
+    base.ensure_control()
+    fleet = Tenancy(with_chain(settings, write_chain(tmp_path, SLOW_CHAIN)))
+    try:
+        for i in range(4):
+            create_tenant(base, f"near{i}")
+            create_tenant(base, f"far{i}", database_url=far_db)
+        # Without a bound the pool puts two processes on one server at once: the timeline sees it.
+        free = upgrade_tenants(fleet, Selection(), options=RunOptions(jobs=4))
+        spans = intervals(fleet.control_engine, free.run_id)
+        assert free.exit_code == 0 and max_overlap([v for s, v in spans.items() if s.startswith("near")]) >= 2
+        assert downgrade_tenants(fleet, Selection(), "0003", RunOptions(jobs=4)).exit_code == 0
+        bound = upgrade_tenants(fleet, Selection(), options=RunOptions(jobs=4, jobs_per_server=1))
+        assert bound.exit_code == 0 and {live(fleet, s) for s in bound.final()} == {"0004"}
+        spans = intervals(fleet.control_engine, bound.run_id)
+        assert max_overlap([v for s, v in spans.items() if s.startswith("near")]) == 1
+        assert max_overlap([v for s, v in spans.items() if s.startswith("far")]) == 1
+        assert max_overlap(list(spans.values())) == 2  # ... and neither server idled while the other worked
+    finally:
+        fleet.close()
+        base.close()
+
+
+def test_pool_bound_per_server_on_both_backends(tenancy: Tenancy, settings: TenantSettings, tmp_path: Path) -> None:
+    make_tenants(tenancy, ["acme", "beta", "gamma"])
+    fleet = Tenancy(with_chain(settings, write_chain(tmp_path, SLOW_CHAIN)))
+    try:
+        report = upgrade_tenants(fleet, Selection(), options=RunOptions(jobs=3, jobs_per_server=1))
+        assert report.exit_code == 0 and report.to_dict()["counts"]["ok"] == 3
+        assert max_overlap(list(intervals(fleet.control_engine, report.run_id).values())) == 1
+    finally:
+        fleet.close()
+
+
+def test_unreachable_server_fails_only_its_own_tenants(pg_url: str, far_db: str, tmp_path: Path) -> None:
+    settings = TenantSettings(control_url=pg_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
+    base = Tenancy(settings)
+    base.ensure_control()
+    fleet = Tenancy(with_chain(settings, write_chain(tmp_path, {"0004": ("0003", "op.execute('SELECT 1')", "")})))
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/gone"
+    try:
+        for i in range(2):
+            create_tenant(base, f"near{i}")
+            create_tenant(base, f"far{i}", database_url=far_db)
+            base.registry.add(f"dead{i}", f"Dead {i}", dead)
+            base.registry.set_status(f"dead{i}", "active")
+        report = upgrade_tenants(fleet, Selection(), options=RunOptions(jobs=2, jobs_per_server=1))
+        final = {slug: result.status for slug, result in report.final().items()}
+        assert report.exit_code == 1
+        assert final == {"near0": "ok", "near1": "ok", "far0": "ok", "far1": "ok",
+                         "dead0": "unreachable", "dead1": "unreachable"}
+        assert f"127.0.0.1:{dead.split(':')[2].split('/')[0]}" in report.final()["dead0"].error
+    finally:
+        fleet.close()
+        base.close()
