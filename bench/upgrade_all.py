@@ -262,6 +262,7 @@ def main() -> None:
 
         for label, extra in (("upgrade-all-tenants --jobs 1", ["--jobs", "1"]),
                              ("upgrade-all-tenants (default jobs)", []),
+                             ("upgrade-all-tenants --jobs 4", ["--jobs", "4"]),
                              ("upgrade-all-tenants --no-replay", ["--no-replay"])):
             seconds, rss, done = measure([*manage, "upgrade-all-tenants", "--quiet", *extra], env)
             if done.returncode:
