@@ -258,3 +258,22 @@ def test_menu_hides_what_a_principal_may_not_open(console: Console, viewer) -> N
     assert f"/t/{console.a}/admin/product/new/" not in page  # no create button without the add right
     with console.session(console.a) as s:
         assert s.scalar(select(Product).where(Product.id == 1)) is not None
+
+
+def test_tenants_view_shows_drift_state(console: Console, root) -> None:
+    from sqlalchemy import text
+
+    storage = console.tenancy.storage(console.b)
+    with storage.begin() as conn:
+        conn.execute(text("ALTER TABLE products ADD COLUMN hand_made INTEGER"))
+    ids = {slug: i for i, slug in enumerate(sorted([console.a, console.b]), 1)}
+    drifted = root.get(f"/admin/tenants/details/?id={ids[console.b]}").get_data(as_text=True)
+    assert "drifted" in drifted and "hand_made" in drifted
+    clean = root.get(f"/admin/tenants/details/?id={ids[console.a]}").get_data(as_text=True)
+    assert "no drift" in clean and "hand_made" not in clean
+    token = csrf_token(root, "/admin/tenants/")
+    response = root.post("/admin/tenants/action/", data={"csrf_token": token, "action": "drift",
+                                                         "rowid": [str(i) for i in ids.values()]},
+                         follow_redirects=True)
+    page = response.get_data(as_text=True)
+    assert f"{console.a}: no drift" in page and f"{console.b}: drifted: extra-column products hand_made" in page

@@ -19,6 +19,7 @@ from portal.admin.tenant_actions import upgrade_selected
 from portal.console_sessions import close_staff_sessions
 from portal.extensions import db
 from portal.permissions import CONTROL_MODELS, TENANT_MODELS, can_control
+from tenants.drift import check_drift
 from tenants.ledger import last_results
 from tenants.registry import Tenant, utcnow
 
@@ -62,6 +63,16 @@ def _last_result(view: Any, context: Any, model: TenantRecord, name: str) -> Any
     return text
 
 
+def _drift(view: Any, context: Any, model: TenantRecord, name: str) -> Any:
+    """The tenant's live schema against its revision (computed on the details page only: it is not cheap)."""
+    (report,) = check_drift(current_app.extensions["tenancy"], [model.slug])
+    if not report.drifted:
+        return Markup('<span class="text-success">no drift</span>')
+    lines = [report.error] if report.error else [f"{d.kind} {d.table or ''} {d.name or ''}: {d.detail}"
+                                                 for d in report.differences]
+    return Markup('<span class="text-danger">drifted</span>') + escaped_lines(lines)
+
+
 class TenantsView(ControlModelView):
     grant_model = "tenants"
     can_create = False
@@ -69,16 +80,29 @@ class TenantsView(ControlModelView):
     can_delete = False
     column_list = ["slug", "display_name", "status", "revision", "pending", "last_result", "database"]
     column_details_list = ["slug", "display_name", "status", "status_reason", "revision", "pending", "last_result",
-                           "database", "created_at", "updated_at"]
+                           "drift", "database", "created_at", "updated_at"]
     column_labels = {"revision": "Current revision", "display_name": "Name"}
     column_searchable_list = ["slug", "display_name"]
     column_filters = ["status"]
     column_sortable_list = ["slug", "display_name", "status"]
     column_default_sort = "slug"
-    column_formatters = {"pending": _pending, "last_result": _last_result,
+    column_formatters = {"pending": _pending, "last_result": _last_result, "drift": _drift,
                          "database": lambda v, c, m, n: _storage_label(m)}
     column_descriptions = {"pending": "Revisions between the current one and head."}
-    action_rights = {"upgrade": "change"}
+    action_rights = {"upgrade": "change", "drift": "view"}
+
+    @action("drift", "Check drift of selected", None)
+    def action_drift(self, ids: list[str]) -> None:
+        wanted = [int(i) for i in ids if i.isdigit()]
+        slugs = db.session.scalars(select(TenantRecord.slug).where(TenantRecord.id.in_(wanted))
+                                   .order_by(TenantRecord.slug)).all()
+        for report in check_drift(current_app.extensions["tenancy"], list(slugs)):
+            if not report.drifted:
+                flash(f"{report.slug}: no drift", "success")
+                continue
+            found = report.error or "; ".join(f"{d.kind} {d.table or ''} {d.name or ''}".strip()
+                                              for d in report.differences)
+            flash(f"{report.slug}: drifted: {found}", "error")
 
     @action("upgrade", "Upgrade selected to head", "Upgrade the selected tenants to the head revision?")
     def action_upgrade(self, ids: list[str]) -> None:
