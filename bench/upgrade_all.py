@@ -101,6 +101,14 @@ def reset(db_url: str, slugs: list[str]) -> None:
                 cur.execute("DROP SCHEMA IF EXISTS " + quoted_schema(slug) + " CASCADE")
                 cur.execute("CREATE SCHEMA " + quoted_schema(slug))
             conn.commit()
+    # Every measurement starts from the same state: the dead catalog rows of the dropped schemas
+    # vacuumed away, and a fresh checkpoint (none falls due inside one row's measurement, and each
+    # pays the same full-page writes after it). Without this, later rows ran on a more bloated
+    # catalog than the floors measured first.
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("VACUUM")
+        cur.execute("CHECKPOINT")
     conn.close()
 
 

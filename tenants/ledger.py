@@ -12,7 +12,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from tenants.control_schema import migration_runs, tenant_results, tenant_versions
 from tenants.registry import utcnow
@@ -56,16 +57,37 @@ def start_run(engine: Engine, kind: str, target: str | None, started_by: str | N
     return run_id
 
 
+def _result_statements() -> tuple:
+    """Build, once, the statements that record a result (compiled once, then served from SQLAlchemy's cache)."""
+    columns = ("run_id", "tenant_slug", "from_revision", "to_revision", "status", "started_at",
+               "duration_ms", "error", "detail")
+    row = insert(tenant_results).values({name: bindparam(name) for name in columns})
+    # PostgreSQL: one statement (one round trip per tenant), the result row riding along as a CTE.
+    version = pg_insert(tenant_versions).values(tenant_slug=bindparam("tenant_slug"),
+                                                revision=bindparam("to_revision"),
+                                                updated_at=bindparam("now"), run_id=bindparam("run_id"))
+    version = version.on_conflict_do_update(index_elements=[tenant_versions.c.tenant_slug], set_={
+        "revision": version.excluded.revision, "updated_at": version.excluded.updated_at,
+        "run_id": version.excluded.run_id})
+    return row, version.add_cte(row.cte("result"))
+
+
+_RESULT_ROW, _RESULT_AND_VERSION = _result_statements()
+
+
 def record_result(engine: Engine, run_id: str, result: TenantResult, started_at: datetime | None = None) -> None:
     """Write one tenant's result; on success also move the tenant's ledger entry."""
     now = utcnow()
+    values = {"run_id": run_id, "tenant_slug": result.slug, "from_revision": result.from_revision,
+              "to_revision": result.to_revision, "status": result.status, "started_at": started_at or now,
+              "duration_ms": result.duration_ms, "error": result.error, "detail": result.detail}
     with engine.begin() as conn:
-        conn.execute(insert(tenant_results).values(
-            run_id=run_id, tenant_slug=result.slug, from_revision=result.from_revision,
-            to_revision=result.to_revision, status=result.status, started_at=started_at or now,
-            duration_ms=result.duration_ms, error=result.error, detail=result.detail,
-        ))
-        if result.status == "ok":
+        if result.status != "ok":
+            conn.execute(_RESULT_ROW, values)
+        elif conn.dialect.name == "postgresql":
+            conn.execute(_RESULT_AND_VERSION, {**values, "now": now})
+        else:
+            conn.execute(_RESULT_ROW, values)
             set_version(conn, result.slug, result.to_revision, run_id)
 
 

@@ -89,8 +89,8 @@ def migrate_tenant(
     applied: list[str] = []
     failing: str | None = None
     try:
-        with storage.begin(exclusive=True, lock_timeout=lock_timeout) as conn:
-            storage.set_timeouts(conn, lock_timeout, statement_timeout)
+        with storage.begin(exclusive=True, lock_timeout=lock_timeout,
+                               timeouts=(lock_timeout, statement_timeout)) as conn:
             opts = alembic_options(storage)
             probe = MigrationContext.configure(conn, opts=opts)
             from_rev = probe.get_current_revision()

@@ -104,15 +104,40 @@ def sql_script(storage: TenantStorage, rendered: Rendered) -> str:
     return "\n".join(lines)
 
 
+class _Moved(Exception):
+    """The tenant is not where the plan saw it: leave the transaction and run Alembic online."""
+
+
 def _has_version_table(conn: Connection) -> bool:
     # to_regclass resolves through the tenant's search_path; cheaper than a reflection query.
     return conn.execute(text("SELECT to_regclass('alembic_version') IS NOT NULL")).scalar()
 
 
-def _version(conn: Connection) -> str | None:
-    if not _has_version_table(conn):
-        return None
-    return conn.execute(text("SELECT max(version_num) FROM alembic_version")).scalar()
+def _version(conn: Connection, expected: str | None) -> tuple[str | None, bool]:
+    """Return (current revision, whether alembic_version exists) in one round trip when possible."""
+    if expected is None:
+        if not _has_version_table(conn):
+            return None, False
+    else:
+        # The plan saw a version row, so the table is almost surely there: read it directly and
+        # treat its absence (dropped since the plan) as a moved tenant.
+        try:
+            return conn.exec_driver_sql("SELECT max(version_num) FROM alembic_version").scalar(), True
+        except DBAPIError as e:
+            if getattr(e.orig, "pgcode", None) == "42P01":  # undefined_table
+                raise _Moved() from e
+            raise
+    return conn.exec_driver_sql("SELECT max(version_num) FROM alembic_version").scalar(), True
+
+
+def batches(rendered: Rendered) -> list[tuple[str, str]]:
+    """Join each revision's statements into one script: one round trip per revision.
+
+    The statements carry no parameters (literal binds), so psycopg2 sends each script as one
+    simple query; a failure still names its revision.
+    """
+    return [(revision, "\n".join(sql if sql.endswith(";") else sql + ";" for sql in statements))
+            for revision, statements in rendered if statements]
 
 
 def replay(storage: TenantStorage, rendered: Rendered, from_rev: str | None, target: str | None, *,
@@ -121,18 +146,19 @@ def replay(storage: TenantStorage, rendered: Rendered, from_rev: str | None, tar
     started = time.perf_counter()
     failing: str | None = None
     try:
-        with storage.begin(exclusive=True, lock_timeout=lock_timeout) as conn:
-            storage.set_timeouts(conn, lock_timeout, statement_timeout)
-            current = _version(conn)
+        with storage.begin(exclusive=True, lock_timeout=lock_timeout,
+                           timeouts=(lock_timeout, statement_timeout)) as conn:
+            current, has_table = _version(conn, from_rev)
             if current != from_rev:
                 return None  # moved since the plan: the caller runs Alembic online
-            for revision, statements in rendered:
-                if revision == VERSION_TABLE and _has_version_table(conn):
+            for revision, script in batches(rendered):
+                if revision == VERSION_TABLE and has_table:
                     continue
                 failing = revision
-                for sql in statements:
-                    conn.exec_driver_sql(sql, execution_options={"no_parameters": True})
+                conn.exec_driver_sql(script, execution_options={"no_parameters": True})
             failing = None
+    except _Moved:
+        return None
     except DBAPIError as e:
         code = getattr(e.orig, "pgcode", None)
         error_class = MigrationTimeout if code in TIMEOUT_SQLSTATES else MigrationFailed

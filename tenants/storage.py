@@ -61,11 +61,13 @@ class TenantStorage:
         return self.engine
 
     @contextmanager
-    def begin(self, *, exclusive: bool = False, lock_timeout: float = 5.0) -> Iterator[Connection]:
+    def begin(self, *, exclusive: bool = False, lock_timeout: float = 5.0,
+              timeouts: tuple[float, float] | None = None) -> Iterator[Connection]:
         """Yield a connection in a transaction bound to this tenant; commit on success.
 
         With `exclusive`, the tenant's lock is taken first and TenantBusy is raised when
         another process holds it (SQLite waits up to `lock_timeout` seconds for it).
+        `timeouts` = (lock_timeout, statement_timeout) is applied as by `set_timeouts`.
         """
         raise NotImplementedError
         yield  # pragma: no cover
@@ -119,19 +121,38 @@ class PostgresSchemaStorage(TenantStorage):
             conn.execute(text("DROP SCHEMA IF EXISTS " + quoted_schema(self.slug) + " CASCADE"))
 
     @contextmanager
-    def begin(self, *, exclusive: bool = False, lock_timeout: float = 5.0) -> Iterator[Connection]:
+    def begin(self, *, exclusive: bool = False, lock_timeout: float = 5.0,
+              timeouts: tuple[float, float] | None = None) -> Iterator[Connection]:
         with self._connect() as conn, conn.begin():
-            # SET LOCAL: the search_path ends with the transaction, never with the pooled connection.
-            conn.execute(text("SELECT set_config('search_path', :p, true)"), {"p": quoted_schema(self.slug)})
-            if exclusive:
-                got = conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": lock_key(self.slug)})
-                if not got.scalar():
-                    raise TenantBusy(f"tenant {self.slug!r} is locked by another process")
+            # One round trip: search_path, the transaction's timeouts and the tenant lock. All are
+            # transaction-local (set_config(..., true), xact lock): nothing outlives the transaction
+            # on the pooled connection.
+            got = conn.execute(_BEGIN_SQL[exclusive, timeouts is not None], {
+                "p": quoted_schema(self.slug), "k": lock_key(self.slug),
+                **_timeout_values(*(timeouts or (0, 0))),
+            }).scalar()
+            if exclusive and not got:
+                raise TenantBusy(f"tenant {self.slug!r} is locked by another process")
             yield conn
 
     def set_timeouts(self, connection: Connection, lock_timeout: float, statement_timeout: float) -> None:
-        for name, seconds in (("lock_timeout", lock_timeout), ("statement_timeout", statement_timeout)):
-            connection.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": f"{int(seconds * 1000)}ms"})
+        connection.execute(_BEGIN_SQL["timeouts only"], _timeout_values(lock_timeout, statement_timeout))
+
+
+def _timeout_values(lock_timeout: float, statement_timeout: float) -> dict[str, str]:
+    return {"lt": f"{int(lock_timeout * 1000)}ms", "st": f"{int(statement_timeout * 1000)}ms"}
+
+
+# The lock comes first in the select list, so scalar() is its answer.
+_BEGIN_SQL = {
+    (False, False): text("SELECT set_config('search_path', :p, true)"),
+    (False, True): text("SELECT set_config('search_path', :p, true), set_config('lock_timeout', :lt, true), "
+                        "set_config('statement_timeout', :st, true)"),
+    (True, False): text("SELECT pg_try_advisory_xact_lock(:k), set_config('search_path', :p, true)"),
+    (True, True): text("SELECT pg_try_advisory_xact_lock(:k), set_config('search_path', :p, true), "
+                       "set_config('lock_timeout', :lt, true), set_config('statement_timeout', :st, true)"),
+    "timeouts only": text("SELECT set_config('lock_timeout', :lt, true), set_config('statement_timeout', :st, true)"),
+}
 
 
 class SqliteFileStorage(TenantStorage):
@@ -166,7 +187,8 @@ class SqliteFileStorage(TenantStorage):
             Path(str(self.path) + suffix).unlink(missing_ok=True)
 
     @contextmanager
-    def begin(self, *, exclusive: bool = False, lock_timeout: float = 5.0) -> Iterator[Connection]:
+    def begin(self, *, exclusive: bool = False, lock_timeout: float = 5.0,
+              timeouts: tuple[float, float] | None = None) -> Iterator[Connection]:
         if not self.path.exists():
             raise StorageUnavailable(f"tenant file {self.path} is missing")
         with self.engine.connect() as conn:

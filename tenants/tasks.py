@@ -90,8 +90,8 @@ def _unit(task: Task) -> Callable[[Tenancy, TenantStorage, dict], TenantResult]:
         started = time.perf_counter()
         lock_timeout, statement_timeout = timeouts(tenancy, params)
         if task.transactional:
-            with storage.begin(exclusive=True, lock_timeout=lock_timeout) as conn:
-                storage.set_timeouts(conn, lock_timeout, statement_timeout)
+            with storage.begin(exclusive=True, lock_timeout=lock_timeout,
+                                   timeouts=(lock_timeout, statement_timeout)) as conn:
                 revision = _revision(conn, storage)
                 detail = task.function(conn, storage, params)
         elif storage.dialect == "postgresql":
