@@ -49,8 +49,8 @@ def require_postgres() -> None:
     pytest.skip(f"PostgreSQL unreachable: {PG_DOWN}")
 
 
-def _admin_execute(sql: str) -> None:
-    conn = psycopg2.connect(PG_ADMIN_URL)
+def _admin_execute(sql: str, admin_url: str = PG_ADMIN_URL) -> None:
+    conn = psycopg2.connect(admin_url)
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
@@ -59,17 +59,18 @@ def _admin_execute(sql: str) -> None:
         conn.close()
 
 
-def create_pg_database(prefix: str = "tp_test") -> str:
-    """Create a uniquely named database and return its URL."""
+def create_pg_database(prefix: str = "tp_test", admin_url: str = PG_ADMIN_URL) -> str:
+    """Create a uniquely named database on the server of `admin_url` and return its URL."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    _admin_execute(f'CREATE DATABASE "{name}"')  # test scaffolding: name made here, not user input
-    return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    _admin_execute(f'CREATE DATABASE "{name}"', admin_url)  # test scaffolding: name made here, not user input
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
 def drop_pg_database(url: str) -> None:
     """Drop a database made by create_pg_database, ending its sessions."""
-    name = make_url(url).database
-    _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    parsed = make_url(url)
+    admin_url = parsed.set(database="postgres").render_as_string(hide_password=False)
+    _admin_execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)', admin_url)
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ from pathlib import Path
 import psycopg2
 import redis
 from sqlalchemy import Engine, select
-from sqlalchemy.engine import make_url
 
 from tenants.control_schema import tenant_results
 from tenants.settings import PROJECT_ROOT
+from tests.conftest import create_pg_database, drop_pg_database
 
 # A Redis database of the Celery tests' own; each test also has a queue of its own.
 TEST_BROKER = os.environ.get("PORTAL_TEST_BROKER", "redis://127.0.0.1:6379/11")
@@ -26,22 +26,11 @@ TEST_BROKER = os.environ.get("PORTAL_TEST_BROKER", "redis://127.0.0.1:6379/11")
 @contextmanager
 def database_on(admin_url: str, prefix: str = "tp_far") -> Iterator[str]:
     """Create a uniquely named database on the server of `admin_url`; yield its URL; drop it after."""
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    _admin(admin_url, f'CREATE DATABASE "{name}"')  # test scaffolding: the name is made here
+    url = create_pg_database(prefix, admin_url)
     try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        yield url
     finally:
-        _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _admin(url: str, sql: str) -> None:
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        conn.close()
+        drop_pg_database(url)
 
 
 def celery_env(extra: dict[str, str] | None = None) -> dict[str, str]:
