@@ -25,22 +25,25 @@ def upgrade():
 
 
 def downgrade():
-    pass
+{downgrade}
 '''
 
 
-def copy_chain(tmp_path: Path) -> Path:
-    """Copy the real migrations/ folder (env.py, template, revisions) under tmp_path."""
-    target = tmp_path / "migrations"
+def copy_chain(tmp_path: Path, name: str = "migrations") -> Path:
+    """Copy the real migrations/ folder (env.py, template, revisions) to tmp_path/name."""
+    target = tmp_path / name
     shutil.copytree(PROJECT_ROOT / "migrations", target, ignore=shutil.ignore_patterns("__pycache__", "control"))
     return target
 
 
-def add_revision(chain: Path, rev: str, down: str, body: str, extra: str = "", doc: str = "fixture") -> Path:
-    """Write one revision file whose upgrade() runs `body` (dedented Python)."""
+def add_revision(chain: Path, rev: str, down: str, body: str, extra: str = "", doc: str = "fixture",
+                 downgrade: str = "") -> Path:
+    """Write one revision file whose upgrade() runs `body` and downgrade() `downgrade` (dedented Python)."""
     code = textwrap.indent(textwrap.dedent(body).strip() or "pass", "    ")
+    back = textwrap.indent(textwrap.dedent(downgrade).strip() or "pass", "    ")
     path = chain / "versions" / f"{rev}_fixture.py"
-    path.write_text(REVISION.format(doc=doc, rev=rev, down=down, extra=textwrap.dedent(extra), body=code))
+    path.write_text(REVISION.format(doc=doc, rev=rev, down=down, extra=textwrap.dedent(extra), body=code,
+                                    downgrade=back))
     return path
 
 

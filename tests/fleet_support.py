@@ -1,8 +1,6 @@
 """Scaffolding for the fleet tests: temporary revision chains, tenants with data, live reads."""
 
 import dataclasses
-import shutil
-import textwrap
 from pathlib import Path
 
 from sqlalchemy import text
@@ -10,7 +8,8 @@ from sqlalchemy import text
 from tenants.lifecycle import create_tenant
 from tenants.migrator import current_revision
 from tenants.runtime import Tenancy
-from tenants.settings import PROJECT_ROOT, TenantSettings
+from tenants.settings import TenantSettings
+from tests.chains import add_revision, copy_chain
 
 # A revision that takes long enough per tenant for a test to act while a run is under way.
 SLOW = """
@@ -30,28 +29,10 @@ op.execute("INSERT INTO applied_log (note) VALUES ('{rev}')")
 
 def write_chain(tmp_path: Path, revisions: dict[str, tuple[str, str, str]], name: str = "chain") -> Path:
     """Copy migrations/ and add {rev: (down_revision, upgrade body, downgrade body)}."""
-    target = tmp_path / name
-    shutil.copytree(PROJECT_ROOT / "migrations", target, ignore=shutil.ignore_patterns("control", "__pycache__"))
+    chain = copy_chain(tmp_path, name)
     for rev, (down, up, back) in revisions.items():
-        source = f'''"""test revision {rev}"""
-from alembic import op
-import sqlalchemy as sa
-
-revision = {rev!r}
-down_revision = {down!r}
-branch_labels = None
-depends_on = None
-
-
-def upgrade():
-{textwrap.indent(textwrap.dedent(up).strip() or "pass", "    ")}
-
-
-def downgrade():
-{textwrap.indent(textwrap.dedent(back).strip() or "pass", "    ")}
-'''
-        (target / "versions" / f"{rev}_test.py").write_text(source)
-    return target
+        add_revision(chain, rev, down, up, doc=f"test revision {rev}", downgrade=back)
+    return chain
 
 
 def with_chain(settings: TenantSettings, chain: Path) -> TenantSettings:

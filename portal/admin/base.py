@@ -179,6 +179,14 @@ class ControlModelView(GrantedModelView):
         return current_user.is_authenticated and can_control(current_user, self.grant_model, action)
 
 
+class ReadOnlyControlView(ControlModelView):
+    """A control-plane table the console shows but never edits (it is written by the library)."""
+
+    can_create = False
+    can_edit = False
+    can_delete = False
+
+
 def escaped_lines(lines: list[str]) -> Markup:
     """Join text lines for display, escaping each (never trust stored values)."""
     return Markup("<br>").join(lines)

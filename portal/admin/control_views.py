@@ -13,7 +13,7 @@ from wtforms import PasswordField, SelectChoice, SelectField
 from wtforms.validators import Length, Optional, ValidationError
 
 from portal import audit
-from portal.admin.base import AuditedView, ControlModelView, escaped_lines
+from portal.admin.base import AuditedView, ControlModelView, ReadOnlyControlView, escaped_lines
 from portal.admin.control_models import AuditEntry, MigrationRun, StaffGrant, StaffMember, TenantRecord
 from portal.admin.tenant_actions import upgrade_selected
 from portal.console_sessions import close_staff_sessions
@@ -73,11 +73,8 @@ def _drift(view: Any, context: Any, model: TenantRecord, name: str) -> Any:
     return Markup('<span class="text-danger">drifted</span>') + escaped_lines(lines)
 
 
-class TenantsView(ControlModelView):
+class TenantsView(ReadOnlyControlView):
     grant_model = "tenants"
-    can_create = False
-    can_edit = False
-    can_delete = False
     column_list = ["slug", "display_name", "status", "revision", "pending", "last_result", "database"]
     column_details_list = ["slug", "display_name", "status", "status_reason", "revision", "pending", "last_result",
                            "drift", "database", "created_at", "updated_at"]
@@ -124,11 +121,8 @@ def _run_results(view: Any, context: Any, model: MigrationRun, name: str) -> Mar
     return Markup('<table class="table table-sm">{}{}</table>').format(head, Markup("").join(rows))
 
 
-class RunsView(ControlModelView):
+class RunsView(ReadOnlyControlView):
     grant_model = "runs"
-    can_create = False
-    can_edit = False
-    can_delete = False
     column_list = ["started_at", "kind", "target", "status", "started_by", "tenants_total", "tenants_ok",
                    "tenants_failed", "tenants_busy", "finished_at"]
     column_details_list = ["id", *column_list, "host", "pid", "options", "results"]
@@ -140,11 +134,8 @@ class RunsView(ControlModelView):
     column_formatters_detail = {"results": _run_results}
 
 
-class ResultsView(ControlModelView):
+class ResultsView(ReadOnlyControlView):
     grant_model = "runs"
-    can_create = False
-    can_edit = False
-    can_delete = False
     column_list = ["started_at", "tenant_slug", "status", "from_revision", "to_revision", "duration_ms", "error",
                    "run_id"]
     column_labels = {"tenant_slug": "Tenant", "run_id": "Run"}
@@ -217,13 +208,10 @@ def _changes(view: Any, context: Any, model: AuditEntry, name: str) -> Markup | 
     return escaped_lines(lines)
 
 
-class HistoryView(ControlModelView):
+class HistoryView(ReadOnlyControlView):
     """The audit log, read-only; each principal sees the entries of what they may view."""
 
     grant_model = "history"
-    can_create = False
-    can_edit = False
-    can_delete = False
     can_export = True
     column_list = ["at", "actor", "tenant_slug", "model", "object_id", "object_label", "action", "changes"]
     column_details_list = column_list
