@@ -1,21 +1,15 @@
 #!/usr/bin/env python
-"""The operator CLI: Flask's commands (run, db, shell, demo) plus the tenant commands."""
+"""The operator CLI: Flask's commands (run, db, shell) plus every command of tenancy and the web app."""
 
 from flask.cli import FlaskGroup
 
 from portal import create_app
-from portal.staff import register as register_staff
-from tenants.cli import register
-from tenants.fleet_cli import register as register_fleet
-from tenants.safety_cli import register as register_safety
-from tenants.scale_cli import register as register_scale
+from portal.cli import COMMANDS as PORTAL_COMMANDS
+from tenants.cli.commands import COMMANDS as TENANT_COMMANDS
 
 cli = FlaskGroup(create_app=create_app, help="Tenant Portal operator commands.")
-register(cli)
-register_fleet(cli)
-register_safety(cli)
-register_staff(cli)
-register_scale(cli)
+for command in [*TENANT_COMMANDS, *PORTAL_COMMANDS]:
+    cli.add_command(command)
 
 if __name__ == "__main__":
     cli()

@@ -19,8 +19,8 @@ from sqlalchemy import create_engine, select
 
 from portal.admin.tenant_views import ProductView
 from portal.models import Product
-from tenants.control_schema import staff
-from tenants.engines import driver_url
+from tenants.core.control_schema import staff
+from tenants.core.engines import driver_url
 
 COPIED = ["column_list", "column_details_list", "column_export_list", "column_searchable_list", "column_filters",
           "column_sortable_list", "column_default_sort", "column_editable_list", "form_columns", "form_args",

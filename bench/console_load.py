@@ -41,10 +41,11 @@ sys.path.insert(0, str(ROOT))
 from portal.models import Product  # noqa: E402  (the script runs from anywhere)
 from portal.permissions import Grant  # noqa: E402
 from portal.staff import create_staff  # noqa: E402
-from tenants.binding import tenant_session  # noqa: E402
-from tenants.lifecycle import create_tenant  # noqa: E402
-from tenants.runtime import Tenancy  # noqa: E402
-from tenants.settings import TenantSettings  # noqa: E402
+from tenants.core.binding import tenant_session  # noqa: E402
+from tenants.core.settings import TenantSettings  # noqa: E402
+from tenants.core.tenancy import Tenancy  # noqa: E402
+from tenants.migrate.control import ensure_control  # noqa: E402
+from tenants.migrate.lifecycle import create_tenant  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("PORTAL_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PASSWORD = "bench password 1"
@@ -64,7 +65,7 @@ def _admin_sql(sql: str) -> None:
 def build_world(url: str, tmp: Path, tenants: int, products: int) -> list[str]:
     """Create the control plane, the bench staff member and the tenants with products."""
     tenancy = Tenancy(TenantSettings(control_url=url, tenant_dir=tmp / "tenants"))
-    tenancy.ensure_control()
+    ensure_control(tenancy)
     every_right = Grant(None, "products", True, True, True, True)  # as in the baseline: same buttons and forms
     create_staff(tenancy.control_engine, "bench@example.com", PASSWORD, grants=(every_right,))
     slugs = [f"bench_{i:03d}" for i in range(tenants)]

@@ -40,6 +40,8 @@ import psutil
 import psycopg2
 from sqlalchemy.engine import make_url
 
+from tenants.migrate.control import ensure_control
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the project's modules are imported inside the functions below
 
@@ -92,7 +94,7 @@ def admin(url: str, sql: str) -> None:
 
 def reset(db_url: str, slugs: list[str]) -> None:
     """Put every tenant back at base: an empty schema."""
-    from tenants.names import quoted_schema
+    from tenants.core.names import quoted_schema
 
     conn = psycopg2.connect(db_url)
     with conn.cursor() as cur:
@@ -219,10 +221,10 @@ def main() -> None:
                         help="celery: also run the upgrade through Celery workers")
     parser.add_argument("--workers", default="1,2,4", help="worker counts for --via celery (default 1,2,4)")
     opts = parser.parse_args()
-    from tenants.names import quote_ident, quoted_schema
-    from tenants.replay import render_range
-    from tenants.runtime import Tenancy
-    from tenants.settings import TenantSettings
+    from tenants.core.names import quote_ident, quoted_schema
+    from tenants.core.settings import TenantSettings
+    from tenants.core.tenancy import Tenancy
+    from tenants.migrate.replay import render_range
 
     n = opts.tenants
     name = f"bench_{uuid.uuid4().hex[:10]}"
@@ -234,7 +236,7 @@ def main() -> None:
         chain = write_chain(workdir)
         settings = TenantSettings(control_url=db_url, tenant_dir=workdir / "tenants", revision_dir=chain)
         tenancy = Tenancy(settings)
-        tenancy.ensure_control()
+        ensure_control(tenancy)
         slugs = [f"t{i:05d}" for i in range(n)]
         for slug in slugs:
             tenancy.registry.add(slug, slug, None)

@@ -15,9 +15,9 @@ from alembic.util import CommandError
 from flask import current_app
 
 from portal.models import TenantModel
-from tenants.errors import TenantError
-from tenants.migrator import alembic_options
-from tenants.names import search_path_sql
+from tenants.core.errors import TenantError
+from tenants.core.names import search_path_sql
+from tenants.migrate.migrator import alembic_options
 
 config = context.config
 if config.config_file_name and "connection" not in config.attributes:

@@ -4,15 +4,15 @@ from pathlib import Path
 
 from flask import Flask
 
-from tenants.settings import PROJECT_ROOT
+from tenants.core.settings import PROJECT_ROOT
 
 
 def create_app(config_class: type | None = None, overrides: dict | None = None) -> Flask:
     """Build the Flask app; never migrates anything (upgrading is an operator step)."""
     from portal.config import config_from_env, resolve_secret_key, tenant_settings
     from portal.extensions import csrf, db, login_manager, migrate
-    from tenants.engines import driver_url
-    from tenants.runtime import Tenancy
+    from tenants.core.engines import configure_engine, driver_url, engine_options
+    from tenants.core.tenancy import Tenancy
 
     app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"))
     app.config.from_object(config_class or config_from_env())
@@ -22,16 +22,19 @@ def create_app(config_class: type | None = None, overrides: dict | None = None) 
     app.instance_path = str(instance)
     app.config["SECRET_KEY"] = resolve_secret_key(app.config, instance)
     app.config["SQLALCHEMY_DATABASE_URI"] = driver_url(settings.control_url)
+    # The control plane's one connection policy (tenants.core.engines), for Flask-SQLAlchemy's engine too.
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(settings.control_url)
 
     db.init_app(app)
+    with app.app_context():
+        configure_engine(db.engine, explicit_begin=False)
     migrate.init_app(app, db, directory=str(settings.revision_dir))
     login_manager.init_app(app)
     csrf.init_app(app)
     app.extensions["tenancy"] = Tenancy(settings)
 
-    from portal import admin, auth, demo, home, security_headers, tenancy_request
+    from portal import admin, auth, home, security_headers, tenancy_request
 
-    demo.init_app(app)
     home.init_app(app)
     security_headers.init_app(app)
     auth.init_app(app)

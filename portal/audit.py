@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import Engine, insert, inspect
 
 from portal.permissions import Principal
-from tenants.control_schema import audit_log
-from tenants.registry import utcnow
+from tenants.core.clock import utcnow
+from tenants.core.control_schema import audit_log
 
 SECRET_FIELDS = frozenset({"password", "password_hash"})
 SECRET_MARK = "(changed)"

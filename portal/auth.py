@@ -15,7 +15,7 @@ from wtforms.validators import DataRequired, Length
 from portal.console_sessions import close_session, open_session
 from portal.extensions import login_manager
 from portal.principals import authenticate_staff, authenticate_tenant_admin, load_principal
-from tenants.runtime import Tenancy
+from tenants.core.tenancy import Tenancy
 
 FAILED_LOGIN = "Invalid email or password."  # the same words whether or not the account exists
 THROTTLED = "Too many failed sign-in attempts. Wait a few minutes and try again."

@@ -5,7 +5,7 @@ import secrets
 from dataclasses import replace
 from pathlib import Path
 
-from tenants.settings import PROJECT_ROOT, TenantSettings
+from tenants.core.settings import PROJECT_ROOT, TenantSettings
 
 
 def instance_secret_key(instance_path: Path) -> str:
@@ -32,7 +32,6 @@ class Config:
     REMEMBER_COOKIE_HTTPONLY = True
     REMEMBER_COOKIE_SAMESITE = "Lax"
     REMEMBER_COOKIE_SECURE = False
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
 
 
 class ProductionConfig(Config):

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, and_, delete, insert, select
 
-from tenants.control_schema import console_sessions, staff
-from tenants.registry import utcnow
+from tenants.core.clock import utcnow
+from tenants.core.control_schema import console_sessions, staff
 
 
 def token_hash(token: str) -> str:

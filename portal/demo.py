@@ -4,16 +4,17 @@ import secrets
 from decimal import Decimal
 
 import click
-from flask import Flask, current_app
+from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
 from portal.models import Product, Role, User
 from portal.staff import upsert_staff
-from tenants.binding import tenant_session
-from tenants.cli import reports_errors
-from tenants.lifecycle import create_tenant
-from tenants.runtime import Tenancy
+from tenants.cli.exit_codes import reports_errors
+from tenants.core.binding import tenant_session
+from tenants.core.tenancy import Tenancy
+from tenants.migrate.control import ensure_control
+from tenants.migrate.lifecycle import create_tenant
 
 DEMO_TENANTS = {
     "acme": ("Acme Corporation", ["Anvil", "Rocket Skates", "Giant Magnet", "Bird Seed"]),
@@ -44,7 +45,7 @@ def seed_tenant(tenancy: Tenancy, slug: str, product_names: list[str]) -> None:
 
 def load_demo(tenancy: Tenancy) -> str:
     """Create the demo tenants and staff login; return the staff password (new each time)."""
-    tenancy.ensure_control()
+    ensure_control(tenancy)
     for slug, (name, products) in DEMO_TENANTS.items():
         if tenancy.registry.find(slug) is None:
             create_tenant(tenancy, slug, name, started_by="demo")
@@ -63,7 +64,3 @@ def demo_command() -> None:
     click.echo(f"Demo tenants: {', '.join(DEMO_TENANTS)}")
     click.echo(f"Staff login: {DEMO_STAFF_EMAIL} / {password}")
 
-
-def init_app(app: Flask) -> None:
-    """Register the demo command."""
-    app.cli.add_command(demo_command)

@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from tenants.control_schema import NAMING_CONVENTION
+from tenants.core.control_schema import NAMING_CONVENTION
 
 
 def _now() -> datetime:

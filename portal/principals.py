@@ -8,12 +8,12 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from portal.console_sessions import load_session
 from portal.models import Role, User
 from portal.permissions import Grant, Principal
-from tenants.binding import tenant_session
-from tenants.control_schema import staff, staff_grants
-from tenants.errors import TenantError
-from tenants.names import validate_slug
-from tenants.registry import utcnow
-from tenants.runtime import Tenancy
+from tenants.core.binding import tenant_session
+from tenants.core.clock import utcnow
+from tenants.core.control_schema import staff, staff_grants
+from tenants.core.errors import TenantError
+from tenants.core.names import validate_slug
+from tenants.core.tenancy import Tenancy
 
 
 @lru_cache(maxsize=1)

@@ -9,29 +9,19 @@ from sqlalchemy import Engine, insert, select, update
 from werkzeug.security import generate_password_hash
 
 from portal.console_sessions import close_staff_sessions
+from portal.errors import InvalidStaffInput, StaffExists
 from portal.permissions import ACTIONS, CONTROL_MODELS, TENANT_MODELS, Grant
-from tenants.cli import fail, get_tenancy, reports_errors
-from tenants.control_schema import staff, staff_grants
-from tenants.errors import TenantError
-from tenants.names import validate_slug
-from tenants.registry import utcnow
+from tenants.cli.context import get_tenancy
+from tenants.cli.exit_codes import fail, reports_errors
+from tenants.core.clock import utcnow
+from tenants.core.control_schema import staff, staff_grants
+from tenants.core.names import validate_slug
+from tenants.migrate.control import ensure_control
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD = 8
 SUPERUSER_PASSWORD_ENV = "PORTAL_SUPERUSER_PASSWORD"
 STAFF_PASSWORD_ENV = "PORTAL_STAFF_PASSWORD"
-
-
-class InvalidStaffInput(TenantError):
-    """An email, password or grant given for a staff account is not acceptable."""
-
-    exit_code = 2
-
-
-class StaffExists(TenantError):
-    """A staff account with this email already exists."""
-
-    exit_code = 2
 
 
 def upsert_staff(engine: Engine, email: str, password: str, *, full_name: str = "",
@@ -121,7 +111,7 @@ def createsuperuser_command(email: str | None, full_name: str) -> None:
     email = _email(email)
     password = _password(SUPERUSER_PASSWORD_ENV)
     tenancy = get_tenancy()
-    tenancy.ensure_control()
+    ensure_control(tenancy)
     create_staff(tenancy.control_engine, email, password, full_name=full_name, superuser=True)
     click.echo(f"superuser {email.strip().lower()} created")
 
@@ -138,12 +128,7 @@ def create_staff_command(email: str, full_name: str, superuser: bool, grants: tu
     parsed = tuple(parse_grant(g) for g in grants)  # bad input fails before anything is asked or written
     password = _password(STAFF_PASSWORD_ENV)
     tenancy = get_tenancy()
-    tenancy.ensure_control()
+    ensure_control(tenancy)
     create_staff(tenancy.control_engine, email, password, full_name=full_name, superuser=superuser, grants=parsed)
     click.echo(f"staff member {email.strip().lower()} created with {len(parsed)} grant(s)")
 
-
-def register(group: click.Group) -> None:
-    """Add the staff commands to the operator CLI."""
-    group.add_command(createsuperuser_command)
-    group.add_command(create_staff_command)

@@ -20,10 +20,10 @@ from sqlalchemy.orm import Session
 
 from portal.auth import login_url_for_here
 from portal.permissions import may_enter, visible_slugs
-from tenants.errors import InvalidTenantName
-from tenants.names import validate_slug
-from tenants.registry import Tenant
-from tenants.storage import TenantStorage
+from tenants.core.errors import InvalidTenantName
+from tenants.core.names import validate_slug
+from tenants.core.registry import Tenant
+from tenants.core.storage import TenantStorage
 
 TENANT_ARG = "tenant"
 

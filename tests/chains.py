@@ -4,7 +4,7 @@ import shutil
 import textwrap
 from pathlib import Path
 
-from tenants.settings import PROJECT_ROOT
+from tenants.core.settings import PROJECT_ROOT
 
 REVISION = '''"""{doc}
 

@@ -19,8 +19,9 @@ from sqlalchemy.engine import make_url
 
 from portal import create_app
 from portal.config import TestConfig
-from tenants.runtime import Tenancy
-from tenants.settings import PROJECT_ROOT, TenantSettings
+from tenants.core.settings import PROJECT_ROOT, TenantSettings
+from tenants.core.tenancy import Tenancy
+from tenants.migrate.control import ensure_control
 
 pytest_plugins = ["tests.console_support"]
 
@@ -102,7 +103,7 @@ def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Te
 def tenancy(settings: TenantSettings) -> Iterator[Tenancy]:
     """A Tenancy with the control plane at head."""
     t = Tenancy(settings)
-    t.ensure_control()
+    ensure_control(t)
     yield t
     t.close()
 
@@ -125,7 +126,7 @@ def app(settings: TenantSettings, tmp_path: Path):  # type: ignore[no-untyped-de
         "DATABASE_URL": settings.control_url, "INSTANCE_PATH": str(tmp_path),
         "PORTAL_TENANT_DIR": str(settings.tenant_dir),
     })
-    application.extensions["tenancy"].ensure_control()
+    ensure_control(application.extensions["tenancy"])
     yield application
     application.extensions["tenancy"].close()
     with application.app_context():

@@ -18,10 +18,10 @@ from werkzeug.security import generate_password_hash
 
 from portal.models import Product, Role, User
 from portal.permissions import Grant
-from tenants.binding import tenant_session
-from tenants.control_schema import staff, staff_grants
-from tenants.lifecycle import create_tenant
-from tenants.registry import utcnow
+from tenants.core.binding import tenant_session
+from tenants.core.clock import utcnow
+from tenants.core.control_schema import staff, staff_grants
+from tenants.migrate.lifecycle import create_tenant
 
 PASSWORD = "correct horse battery"
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*?value="([^"]+)"')

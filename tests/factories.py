@@ -3,8 +3,8 @@
 from decimal import Decimal
 
 from portal.models import Product, Role, User
-from tenants.binding import tenant_session
-from tenants.storage import TenantStorage
+from tenants.core.binding import tenant_session
+from tenants.core.storage import TenantStorage
 
 
 def make_product(storage: TenantStorage, **overrides) -> int:

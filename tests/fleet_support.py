@@ -5,10 +5,10 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from tenants.lifecycle import create_tenant
-from tenants.migrator import current_revision
-from tenants.runtime import Tenancy
-from tenants.settings import TenantSettings
+from tenants.core.settings import TenantSettings
+from tenants.core.tenancy import Tenancy
+from tenants.migrate.lifecycle import create_tenant
+from tenants.migrate.migrator import current_revision
 from tests.chains import add_revision, copy_chain
 
 # A revision that takes long enough per tenant for a test to act while a run is under way.

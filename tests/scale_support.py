@@ -15,8 +15,8 @@ import psycopg2
 import redis
 from sqlalchemy import Engine, select
 
-from tenants.control_schema import tenant_results
-from tenants.settings import PROJECT_ROOT
+from tenants.core.control_schema import tenant_results
+from tenants.core.settings import PROJECT_ROOT
 from tests.conftest import create_pg_database, drop_pg_database
 
 # A Redis database of the Celery tests' own; each test also has a queue of its own.

@@ -8,8 +8,8 @@ from sqlalchemy import select
 
 from portal.models import Product, User
 from portal.permissions import Grant
-from tenants.control_schema import audit_log, staff
-from tenants.lifecycle import move_tenant
+from tenants.core.control_schema import audit_log, staff
+from tenants.migrate.lifecycle import move_tenant
 from tests.console_support import Console, add_staff, csrf_token, login, signed_in
 
 SCRIPT = "<script>alert(1)</script>"
@@ -196,7 +196,7 @@ def test_tenants_view_upgrades_selected_tenants(console: Console, root, alice) -
                                                          "rowid": [str(globex_id)]}, follow_redirects=True)
     assert f"{console.b}: 0001 -&gt; 0003" in response.get_data(as_text=True)
     assert console.tenancy.registry.get(console.b) and root.get("/admin/tenants/").status_code == 200
-    from tenants.migrator import current_revision
+    from tenants.migrate.migrator import current_revision
 
     assert current_revision(console.tenancy.storage(console.b)) == "0003"
     assert _audit(console)[-1]["action"] == "upgrade"

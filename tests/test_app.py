@@ -5,10 +5,10 @@ from sqlalchemy import func, select
 
 from portal import create_app
 from portal.config import ProductionConfig, TestConfig
-from portal.demo import DEMO_TENANTS, load_demo
+from portal.demo import DEMO_TENANTS, demo_command, load_demo
 from portal.models import Product
-from tenants.binding import tenant_session
-from tenants.control_schema import staff
+from tenants.core.binding import tenant_session
+from tenants.core.control_schema import staff
 
 
 def test_development_secret_key_is_made_once_in_the_instance_folder(tmp_path, monkeypatch):
@@ -54,6 +54,6 @@ def test_demo_is_idempotent_and_prints_a_working_login(app):
 
 
 def test_demo_command_prints_the_login(app):
-    result = app.test_cli_runner().invoke(args=["demo"])
+    result = app.test_cli_runner().invoke(demo_command)
     assert result.exit_code == 0, result.output
     assert "Staff login: admin@example.com / " in result.output

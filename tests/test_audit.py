@@ -8,7 +8,7 @@ from sqlalchemy import select
 from portal.audit import pending_changes, record, snapshot
 from portal.models import Product, User
 from portal.permissions import Principal
-from tenants.control_schema import audit_log
+from tenants.core.control_schema import audit_log
 from tests.console_support import Console
 
 

@@ -6,7 +6,7 @@ from sqlalchemy import update
 from portal import create_app
 from portal.auth import FAILED_LOGIN, THROTTLED, safe_next
 from portal.config import ProductionConfig
-from tenants.control_schema import staff
+from tenants.core.control_schema import staff
 from tests.console_support import PASSWORD, Console, csrf_token, login, signed_in
 
 

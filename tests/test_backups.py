@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from tenants.backups import BackupFailed, BackupNotFound, backup_tenant, list_backups, prune_backups, restore_tenant
-from tenants.control_schema import backups, migration_runs
-from tenants.ledger import ledger_versions
-from tenants.lifecycle import create_tenant
-from tenants.migrator import current_revision, migrate_tenant
-from tenants.registry import utcnow
+from tenants.core.clock import utcnow
+from tenants.core.control_schema import backups, migration_runs
+from tenants.core.ledger import ledger_versions
+from tenants.migrate.lifecycle import create_tenant
+from tenants.migrate.migrator import current_revision, migrate_tenant
+from tenants.safety.backups.restore import restore_tenant
+from tenants.safety.backups.store import backup_tenant, list_backups, prune_backups
+from tenants.safety.errors import BackupFailed, BackupNotFound
 
 TABLES = {"roles": "id", "users": "id", "users_roles": "user_id, role_id", "products": "id"}
 

@@ -5,8 +5,9 @@ import threading
 from sqlalchemy import select
 
 from portal.models import Product
-from tenants.binding import tenant_session
-from tenants.lifecycle import create_tenant
+from tenants.core.binding import tenant_session
+from tenants.migrate.control import ensure_control
+from tenants.migrate.lifecycle import create_tenant
 from tests.factories import make_product
 
 
@@ -64,12 +65,12 @@ def test_eight_threads_switching_tenants_on_a_pooled_engine_never_mix(tenancy):
 def test_postgres_pooled_connection_keeps_no_tenant_search_path(pg_url, tmp_path):
     from sqlalchemy import text
 
-    from tenants.runtime import Tenancy
-    from tenants.settings import TenantSettings
+    from tenants.core.settings import TenantSettings
+    from tenants.core.tenancy import Tenancy
 
     tenancy = Tenancy(TenantSettings(control_url=pg_url, tenant_dir=tmp_path))
     try:
-        tenancy.ensure_control()
+        ensure_control(tenancy)
         create_tenant(tenancy, "acme")
         storage = tenancy.storage("acme")
         with storage.begin() as conn:

@@ -13,13 +13,15 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from tenants import fleet_cli, scale_cli
-from tenants.control_schema import dispatched_tenants, fleet_locks, migration_runs, tenant_results
-from tenants.ledger import ledger_versions
-from tenants.lifecycle import create_tenant
-from tenants.relay import run_step
-from tenants.runtime import Tenancy
-from tenants.settings import PROJECT_ROOT, TenantSettings
+from tenants.cli import fleet as fleet_cli
+from tenants.cli import scale as scale_cli
+from tenants.core.control_schema import dispatched_tenants, fleet_locks, migration_runs, tenant_results
+from tenants.core.ledger import ledger_versions
+from tenants.core.settings import PROJECT_ROOT, TenantSettings
+from tenants.core.tenancy import Tenancy
+from tenants.fleet.celery.relay import run_step
+from tenants.migrate.control import ensure_control
+from tenants.migrate.lifecycle import create_tenant
 from tests.conftest import require_postgres, run_manage
 from tests.fleet_support import LOGGED, SLOW, live, make_tenants, rows, with_chain, write_chain
 from tests.pg_cluster import second_cluster
@@ -55,7 +57,7 @@ def fleet(pg_url: str, server2: str, tmp_path: Path) -> Iterator[dict]:
     with database_on(server2) as far_url:
         settings = TenantSettings(control_url=pg_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
         tenancy = Tenancy(settings)
-        tenancy.ensure_control()
+        ensure_control(tenancy)
         made: list[Tenancy] = [tenancy]
 
         def add(count: int, chain: Path) -> Tenancy:
@@ -202,7 +204,7 @@ def _under_way(tenancy: Tenancy) -> set[str]:
 def test_broker_unreachable_exits_3_and_changes_nothing(pg_url: str, tmp_path: Path) -> None:
     settings = TenantSettings(control_url=pg_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
     tenancy = Tenancy(settings)
-    tenancy.ensure_control()
+    ensure_control(tenancy)
     try:
         make_tenants(tenancy, ["acme", "beta"])
         chain = slow_logged_chain(tmp_path, 0.0)
@@ -224,8 +226,10 @@ def test_broker_unreachable_exits_3_and_changes_nothing(pg_url: str, tmp_path: P
 @pytest.fixture
 def group() -> click.Group:
     g = click.Group()
-    fleet_cli.register(g)
-    scale_cli.register(g)
+    for command in fleet_cli.COMMANDS:
+        g.add_command(command)
+    for command in scale_cli.COMMANDS:
+        g.add_command(command)
     return g
 
 
@@ -252,7 +256,7 @@ def test_fail_fast_stops_each_slot_and_run_status_closes_the_run(pg_url: str, tm
 
     settings = TenantSettings(control_url=pg_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
     tenancy = Tenancy(settings)
-    tenancy.ensure_control()
+    ensure_control(tenancy)
     make_tenants(tenancy, ["aaa_bad"], stock=5000)
     make_tenants(tenancy, ["bbb", "ccc"])
     chain = write_chain(tmp_path, CONSTRAINT_CHAIN)

@@ -6,8 +6,8 @@ import pytest
 from alembic.script import ScriptDirectory
 
 from manage import cli
-from tenants.lifecycle import create_tenant
-from tenants.migrator import current_revision
+from tenants.migrate.lifecycle import create_tenant
+from tenants.migrate.migrator import current_revision
 from tests.conftest import run_manage
 from tests.test_names import BAD_SLUGS
 

@@ -16,7 +16,8 @@ from werkzeug.serving import make_server
 
 from portal import create_app
 from portal.config import TestConfig
-from tenants.settings import PROJECT_ROOT, TenantSettings
+from tenants.core.settings import PROJECT_ROOT, TenantSettings
+from tenants.migrate.control import ensure_control
 from tests.conftest import create_pg_database, drop_pg_database, require_postgres
 from tests.console_support import PASSWORD, Console, seed
 
@@ -52,7 +53,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     settings = TenantSettings(control_url=url, tenant_dir=tmp / "tenants")
     app = create_app(TestConfig, {"DATABASE_URL": url, "INSTANCE_PATH": str(tmp),
                                   "PORTAL_TENANT_DIR": str(settings.tenant_dir)})
-    app.extensions["tenancy"].ensure_control()
+    ensure_control(app.extensions["tenancy"])
     console = Console(app)
     seed(console)
     server = make_server("127.0.0.1", 0, app, threaded=True)

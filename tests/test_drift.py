@@ -4,9 +4,9 @@ import sqlite3
 
 from sqlalchemy import text
 
-from tenants.drift import check_drift
-from tenants.lifecycle import create_tenant
-from tenants.migrator import migrate_tenant
+from tenants.migrate.lifecycle import create_tenant
+from tenants.migrate.migrator import migrate_tenant
+from tenants.safety.drift import check_drift
 
 
 def by_slug(reports) -> dict:  # type: ignore[no-untyped-def]

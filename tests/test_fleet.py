@@ -9,13 +9,14 @@ import psycopg2
 import pytest
 from sqlalchemy import text, update
 
-from tenants.control_schema import tenants as tenants_table
-from tenants.fleet import RunOptions, downgrade_tenants, for_each_tenant, upgrade_tenants
-from tenants.fleet_output import plan_lines
-from tenants.ledger import last_results, ledger_versions
-from tenants.plan import Selection
-from tenants.runtime import Tenancy
-from tenants.storage import PostgresSchemaStorage
+from tenants.cli.output import plan_lines
+from tenants.core.control_schema import tenants as tenants_table
+from tenants.core.ledger import last_results, ledger_versions
+from tenants.core.storage import PostgresSchemaStorage
+from tenants.core.tenancy import Tenancy
+from tenants.fleet.options import RunOptions
+from tenants.fleet.runs import downgrade_tenants, for_each_tenant, upgrade_tenants
+from tenants.migrate.plan import Selection
 from tests.fleet_support import LOGGED, SLOW, columns, has_table, live, make_tenants, rows, with_chain, write_chain
 
 # 0004 adds a constraint a tenant's data can violate; 0005 adds a column after it.

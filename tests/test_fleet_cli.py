@@ -13,14 +13,14 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from tenants import cli as tenant_cli
-from tenants import fleet_cli
-from tenants.control_schema import migration_runs, tenant_results
-from tenants.fleet import upgrade_tenants
-from tenants.ledger import ledger_versions
-from tenants.plan import Selection
-from tenants.runtime import Tenancy
-from tenants.settings import PROJECT_ROOT
+from tenants.cli import fleet as fleet_cli
+from tenants.cli import tenant as tenant_cli
+from tenants.core.control_schema import migration_runs, tenant_results
+from tenants.core.ledger import ledger_versions
+from tenants.core.settings import PROJECT_ROOT
+from tenants.core.tenancy import Tenancy
+from tenants.fleet.runs import upgrade_tenants
+from tenants.migrate.plan import Selection
 from tests.conftest import run_manage
 from tests.fleet_support import LOGGED, SLOW, has_table, live, make_tenants, rows, with_chain, write_chain
 
@@ -29,8 +29,10 @@ from tests.fleet_support import LOGGED, SLOW, has_table, live, make_tenants, row
 def group() -> click.Group:
     """The operator commands without the web app."""
     g = click.Group()
-    tenant_cli.register(g)
-    fleet_cli.register(g)
+    for command in tenant_cli.COMMANDS:
+        g.add_command(command)
+    for command in fleet_cli.COMMANDS:
+        g.add_command(command)
     return g
 
 
@@ -165,6 +167,6 @@ def test_sigkill_mid_run_leaves_tenants_consistent_and_rerun_finishes(tenancy: T
 
 
 def _retry():  # type: ignore[no-untyped-def]
-    from tenants.fleet import RunOptions
+    from tenants.fleet.options import RunOptions
 
     return RunOptions(retry_busy=True)

@@ -5,11 +5,13 @@ from dataclasses import replace
 
 from sqlalchemy import func, select, text
 
-from tenants.backups import list_backups, restore_tenant
-from tenants.control_schema import migration_runs
-from tenants.lifecycle import create_tenant
-from tenants.migrator import current_revision
-from tenants.runtime import Tenancy
+from tenants.core.control_schema import migration_runs
+from tenants.core.tenancy import Tenancy
+from tenants.migrate.control import ensure_control
+from tenants.migrate.lifecycle import create_tenant
+from tenants.migrate.migrator import current_revision
+from tenants.safety.backups.restore import restore_tenant
+from tenants.safety.backups.store import list_backups
 from tests.chains import chain_with
 from tests.conftest import run_manage
 from tests.factories import make_product
@@ -21,7 +23,7 @@ PLAIN_INDEX = {"0004": ("0003", "op.create_index('ix_products_name', 'products',
 def fleet(settings, tmp_path, revisions) -> tuple[Tenancy, dict]:
     """Two tenants at 0003 with a product each, and a chain whose 0004 is pending for both."""
     current = Tenancy(settings)
-    current.ensure_control()
+    ensure_control(current)
     for slug in ("acme", "globex"):
         create_tenant(current, slug)
         make_product(current.storage(slug), sku=f"{slug}-1", name=f"{slug} anvil")

@@ -9,12 +9,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import insert, select, update
 
-from tenants.control_schema import fleet_locks, migration_runs
-from tenants.errors import FleetLocked
-from tenants.fleet_lock import FleetLock, pid_alive
-from tenants.ledger import start_run
-from tenants.registry import utcnow
-from tenants.runtime import Tenancy
+from tenants.cli.exit_codes import exit_code_for
+from tenants.core.clock import utcnow
+from tenants.core.control_schema import fleet_locks, migration_runs
+from tenants.core.ledger import start_run
+from tenants.core.tenancy import Tenancy
+from tenants.fleet.errors import FleetLocked
+from tenants.fleet.lock import FleetLock, pid_alive
 
 
 def _dead_pid() -> int:
@@ -29,7 +30,7 @@ def test_second_holder_is_refused_with_the_holder_named(tenancy: Tenancy) -> Non
     with pytest.raises(FleetLocked) as refused:
         FleetLock(tenancy.control_engine).acquire()
     assert f"pid {os.getpid()} on {socket.gethostname()}" in str(refused.value)
-    assert refused.value.exit_code == 3
+    assert exit_code_for(refused.value) == 3
     first.release()
     again = FleetLock(tenancy.control_engine)
     assert again.acquire() is None

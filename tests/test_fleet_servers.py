@@ -5,13 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from tenants.fleet import RunOptions, downgrade_tenants, upgrade_tenants
-from tenants.fleet_servers import ServerSlots, assign_slots, interleave, server_key
-from tenants.lifecycle import create_tenant
-from tenants.plan import Selection, TenantPlan
-from tenants.registry import Tenant, utcnow
-from tenants.runtime import Tenancy
-from tenants.settings import TenantSettings
+from tenants.core.clock import utcnow
+from tenants.core.registry import Tenant
+from tenants.core.settings import TenantSettings
+from tenants.core.tenancy import Tenancy
+from tenants.fleet.options import RunOptions
+from tenants.fleet.runs import downgrade_tenants, upgrade_tenants
+from tenants.fleet.servers import ServerSlots, assign_slots, interleave, server_key
+from tenants.migrate.control import ensure_control
+from tenants.migrate.lifecycle import create_tenant
+from tenants.migrate.plan import Selection, TenantPlan
 from tests.conftest import require_postgres
 from tests.fleet_support import SLOW, live, make_tenants, with_chain, write_chain
 from tests.pg_cluster import free_port, second_cluster
@@ -68,7 +71,7 @@ def test_slots_split_each_server_and_the_pool_takes_servers_in_turn(tmp_path: Pa
 def test_pool_bound_per_server_keeps_both_servers_busy(pg_url: str, far_db: str, tmp_path: Path) -> None:
     settings = TenantSettings(control_url=pg_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
     base = Tenancy(settings)
-    base.ensure_control()
+    ensure_control(base)
     fleet = Tenancy(with_chain(settings, write_chain(tmp_path, SLOW_CHAIN)))
     try:
         for i in range(4):
@@ -104,7 +107,7 @@ def test_pool_bound_per_server_on_both_backends(tenancy: Tenancy, settings: Tena
 def test_unreachable_server_fails_only_its_own_tenants(pg_url: str, far_db: str, tmp_path: Path) -> None:
     settings = TenantSettings(control_url=pg_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
     base = Tenancy(settings)
-    base.ensure_control()
+    ensure_control(base)
     fleet = Tenancy(with_chain(settings, write_chain(tmp_path, {"0004": ("0003", "op.execute('SELECT 1')", "")})))
     dead = f"postgresql://postgres@127.0.0.1:{free_port()}/gone"
     try:

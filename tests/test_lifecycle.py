@@ -5,11 +5,12 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import select
 
-from tenants.control_schema import migration_runs, tenant_results
-from tenants.errors import InvalidTenantName, MigrationFailed, StorageUnavailable, TenantExists, TenantNotFound
-from tenants.lifecycle import create_tenant, drop_tenant
-from tenants.migrator import current_revision
-from tenants.runtime import Tenancy
+from tenants.core.control_schema import migration_runs, tenant_results
+from tenants.core.errors import InvalidTenantName, StorageUnavailable, TenantExists, TenantNotFound
+from tenants.core.tenancy import Tenancy
+from tenants.migrate.errors import MigrationFailed
+from tenants.migrate.lifecycle import create_tenant, drop_tenant
+from tenants.migrate.migrator import current_revision
 from tests.chains import chain_with
 
 BROKEN_CHAIN = {"0004": ("0003", "op.create_table('notes', sa.Column('id', sa.Integer, primary_key=True))\n"
@@ -31,7 +32,7 @@ def test_duplicate_slug_is_refused_and_changes_nothing(tenancy):
 
 
 def test_existing_unregistered_storage_is_refused_and_kept(tenancy):
-    from tenants.storage import storage_for
+    from tenants.core.storage import storage_for
 
     s = tenancy.settings
     stray = storage_for("acme", None, s.control_url, s.tenant_dir, tenancy.engines)
@@ -52,7 +53,7 @@ def test_a_revision_failing_during_create_leaves_nothing_behind(tenancy, tmp_pat
     finally:
         broken.close()
     s = tenancy.settings
-    from tenants.storage import storage_for
+    from tenants.core.storage import storage_for
 
     assert not storage_for("acme", None, s.control_url, s.tenant_dir, tenancy.engines).exists()
     with tenancy.control_engine.connect() as conn:

@@ -5,9 +5,12 @@ from pathlib import Path
 import pytest
 from alembic.script import ScriptDirectory
 
-from tenants.errors import InvalidRevision
-from tenants.gate import GateBlocked, gate, plan_gate
-from tenants.lint import BREAKS_ROWS, DATA_LOSS, LOCK, NON_TRANSACTIONAL, lint_revisions
+from tenants.cli.exit_codes import exit_code_for
+from tenants.migrate.errors import InvalidRevision
+from tenants.safety.errors import GateBlocked
+from tenants.safety.gate import gate, plan_gate
+from tenants.safety.lint.chain import lint_revisions
+from tenants.safety.lint.hazards import BREAKS_ROWS, DATA_LOSS, LOCK, NON_TRANSACTIONAL
 from tests.chains import add_revision, copy_chain
 
 # (kind, severity, table, column, upgrade body) on top of the real chain at 0003.
@@ -102,7 +105,7 @@ def test_safe_revision_reports_nothing(tmp_path):
 
 
 def test_real_chain_is_clean():
-    from tenants.settings import PROJECT_ROOT
+    from tenants.core.settings import PROJECT_ROOT
 
     assert lint_revisions(ScriptDirectory(str(PROJECT_ROOT / "migrations")), None, "head") == []
 
@@ -173,6 +176,6 @@ def test_gate_blocks_data_loss_unless_allowed_and_locks_only_when_strict(tmp_pat
     assert report.needs_backup(["0004", "0005"]) and not report.needs_backup(["0005"])
     with pytest.raises(GateBlocked) as blocked:
         report.raise_if_blocked()
-    assert blocked.value.exit_code == 2 and "drop-column:users.last_login_at" in str(blocked.value)
+    assert exit_code_for(blocked.value) == 2 and "drop-column:users.last_login_at" in str(blocked.value)
     plan_gate(scripts, {"0003"}, "head", allow_destructive=True).raise_if_blocked()
     assert plan_gate(scripts, {"0005"}, "head").hazards == []

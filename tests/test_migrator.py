@@ -6,12 +6,12 @@ import pytest
 from sqlalchemy import inspect, select
 
 from portal.models import Product
-from tenants.binding import tenant_session
-from tenants.errors import InvalidRevision, MigrationFailed
-from tenants.ledger import ledger_versions
-from tenants.lifecycle import create_tenant, move_tenant
-from tenants.migrator import current_revision
-from tenants.runtime import Tenancy
+from tenants.core.binding import tenant_session
+from tenants.core.ledger import ledger_versions
+from tenants.core.tenancy import Tenancy
+from tenants.migrate.errors import InvalidRevision, MigrationFailed
+from tenants.migrate.lifecycle import create_tenant, move_tenant
+from tenants.migrate.migrator import current_revision
 from tests.chains import chain_with
 from tests.factories import make_product
 

@@ -1,7 +1,7 @@
 import pytest
 
-from tenants.errors import InvalidTenantName
-from tenants.names import lock_key, quote_ident, quoted_schema, schema_name, search_path_sql, validate_slug
+from tenants.core.errors import InvalidTenantName
+from tenants.core.names import lock_key, quote_ident, quoted_schema, schema_name, search_path_sql, validate_slug
 
 BAD_SLUGS = [
     "", "Acme", "1acme", "acme-co", "a", "a" * 41, "public", "pg_toast", "x\"; drop schema public; --",

@@ -5,10 +5,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from tenants.fleet import RunOptions, downgrade_tenants, upgrade_tenants
-from tenants.plan import Selection
-from tenants.replay import render_range
-from tenants.runtime import Tenancy
+from tenants.core.tenancy import Tenancy
+from tenants.fleet.options import RunOptions
+from tenants.fleet.runs import downgrade_tenants, upgrade_tenants
+from tenants.migrate.plan import Selection
+from tenants.migrate.replay import render_range
 from tests.fleet_support import live, make_tenants, with_chain, write_chain
 
 # Column adds with defaults, new tables with keys, indexes (plain, unique, partial), an enum type,

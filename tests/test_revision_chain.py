@@ -2,8 +2,8 @@
 
 from sqlalchemy import text
 
-from tenants.lifecycle import create_tenant
-from tenants.migrator import current_revision
+from tenants.migrate.lifecycle import create_tenant
+from tenants.migrate.migrator import current_revision
 from tests.chains import chain_with
 from tests.conftest import run_manage
 

@@ -4,15 +4,16 @@ from sqlalchemy import select
 from werkzeug.security import check_password_hash
 
 from manage import cli
-from tenants.control_schema import staff, staff_grants
-from tenants.runtime import Tenancy
+from tenants.core.control_schema import staff, staff_grants
+from tenants.core.tenancy import Tenancy
+from tenants.migrate.control import ensure_control
 from tests.conftest import run_manage
 
 
 def _staff_rows(settings) -> list:  # type: ignore[no-untyped-def]
     tenancy = Tenancy(settings)
     try:
-        tenancy.ensure_control()
+        ensure_control(tenancy)
         with tenancy.control_engine.connect() as conn:
             return conn.execute(select(staff).order_by(staff.c.id)).all()
     finally:

@@ -2,8 +2,8 @@
 
 from sqlalchemy import event, text
 
-from tenants.runtime import Tenancy
-from tenants.versions import read_versions
+from tenants.core.tenancy import Tenancy
+from tenants.migrate.versions import read_versions
 from tests.fleet_support import make_tenants
 
 

@@ -1,15 +1,15 @@
 """Alembic environment for the control-plane chain (registry, ledger, staff, audit).
 
-The portal applies this chain in-process (tenants.control_plane); this file serves
+The portal applies this chain in-process (tenants.migrate.control); this file serves
 developers writing a new control revision:
 `alembic -c migrations/control/alembic.ini revision --autogenerate -m "..."`.
 """
 
 from alembic import context
 
-from tenants.control_schema import metadata
-from tenants.engines import Engines
-from tenants.settings import TenantSettings
+from tenants.core.control_schema import metadata
+from tenants.core.engines import Engines
+from tenants.core.settings import TenantSettings
 
 config = context.config
 

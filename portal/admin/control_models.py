@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import column_property, relationship
 
 from portal.extensions import db
-from tenants.control_schema import (
+from tenants.core.control_schema import (
     audit_log,
     migration_runs,
     staff,

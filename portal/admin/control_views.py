@@ -19,9 +19,10 @@ from portal.admin.tenant_actions import upgrade_selected
 from portal.console_sessions import close_staff_sessions
 from portal.extensions import db
 from portal.permissions import CONTROL_MODELS, TENANT_MODELS, can_control
-from tenants.drift import check_drift
-from tenants.ledger import last_results
-from tenants.registry import Tenant, utcnow
+from tenants.core.clock import utcnow
+from tenants.core.ledger import last_results
+from tenants.core.registry import Tenant
+from tenants.safety.drift import check_drift
 
 FAILED_RESULTS = ("failed", "timeout", "unreachable")
 

@@ -11,10 +11,10 @@ from portal.admin.control_views import FAILED_RESULTS
 from portal.admin.tenant_views import tenant_counts
 from portal.auth import login_url_for_here
 from portal.permissions import can_control, visible_slugs
-from tenants.binding import tenant_session
-from tenants.errors import TenantError
-from tenants.ledger import last_results, ledger_versions
-from tenants.runtime import Tenancy
+from tenants.core.binding import tenant_session
+from tenants.core.errors import TenantError
+from tenants.core.ledger import last_results, ledger_versions
+from tenants.core.tenancy import Tenancy
 
 COUNTED_TENANTS = 50  # counting opens every tenant: the front page counts this many at most
 

@@ -12,8 +12,8 @@ from portal.admin.base import SecureView
 from portal.admin.dashboard import visible_tenants
 from portal.models import Product, User
 from portal.permissions import can
-from tenants.binding import tenant_session
-from tenants.runtime import Tenancy
+from tenants.core.binding import tenant_session
+from tenants.core.tenancy import Tenancy
 
 KINDS = {"user": ("users", "user"), "product": ("products", "product")}
 PER_TENANT = 20

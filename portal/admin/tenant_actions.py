@@ -2,10 +2,11 @@
 
 from dataclasses import dataclass
 
-from tenants.errors import TenantError
-from tenants.fleet import RunOptions, upgrade_tenants
-from tenants.plan import Selection
-from tenants.runtime import Tenancy
+from tenants.core.errors import TenantError
+from tenants.core.tenancy import Tenancy
+from tenants.fleet.options import RunOptions
+from tenants.fleet.runs import upgrade_tenants
+from tenants.migrate.plan import Selection
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Every operator command, registered one way; commands present results and exit, nothing more."""

@@ -1,0 +1,74 @@
+"""Commands for runs beyond this machine: run-status (a run's report, later) and worker (a Celery worker)."""
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from tenants.cli.context import get_tenancy
+from tenants.cli.exit_codes import reports_errors
+from tenants.migrate.control import ensure_control
+
+
+@click.command("run-status")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON report (for scheduled jobs).")
+@click.option("--wait", is_flag=True, help="Follow a run still under way until every tenant has a result.")
+@reports_errors
+def run_status_command(run_id: str, as_json: bool, wait: bool) -> None:
+    """Report a run: its summary and exit code, as the command that started it would print them.
+
+    A run handed to Celery is closed here if its last tenant has a result and no worker closed
+    it yet. Exit codes as for upgrade-all-tenants, and 5: still under way (see --wait).
+    """
+    from tenants.cli.output import Presenter, result_line
+    from tenants.fleet.run_status import finalise_if_complete, load_report, progress, results_since, run_summary
+
+    tenancy = get_tenancy()
+    ensure_control(tenancy)
+    engine = tenancy.control_engine
+    seen, shown = 0, 0
+    while True:
+        finalise_if_complete(engine, run_id)
+        report = load_report(engine, run_id)
+        if not wait or report.status != "running":
+            break
+        for result_id, result in results_since(engine, run_id, seen):
+            seen, shown = result_id, shown + 1
+            if not as_json:
+                click.echo(result_line(result, shown, len(report.plan.pending) + len(report.plan.errors)))
+        time.sleep(0.5)
+    if as_json:
+        click.echo(json.dumps(run_summary(engine, run_id), indent=2, default=str))
+        sys.exit(report.exit_code)
+    if report.status == "running":
+        waiting = progress(engine, run_id)["waiting"]
+        click.echo(f"run {run_id} is under way: {len(report.final()) + len(report.not_started)} of "
+                   f"{len(report.plan.pending) + len(report.plan.errors)} tenants have a result; waiting per server: "
+                   + (", ".join(f"{server} {count}" for server, count in sorted(waiting.items())) or "none"))
+    Presenter().finish(report)
+    sys.exit(report.exit_code)
+
+
+@click.command("worker", context_settings={"ignore_unknown_options": True})
+@click.option("--concurrency", "-c", type=int, help="Processes of this worker (default: one per CPU).")
+@click.option("--loglevel", "-l", default="INFO", show_default=True, help="Celery log level.")
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker_command(concurrency: int | None, loglevel: str, celery_args: tuple[str, ...]) -> None:
+    """Start a Celery worker for tenant runs: `celery -A tenants.fleet.celery.app worker` with the project's app.
+
+    Broker and queue from CELERY_BROKER_URL and CELERY_QUEUE; the databases from DATABASE_URL
+    and PORTAL_*, which must match the command that dispatches runs. Other arguments go to Celery.
+    """
+    from tenants.fleet.celery.app import app
+
+    argv: list[Any] = ["worker", f"--loglevel={loglevel}"]
+    if concurrency:
+        argv += ["--concurrency", str(concurrency)]
+    app.worker_main([*argv, *celery_args])
+
+
+COMMANDS = [run_status_command, worker_command]
+

@@ -1,0 +1,114 @@
+"""Operator commands for tenants; each body is one call into the library plus presentation.
+
+They build their Tenancy from the environment (DATABASE_URL, PORTAL_*), so they run without
+building the web app: a scheduled job pays only for what it uses.
+"""
+
+import json
+import sys
+
+import click
+
+from tenants.cli.context import get_tenancy
+from tenants.cli.exit_codes import fail, reports_errors
+from tenants.migrate.control import ensure_control
+
+
+@click.command("migrate-control")
+@reports_errors
+def migrate_control_command() -> None:
+    """Upgrade the control-plane database to the head of its chain."""
+    before, after = ensure_control(get_tenancy())
+    click.echo(f"control plane: {before or 'empty'} -> {after}" if before != after else f"control plane at {after}")
+
+
+@click.command("create-tenant")
+@click.argument("slug")
+@click.option("--name", help="Display name (default: from the slug).")
+@click.option("--database-url",
+              help="The tenant's own PostgreSQL database (default: a schema or file by DATABASE_URL).")
+@reports_errors
+def create_tenant_command(slug: str, name: str | None, database_url: str | None) -> None:
+    """Create a tenant and bring it to the head revision, or leave nothing behind."""
+    from tenants.migrate.lifecycle import create_tenant
+
+    tenancy = get_tenancy()
+    tenant = create_tenant(tenancy, slug, name, database_url)
+    click.echo(f"created tenant {tenant.slug} ({tenancy.storage(tenant).describe()}) at {tenancy.head()}")
+
+
+@click.command("list-tenants")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list for scripts.")
+@reports_errors
+def list_tenants_command(as_json: bool) -> None:
+    """List tenants with status, revision and whether they are at head."""
+    from tenants.migrate.overview import tenant_overview
+
+    rows = tenant_overview(get_tenancy())
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("slug", "status", "revision", "at head", "last change", "storage")
+    for row in rows:
+        table.add_row(row["slug"], row["status"], row["revision"] or "-", "yes" if row["at_head"] else "no",
+                      str(row["last_change"] or "-"), row["storage"])
+    Console(width=160).print(table)
+
+
+@click.command("drop-tenant")
+@click.argument("slug")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@reports_errors
+def drop_tenant_command(slug: str, yes: bool) -> None:
+    """Delete a tenant with all its data (asks first)."""
+    from tenants.migrate.lifecycle import drop_tenant
+
+    tenancy = get_tenancy()
+    tenancy.registry.get(slug)
+    if not yes:
+        if not sys.stdin.isatty():
+            fail(f"refusing to drop tenant {slug!r} without confirmation: pass --yes", 2)
+        click.confirm(f"Drop tenant {slug!r} and ALL its data?", abort=True)
+    drop_tenant(tenancy, slug)
+    click.echo(f"dropped tenant {slug}")
+
+
+def _move(slug: str, to: str, downgrade: bool) -> None:
+    from tenants.migrate.lifecycle import move_tenant
+
+    outcome = move_tenant(get_tenancy(), slug, to, downgrade=downgrade)
+    click.echo(f"{slug}: {outcome.from_revision or 'base'} -> {outcome.to_revision or 'base'} "
+               f"({len(outcome.applied)} revisions, {outcome.duration_ms:.0f} ms)")
+
+
+@click.command("upgrade-tenant")
+@click.argument("slug")
+@click.option("--to", default="head", show_default=True, help="Target revision.")
+@reports_errors
+def upgrade_tenant_command(slug: str, to: str) -> None:
+    """Upgrade one tenant to a revision, all steps in one transaction."""
+    _move(slug, to, downgrade=False)
+
+
+@click.command("downgrade-tenant")
+@click.argument("slug")
+@click.option("--to", required=True, help="Target revision ('base' removes every table).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@reports_errors
+def downgrade_tenant_command(slug: str, to: str, yes: bool) -> None:
+    """Downgrade one tenant to an older revision (asks first: downgrades may drop data)."""
+    if not yes:
+        if not sys.stdin.isatty():
+            fail(f"refusing to downgrade tenant {slug!r} without confirmation: pass --yes", 2)
+        click.confirm(f"Downgrade tenant {slug!r} to {to}? Data in dropped columns is lost.", abort=True)
+    _move(slug, to, downgrade=True)
+
+
+COMMANDS = [
+    migrate_control_command, create_tenant_command, list_tenants_command, drop_tenant_command,
+    upgrade_tenant_command, downgrade_tenant_command,
+]
+

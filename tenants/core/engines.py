@@ -1,0 +1,145 @@
+"""One SQLAlchemy engine per database, configured so tenant work is transactional."""
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
+
+from tenants.core.errors import StorageUnavailable
+
+
+def display_url(url: str) -> str:
+    """Return the URL with any password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is shown only by its scheme
+        return url.split(":", 1)[0] + "://..."
+
+
+def driver_url(url: str) -> str:
+    """Return `url` with an explicit driver: psycopg2 for PostgreSQL (SQLAlchemy 2.1 defaults to psycopg 3)."""
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _sqlite_pragmas(engine: Engine, *, explicit_begin: bool) -> None:
+    """Enforce foreign keys and wait up to 5 s for a locked file; with `explicit_begin`, SQLAlchemy emits BEGIN.
+
+    pysqlite commits implicitly before DDL; without explicit BEGIN a failed revision would leave
+    a SQLite tenant half-migrated. `sqlite_begin` picks BEGIN IMMEDIATE for writers that
+    want the file's write lock up front (the migrator uses it as the tenant lock).
+    """
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        if explicit_begin:
+            dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA foreign_keys = ON")
+        dbapi_connection.execute("PRAGMA busy_timeout = 5000")
+
+    if not explicit_begin:
+        return
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection) -> None:  # type: ignore[no-untyped-def]
+        connection.exec_driver_sql(connection.get_execution_options().get("sqlite_begin", "BEGIN"))
+
+
+def ping_when_idle(engine: Engine, idle: float = 1.0) -> Engine:
+    """Like pool_pre_ping, but skip the ping for a connection checked in less than `idle` seconds ago.
+
+    A fleet run checks a connection out per tenant, back to back: a ping each time would be
+    one round trip per tenant spent proving what the previous tenant just proved.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_connection: object, record) -> None:  # type: ignore[no-untyped-def]
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection: object, record, _proxy: object) -> None:  # type: ignore[no-untyped-def]
+        last = record.info.get("checked_in_at")
+        if last is None or time.monotonic() - last < idle:
+            return  # just opened, or in use a moment ago
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as e:
+            raise DisconnectionError(str(e)) from e  # the pool replaces the connection and retries
+        if not alive:
+            raise DisconnectionError("ping failed")
+
+    return engine
+
+
+def engine_options(url: str, *, durable_commits: bool = True) -> dict:
+    """Return the create_engine() keyword arguments for `url` (the web app's Flask-SQLAlchemy takes them too).
+
+    With `durable_commits=False` (PostgreSQL), sessions use synchronous_commit=off: a commit returns
+    before its WAL flush. The fleet writes its per-tenant results this way (one fsync per tenant
+    instead of two); a database crash may lose the last fraction of a second of results, which the
+    tenants' own alembic_version, the truth, lets the next run correct.
+    """
+    backend = make_url(url).get_backend_name()
+    if backend != "postgresql":
+        return {}
+    connect_args: dict = {"connect_timeout": 5, "application_name": "tenant-portal"}
+    if not durable_commits:
+        connect_args.update(options="-c synchronous_commit=off", application_name="tenant-ledger")
+    return {"pool_size": 5, "max_overflow": 10, "connect_args": connect_args}
+
+
+def configure_engine(engine: Engine, *, explicit_begin: bool = True) -> Engine:
+    """Apply the one connection policy to an engine: SQLite pragmas, PostgreSQL pings only when idle.
+
+    `explicit_begin=False` is for the web app's ORM session on a SQLite control plane: there a
+    request's reads must not hold the file's shared lock (pysqlite begins only before writes)
+    while the library records its writes on a connection of its own.
+    """
+    if engine.dialect.name == "sqlite":
+        _sqlite_pragmas(engine, explicit_begin=explicit_begin)
+    elif engine.dialect.name == "postgresql":
+        ping_when_idle(engine)
+    return engine
+
+
+def make_engine(url: str, *, durable_commits: bool = True) -> Engine:
+    """The one engine factory: tenant databases, the control plane and the run ledger all come from here."""
+    try:
+        parsed = make_url(driver_url(url))
+    except Exception as e:
+        raise StorageUnavailable(f"invalid database URL {display_url(url)!r}") from e
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise StorageUnavailable(f"unsupported database {display_url(url)!r}: use postgresql:// or sqlite://")
+    if backend == "sqlite" and parsed.database:
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    return configure_engine(create_engine(parsed, **engine_options(url, durable_commits=durable_commits)))
+
+
+class Engines:
+    """A cache of engines keyed by URL, so every tenant of one server shares a pool."""
+
+    def __init__(self) -> None:
+        self._engines: dict[tuple[str, bool], Engine] = {}
+        self._lock = threading.Lock()
+
+    def get(self, url: str, *, durable_commits: bool = True) -> Engine:
+        """Return the engine for `url`, creating it on first use (see engine_options for durable_commits)."""
+        key = (url, durable_commits or not url.startswith("postgresql"))
+        with self._lock:
+            engine = self._engines.get(key)
+            if engine is None:
+                engine = self._engines[key] = make_engine(url, durable_commits=key[1])
+            return engine
+
+    def dispose(self) -> None:
+        """Close every pooled connection (after fork, at exit, in tests)."""
+        for engine in self._engines.values():
+            engine.dispose()
+        self._engines.clear()

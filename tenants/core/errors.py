@@ -1,0 +1,33 @@
+"""The one error hierarchy: TenantError and the errors of tenancy's core.
+
+Each package keeps its own errors in its `errors.py`, all under TenantError; the CLI maps
+them to exit codes in one table (tenants.cli.exit_codes).
+"""
+
+
+class TenantError(Exception):
+    """Base class: a tenancy operation could not be done."""
+
+
+class InvalidTenantName(TenantError):
+    """A tenant slug does not pass the whitelist."""
+
+
+class TenantExists(TenantError):
+    """A tenant with this slug, schema or file already exists."""
+
+
+class TenantNotFound(TenantError):
+    """No tenant with this slug is registered."""
+
+
+class InvalidUsage(TenantError):
+    """A command's input or options contradict each other or the fleet; nothing was changed."""
+
+
+class StorageUnavailable(TenantError):
+    """A tenant's or the control plane's database cannot be reached."""
+
+
+class TenantBusy(TenantError):
+    """Another process holds the tenant's lock."""

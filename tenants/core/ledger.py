@@ -1,0 +1,126 @@
+"""The version ledger and run history in the control plane.
+
+Each tenant's `alembic_version` is the source of truth; the ledger mirrors it with history:
+who ran what, when, from which revision to which, how long it took and how it ended.
+"""
+
+import getpass
+import json
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from tenants.core.clock import utcnow
+from tenants.core.control_schema import migration_runs, tenant_results, tenant_versions
+
+RESULT_STATUSES = ("ok", "failed", "busy", "timeout", "skipped", "unreachable")
+
+
+def current_actor() -> str:
+    """Return `user@host` of the operator running this process."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name in some containers
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class TenantResult:
+    """What one unit of work did to one tenant."""
+
+    slug: str
+    status: str
+    from_revision: str | None = None
+    to_revision: str | None = None
+    duration_ms: float = 0.0
+    error: str | None = None
+    detail: str | None = None
+
+
+def start_run(engine: Engine, kind: str, target: str | None, started_by: str | None = None,
+              options: dict | None = None, total: int = 0) -> str:
+    """Record a new run as `running` and return its id."""
+    run_id = str(uuid.uuid4())
+    with engine.begin() as conn:
+        conn.execute(insert(migration_runs).values(
+            id=run_id, kind=kind, target=target, started_by=started_by or current_actor(),
+            host=socket.gethostname(), pid=os.getpid(), started_at=utcnow(), status="running",
+            tenants_total=total, tenants_ok=0, tenants_failed=0, tenants_skipped=0, tenants_busy=0,
+            options=json.dumps(options or {}, sort_keys=True),
+        ))
+    return run_id
+
+
+def _result_statements() -> tuple:
+    """Build, once, the statements that record a result (compiled once, then served from SQLAlchemy's cache)."""
+    columns = ("run_id", "tenant_slug", "from_revision", "to_revision", "status", "started_at",
+               "duration_ms", "error", "detail")
+    row = insert(tenant_results).values({name: bindparam(name) for name in columns})
+    # PostgreSQL: one statement (one round trip per tenant), the result row riding along as a CTE.
+    version = pg_insert(tenant_versions).values(tenant_slug=bindparam("tenant_slug"),
+                                                revision=bindparam("to_revision"),
+                                                updated_at=bindparam("now"), run_id=bindparam("run_id"))
+    version = version.on_conflict_do_update(index_elements=[tenant_versions.c.tenant_slug], set_={
+        "revision": version.excluded.revision, "updated_at": version.excluded.updated_at,
+        "run_id": version.excluded.run_id})
+    return row, version.add_cte(row.cte("result"))
+
+
+_RESULT_ROW, _RESULT_AND_VERSION = _result_statements()
+
+
+def record_result(engine: Engine, run_id: str, result: TenantResult, started_at: datetime | None = None) -> None:
+    """Write one tenant's result; on success also move the tenant's ledger entry."""
+    now = utcnow()
+    values = {"run_id": run_id, "tenant_slug": result.slug, "from_revision": result.from_revision,
+              "to_revision": result.to_revision, "status": result.status, "started_at": started_at or now,
+              "duration_ms": result.duration_ms, "error": result.error, "detail": result.detail}
+    with engine.begin() as conn:
+        if result.status != "ok":
+            conn.execute(_RESULT_ROW, values)
+        elif conn.dialect.name == "postgresql":
+            conn.execute(_RESULT_AND_VERSION, {**values, "now": now})
+        else:
+            conn.execute(_RESULT_ROW, values)
+            set_version(conn, result.slug, result.to_revision, run_id)
+
+
+def set_version(conn, slug: str, revision: str | None, run_id: str | None) -> None:  # type: ignore[no-untyped-def]
+    """Upsert the tenant's current revision in the ledger (inside the caller's transaction)."""
+    values = {"revision": revision, "updated_at": utcnow(), "run_id": run_id}
+    done = conn.execute(update(tenant_versions).where(tenant_versions.c.tenant_slug == slug).values(**values))
+    if done.rowcount == 0:
+        conn.execute(insert(tenant_versions).values(tenant_slug=slug, **values))
+
+
+def finish_run(engine: Engine, run_id: str, status: str, counts: dict[str, int]) -> None:
+    """Close a run with its final status and counts."""
+    with engine.begin() as conn:
+        conn.execute(update(migration_runs).where(migration_runs.c.id == run_id).values(
+            status=status, finished_at=utcnow(),
+            **{f"tenants_{k}": v for k, v in counts.items() if k in ("total", "ok", "failed", "skipped", "busy")},
+        ))
+
+
+def ledger_versions(engine: Engine) -> dict[str, str | None]:
+    """Return every tenant's recorded revision."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(tenant_versions.c.tenant_slug, tenant_versions.c.revision))
+        return {slug: rev for slug, rev in rows}
+
+
+def last_results(engine: Engine) -> dict[str, dict]:
+    """Return each tenant's most recent result row, as a dict."""
+    latest = select(tenant_results.c.tenant_slug, tenant_results.c.id).order_by(tenant_results.c.id)
+    with engine.connect() as conn:
+        ids = {slug: rid for slug, rid in conn.execute(latest)}
+        if not ids:
+            return {}
+        rows = conn.execute(select(tenant_results).where(tenant_results.c.id.in_(list(ids.values()))))
+        return {row.tenant_slug: dict(row._mapping) for row in rows}

@@ -1,0 +1,93 @@
+"""The tenant registry in the control plane."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from tenants.core.clock import utcnow
+from tenants.core.control_schema import TENANT_STATUSES, tenant_versions, tenants
+from tenants.core.errors import TenantError, TenantExists, TenantNotFound
+from tenants.core.names import validate_slug
+from tenants.core.storage import unreachable
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """One registry row."""
+
+    slug: str
+    display_name: str
+    status: str
+    status_reason: str | None
+    database_url: str | None
+    created_at: datetime
+
+
+class TenantRegistry:
+    """Read and change the registry rows; knows nothing of storage."""
+
+    def __init__(self, control_engine: Engine) -> None:
+        self.engine = control_engine
+
+    def _rows(self, query) -> list[Tenant]:  # type: ignore[no-untyped-def]
+        try:
+            with self.engine.connect() as conn:
+                return [Tenant(**row._mapping) for row in conn.execute(query)]
+        except OperationalError as e:
+            raise unreachable(str(self.engine.url), e) from e
+
+    def _columns(self):  # type: ignore[no-untyped-def]
+        t = tenants.c
+        return select(t.slug, t.display_name, t.status, t.status_reason, t.database_url, t.created_at)
+
+    def all(self) -> list[Tenant]:
+        """Return every tenant, ordered by slug."""
+        return self._rows(self._columns().order_by(tenants.c.slug))
+
+    def find(self, slug: str) -> Tenant | None:
+        """Return the tenant or None."""
+        rows = self._rows(self._columns().where(tenants.c.slug == slug))
+        return rows[0] if rows else None
+
+    def get(self, slug: str) -> Tenant:
+        """Return the tenant or raise TenantNotFound."""
+        tenant = self.find(slug)
+        if tenant is None:
+            raise TenantNotFound(f"unknown tenant {slug!r}: see 'manage.py list-tenants'")
+        return tenant
+
+    def add(self, slug: str, display_name: str, database_url: str | None) -> Tenant:
+        """Register a tenant as `provisioning`; raise TenantExists for a taken slug."""
+        validate_slug(slug)
+        now = utcnow()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(tenants).values(
+                    slug=slug, display_name=display_name, status="provisioning",
+                    database_url=database_url, created_at=now, updated_at=now,
+                ))
+        except IntegrityError as e:
+            raise TenantExists(f"tenant {slug!r} already exists") from e
+        except OperationalError as e:
+            raise unreachable(str(self.engine.url), e) from e
+        return self.get(slug)
+
+    def set_status(self, slug: str, status: str, reason: str | None = None) -> None:
+        """Move a tenant to another status, with an optional reason."""
+        if status not in TENANT_STATUSES:
+            raise TenantError(f"unknown tenant status {status!r}: use one of {', '.join(TENANT_STATUSES)}")
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(tenants).where(tenants.c.slug == slug)
+                .values(status=status, status_reason=reason, updated_at=utcnow())
+            )
+            if done.rowcount == 0:
+                raise TenantNotFound(f"unknown tenant {slug!r}: see 'manage.py list-tenants'")
+
+    def remove(self, slug: str) -> None:
+        """Delete the registry row and its ledger entry (history rows stay)."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(tenant_versions).where(tenant_versions.c.tenant_slug == slug))
+            conn.execute(delete(tenants).where(tenants.c.slug == slug))

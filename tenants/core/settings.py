@@ -1,0 +1,37 @@
+"""The few settings tenancy needs, read from the environment or handed in by the web app."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    """Where the control plane and the tenants live, and how long tenant work may wait."""
+
+    control_url: str
+    tenant_dir: Path
+    revision_dir: Path = PROJECT_ROOT / "migrations"
+    control_revision_dir: Path = PROJECT_ROOT / "migrations" / "control"
+    lock_timeout: float = 5.0
+    statement_timeout: float = 300.0
+
+    @classmethod
+    def from_env(cls, instance_path: Path | None = None) -> "TenantSettings":
+        """Build settings from DATABASE_URL and PORTAL_* variables, defaulting to SQLite."""
+        instance = Path(instance_path or os.environ.get("PORTAL_INSTANCE_PATH") or PROJECT_ROOT / "instance")
+        return cls(
+            control_url=os.environ.get("DATABASE_URL") or default_control_url(instance),
+            tenant_dir=Path(os.environ.get("PORTAL_TENANT_DIR") or instance / "tenants"),
+            # Another tenant chain (benchmarks, fault tests); the project's own by default.
+            revision_dir=Path(os.environ.get("PORTAL_REVISION_DIR") or PROJECT_ROOT / "migrations"),
+            lock_timeout=float(os.environ.get("PORTAL_LOCK_TIMEOUT", "5")),
+            statement_timeout=float(os.environ.get("PORTAL_STATEMENT_TIMEOUT", "300")),
+        )
+
+
+def default_control_url(instance_path: Path) -> str:
+    """Return the embedded default: a SQLite control database in the instance folder."""
+    return f"sqlite:///{Path(instance_path).resolve() / 'portal.sqlite3'}"

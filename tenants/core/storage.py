@@ -1,0 +1,226 @@
+"""Where a tenant's tables live: a PostgreSQL schema, or a SQLite file.
+
+Every backend offers the same small interface; the rest of the code never asks which
+one it holds. On PostgreSQL the tenant's schema is `tenant_<slug>` in the tenant's own
+database when its record has a URL, else in the control database.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from tenants.core.engines import Engines, display_url
+from tenants.core.errors import StorageUnavailable, TenantBusy, TenantExists
+from tenants.core.names import lock_key, quoted_schema, schema_name, validate_slug
+
+
+def unreachable(url: str, error: Exception) -> StorageUnavailable:
+    """Build the one-line error for a database that cannot be reached."""
+    reason = str(getattr(error, "orig", error)).strip().splitlines()
+    return StorageUnavailable(f"cannot reach database {display_url(url)}: {reason[0] if reason else error}")
+
+
+class TenantStorage:
+    """The storage unit of one tenant."""
+
+    kind = "abstract"
+    dialect = "abstract"
+
+    def __init__(self, slug: str, url: str, engine: Engine) -> None:
+        self.slug = validate_slug(slug)
+        self.url = url
+        self.engine = engine
+
+    @property
+    def version_table_schema(self) -> str | None:
+        """The schema Alembic keeps this tenant's `alembic_version` in."""
+        return None
+
+    def describe(self) -> str:
+        """Say where the tenant lives, without secrets."""
+        raise NotImplementedError
+
+    def exists(self) -> bool:
+        """Return whether the tenant's schema or file exists."""
+        raise NotImplementedError
+
+    def create(self) -> None:
+        """Create the empty schema or file; raise TenantExists if it is there already."""
+        raise NotImplementedError
+
+    def drop(self) -> None:
+        """Delete the schema or file with everything in it."""
+        raise NotImplementedError
+
+    def orm_bind(self) -> Engine:
+        """Return a bind for ORM sessions that reads and writes this tenant only."""
+        return self.engine
+
+    @contextmanager
+    def begin(self, *, exclusive: bool = False, lock_timeout: float = 5.0,
+              timeouts: tuple[float, float] | None = None) -> Iterator[Connection]:
+        """Yield a connection in a transaction bound to this tenant; commit on success.
+
+        With `exclusive`, the tenant's lock is taken first and TenantBusy is raised when
+        another process holds it (SQLite waits up to `lock_timeout` seconds for it).
+        `timeouts` = (lock_timeout, statement_timeout) is applied as by `set_timeouts`.
+        """
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    def set_timeouts(self, connection: Connection, lock_timeout: float, statement_timeout: float) -> None:
+        """Bound how long this transaction may wait for locks and run one statement."""
+
+
+class PostgresSchemaStorage(TenantStorage):
+    """A tenant in schema `tenant_<slug>` of a PostgreSQL database."""
+
+    kind = "postgresql-schema"
+    dialect = "postgresql"
+
+    @property
+    def schema(self) -> str:
+        return schema_name(self.slug)
+
+    @property
+    def version_table_schema(self) -> str | None:
+        return self.schema
+
+    def describe(self) -> str:
+        return f"schema {self.schema} in {display_url(self.url)}"
+
+    def orm_bind(self) -> Engine:
+        # Compiled into every statement, so no connection state can leak between tenants.
+        return self.engine.execution_options(schema_translate_map={None: self.schema})
+
+    def _connect(self) -> Connection:
+        try:
+            return self.engine.connect()
+        except OperationalError as e:
+            raise unreachable(self.url, e) from e
+
+    def exists(self) -> bool:
+        with self._connect() as conn:
+            found = conn.execute(text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": self.schema})
+            return found.first() is not None
+
+    def create(self) -> None:
+        with self._connect() as conn, conn.begin():
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(self.slug)})
+            found = conn.execute(text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": self.schema})
+            if found.first() is not None:
+                raise TenantExists(f"schema {self.schema} already exists in {display_url(self.url)}")
+            conn.execute(text("CREATE SCHEMA " + quoted_schema(self.slug)))
+
+    def drop(self) -> None:
+        with self._connect() as conn, conn.begin():
+            conn.execute(text("DROP SCHEMA IF EXISTS " + quoted_schema(self.slug) + " CASCADE"))
+
+    @contextmanager
+    def begin(self, *, exclusive: bool = False, lock_timeout: float = 5.0,
+              timeouts: tuple[float, float] | None = None) -> Iterator[Connection]:
+        with self._connect() as conn, conn.begin():
+            # One round trip: search_path, the transaction's timeouts and the tenant lock. All are
+            # transaction-local (set_config(..., true), xact lock): nothing outlives the transaction
+            # on the pooled connection.
+            got = conn.execute(_BEGIN_SQL[exclusive, timeouts is not None], {
+                "p": quoted_schema(self.slug), "k": lock_key(self.slug),
+                **_timeout_values(*(timeouts or (0, 0))),
+            }).scalar()
+            if exclusive and not got:
+                raise TenantBusy(f"tenant {self.slug!r} is locked by another process")
+            yield conn
+
+    def set_timeouts(self, connection: Connection, lock_timeout: float, statement_timeout: float) -> None:
+        connection.execute(_BEGIN_SQL["timeouts only"], _timeout_values(lock_timeout, statement_timeout))
+
+
+def _timeout_values(lock_timeout: float, statement_timeout: float) -> dict[str, str]:
+    return {"lt": f"{int(lock_timeout * 1000)}ms", "st": f"{int(statement_timeout * 1000)}ms"}
+
+
+# The lock comes first in the select list, so scalar() is its answer.
+_BEGIN_SQL = {
+    (False, False): text("SELECT set_config('search_path', :p, true)"),
+    (False, True): text("SELECT set_config('search_path', :p, true), set_config('lock_timeout', :lt, true), "
+                        "set_config('statement_timeout', :st, true)"),
+    (True, False): text("SELECT pg_try_advisory_xact_lock(:k), set_config('search_path', :p, true)"),
+    (True, True): text("SELECT pg_try_advisory_xact_lock(:k), set_config('search_path', :p, true), "
+                       "set_config('lock_timeout', :lt, true), set_config('statement_timeout', :st, true)"),
+    "timeouts only": text("SELECT set_config('lock_timeout', :lt, true), set_config('statement_timeout', :st, true)"),
+}
+
+
+class SqliteFileStorage(TenantStorage):
+    """A tenant in its own SQLite file, `<tenant_dir>/<slug>.sqlite3`."""
+
+    kind = "sqlite-file"
+    dialect = "sqlite"
+
+    def __init__(self, slug: str, path: Path, engines: Engines) -> None:
+        self.path = Path(path)
+        url = f"sqlite:///{self.path}"
+        super().__init__(slug, url, engines.get(url))
+
+    def describe(self) -> str:
+        return f"file {self.path}"
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def create(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # Exclusive creation: two processes cannot both believe they made the file.
+            with open(self.path, "xb"):
+                pass
+        except FileExistsError as e:
+            raise TenantExists(f"tenant file {self.path} already exists") from e
+
+    def drop(self) -> None:
+        self.engine.dispose()
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            Path(str(self.path) + suffix).unlink(missing_ok=True)
+
+    @contextmanager
+    def begin(self, *, exclusive: bool = False, lock_timeout: float = 5.0,
+              timeouts: tuple[float, float] | None = None) -> Iterator[Connection]:
+        if not self.path.exists():
+            raise StorageUnavailable(f"tenant file {self.path} is missing")
+        with self.engine.connect() as conn:
+            if exclusive:
+                # BEGIN IMMEDIATE takes the file's write lock up front: it is the tenant lock.
+                conn = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+            raw = conn.connection.driver_connection
+            # PRAGMA takes no bound parameters; the value is an int made here.
+            raw.execute("PRAGMA busy_timeout = " + str(int(lock_timeout * 1000)))
+            try:
+                try:
+                    trans = conn.begin()
+                except DBAPIError as e:
+                    if "locked" in str(e.orig):
+                        raise TenantBusy(f"tenant {self.slug!r} is locked by another process") from e
+                    raise
+                with trans:
+                    yield conn
+            finally:
+                raw.execute("PRAGMA busy_timeout = 5000")
+
+
+def storage_for(
+    slug: str, database_url: str | None, control_url: str, tenant_dir: Path, engines: Engines
+) -> TenantStorage:
+    """Pick the backend from the tenant's own URL, else from the control database's."""
+    url = database_url or control_url
+    backend = url.split(":", 1)[0].split("+", 1)[0]
+    if backend == "postgresql":
+        return PostgresSchemaStorage(slug, url, engines.get(url))
+    if backend == "sqlite":
+        if database_url:
+            return SqliteFileStorage(slug, Path(make_url(database_url).database or ""), engines)
+        return SqliteFileStorage(slug, Path(tenant_dir) / f"{validate_slug(slug)}.sqlite3", engines)
+    raise StorageUnavailable(f"unsupported database {display_url(url)!r}: use postgresql:// or sqlite://")

@@ -1,0 +1,149 @@
+"""The fleet lock: one row in the control plane saying which run is working on the fleet.
+
+Taking it is one INSERT on the row's primary key, so of two runs started at once exactly one
+wins. The row names its holder (host, pid, run id, start, heartbeat). A holder is stale when
+its pid is gone on this host, or when its heartbeat is older than `stale_after` (a holder on
+another host, or a frozen one); a stale holder is reported and replaced.
+"""
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from tenants.core.clock import aware, utcnow
+from tenants.core.control_schema import fleet_locks, migration_runs
+from tenants.fleet.errors import FleetLocked
+
+LOCK_NAME = "fleet"
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds (or held) the fleet lock."""
+
+    run_id: str
+    host: str
+    pid: int
+    acquired_at: datetime
+    heartbeat_at: datetime
+
+    def describe(self) -> str:
+        age = (utcnow() - aware(self.heartbeat_at)).total_seconds()
+        return (f"run {self.run_id} (pid {self.pid} on {self.host}, since "
+                f"{aware(self.acquired_at):%Y-%m-%d %H:%M:%S} UTC, last heartbeat {age:.0f} s ago)")
+
+
+def pid_alive(pid: int) -> bool:
+    """Return whether a process with this pid runs on this host (a zombie counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def stale_reason(holder: LockHolder, stale_after: float) -> str | None:
+    """Return why `holder` is stale, or None if it may still be working."""
+    if holder.host == socket.gethostname() and not pid_alive(holder.pid):
+        return f"its process {holder.pid} on {holder.host} is gone"
+    age = (utcnow() - aware(holder.heartbeat_at)).total_seconds()
+    if age > stale_after:
+        return f"no heartbeat for {age:.0f} s (stale after {stale_after:.0f} s)"
+    return None
+
+
+class FleetLock:
+    """Take, keep alive and release the fleet lock row."""
+
+    def __init__(self, engine: Engine, *, name: str = LOCK_NAME, stale_after: float = 600.0) -> None:
+        self.engine = engine
+        self.name = name
+        self.stale_after = stale_after
+        self.token = str(uuid.uuid4())
+        self.held = False
+
+    def holder(self) -> LockHolder | None:
+        """Return the current holder, if any."""
+        c = fleet_locks.c
+        with self.engine.connect() as conn:
+            row = conn.execute(select(c.run_id, c.host, c.pid, c.acquired_at, c.heartbeat_at)
+                               .where(c.name == self.name)).first()
+        return LockHolder(*row) if row else None
+
+    def acquire(self) -> str | None:
+        """Take the lock; return a note if a stale holder was replaced; raise FleetLocked if held."""
+        for _attempt in range(3):
+            if self._insert():
+                self.held = True
+                return None
+            holder = self.holder()
+            if holder is None:
+                continue  # released between our INSERT and our read: try again
+            reason = stale_reason(holder, self.stale_after)
+            if reason is None:
+                raise FleetLocked(f"the fleet lock is held by {holder.describe()}: nothing was changed; "
+                                  "wait for that run or, if it is dead, it is taken over once stale")
+            if self._take_over(holder):
+                self.held = True
+                return f"took over the fleet lock from stale {holder.describe()}: {reason}"
+        raise FleetLocked("could not take the fleet lock: other runs keep taking it")
+
+    def _values(self) -> dict:
+        now = utcnow()
+        return {"name": self.name, "run_id": self.token, "host": socket.gethostname(), "pid": os.getpid(),
+                "acquired_at": now, "heartbeat_at": now}
+
+    def _insert(self) -> bool:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(fleet_locks).values(**self._values()))
+            return True
+        except IntegrityError:
+            return False
+
+    def _take_over(self, holder: LockHolder) -> bool:
+        c = fleet_locks.c
+        with self.engine.begin() as conn:
+            gone = conn.execute(delete(fleet_locks).where(c.name == self.name, c.run_id == holder.run_id))
+            if gone.rowcount != 1:
+                return False  # someone else replaced it first
+            conn.execute(insert(fleet_locks).values(**self._values()))
+            conn.execute(update(migration_runs)
+                         .where(migration_runs.c.id == holder.run_id, migration_runs.c.status == "running")
+                         .values(status="aborted", finished_at=utcnow()))
+        return True
+
+    def adopt_run(self, run_id: str) -> None:
+        """Name the run that holds the lock (the run row is made after the lock is taken)."""
+        self._update(run_id=run_id)
+        self.token = run_id
+
+    def heartbeat(self) -> None:
+        """Tell other runs this holder is alive."""
+        self._update(heartbeat_at=utcnow())
+
+    def _update(self, **values: object) -> None:
+        c = fleet_locks.c
+        with self.engine.begin() as conn:
+            conn.execute(update(fleet_locks).where(c.name == self.name, c.run_id == self.token).values(**values))
+
+    def release(self) -> None:
+        """Give the lock back (only if this run still holds it)."""
+        if not self.held:
+            return
+        c = fleet_locks.c
+        with self.engine.begin() as conn:
+            conn.execute(delete(fleet_locks).where(c.name == self.name, c.run_id == self.token))
+        self.held = False

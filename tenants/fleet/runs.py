@@ -1,0 +1,101 @@
+"""The fleet's entry points: upgrade, downgrade, or run a maintenance task over the selected tenants.
+
+The CLI, the console and schedulers call these and only present the RunReport. A run: control
+plane first -> plan from one bulk read -> (nothing to do: record, return) -> fleet lock ->
+plan checks (the lint gate for upgrades) -> run row -> tenants through this machine's process
+pool (tenants.fleet.runner) or Celery workers (tenants.fleet.celery.dispatch) -> final status.
+"""
+
+from collections.abc import Callable
+
+from tenants.core.tenancy import Tenancy
+from tenants.fleet.options import PlanCheck, RunOptions
+from tenants.fleet.report import RunReport
+from tenants.fleet.runner import Event, FleetRun
+from tenants.fleet.tasks import UNIT_PREFIX, get_task
+from tenants.migrate.control import ensure_control
+from tenants.migrate.migrator import resolve_target
+from tenants.migrate.plan import Plan, Selection, TenantPlan, check_canary, plan_migration, plan_task, select_tenants
+from tenants.migrate.replay import render_pending
+from tenants.safety.gate import LintGate
+
+__all__ = ["RunOptions", "Selection", "downgrade_tenants", "for_each_tenant", "prepare_migration",
+           "upgrade_tenants"]
+
+
+def upgrade_tenants(tenancy: Tenancy, selection: Selection, target: str | None = "head",
+                    options: RunOptions | None = None, on_event: Event | None = None) -> RunReport:
+    """Bring the selected tenants to `target` (default head), past the lint gate; see the module docstring."""
+    options = options or RunOptions()
+    gate = LintGate(options.allow_destructive, options.strict, options.backup)
+    return _migrate(tenancy, selection, target, False, options, on_event, gate)
+
+
+def downgrade_tenants(tenancy: Tenancy, selection: Selection, target: str | None,
+                      options: RunOptions | None = None, on_event: Event | None = None) -> RunReport:
+    """Take the selected tenants back to `target` ('base' removes every table)."""
+    return _migrate(tenancy, selection, target, True, options or RunOptions(), on_event, None)
+
+
+def check_executor(tenancy: Tenancy, options: RunOptions) -> None:
+    """Refuse what the chosen executor cannot do before anything is changed (Celery: reach the broker)."""
+    if options.via == "celery":
+        from tenants.fleet.celery.dispatch import check_celery_run
+
+        check_celery_run(tenancy, options)
+
+
+def fleet_run(tenancy: Tenancy, plan: Plan, unit: str, params: Callable[[TenantPlan], dict],
+              options: RunOptions, on_event: Event | None, checks: tuple[PlanCheck, ...] = ()) -> FleetRun:
+    """Return the runner for `options.via`: this machine's process pool, or Celery workers."""
+    if options.via == "celery":
+        # Celery loads only for runs that use it.
+        from tenants.fleet.celery.dispatch import CeleryFleetRun
+
+        return CeleryFleetRun(tenancy, plan, unit, params, options, on_event, checks)
+    return FleetRun(tenancy, plan, unit, params, options, on_event, checks)
+
+
+def prepare_migration(tenancy: Tenancy, selection: Selection, target: str | None, downgrade: bool,
+                      options: RunOptions) -> Plan:
+    """Validate, upgrade the control plane, select tenants and plan; raise on bad usage."""
+    options.validate()
+    check_executor(tenancy, options)
+    ensure_control(tenancy)
+    resolved = resolve_target(tenancy.scripts, target)
+    tenants, skipped = select_tenants(tenancy, selection)
+    check_canary(options.canary, tenants)
+    return plan_migration(tenancy, tenants, resolved, downgrade=downgrade, skipped=skipped)
+
+
+def _migrate(tenancy: Tenancy, selection: Selection, target: str | None, downgrade: bool,
+             options: RunOptions, on_event: Event | None, gate: LintGate | None) -> RunReport:
+    plan = prepare_migration(tenancy, selection, target, downgrade, options)
+    rendered = render_pending(tenancy, plan) if options.replay and not downgrade and not options.dry_run else {}
+    lock_timeout, statement_timeout = options.lock_timeout, options.statement_timeout
+
+    def params(item: TenantPlan) -> dict:
+        return {"target": plan.target, "downgrade": downgrade, "from": item.current,
+                "outside": item.outside_transaction, "rendered": rendered.get(item.current),
+                "lock_timeout": lock_timeout, "statement_timeout": statement_timeout,
+                "backup": gate is not None and gate.needs_backup(item.steps)}
+
+    return fleet_run(tenancy, plan, "migrate", params, options, on_event, (gate,) if gate else ()).execute()
+
+
+def for_each_tenant(tenancy: Tenancy, task: str, selection: Selection, task_params: dict | None = None,
+                    options: RunOptions | None = None, on_event: Event | None = None) -> RunReport:
+    """Run a registered maintenance task on every selected tenant through the same runner."""
+    options = options or RunOptions()
+    options.validate()
+    get_task(task)
+    check_executor(tenancy, options)
+    ensure_control(tenancy)
+    tenants, skipped = select_tenants(tenancy, selection)
+    check_canary(options.canary, tenants)
+    plan = plan_task(task, tenants, skipped)
+    base = {**(task_params or {}), "lock_timeout": options.lock_timeout,
+            "statement_timeout": options.statement_timeout}
+    return fleet_run(tenancy, plan, UNIT_PREFIX + task, lambda item: base, options, on_event).execute()
+
+

@@ -1,0 +1,121 @@
+"""Tenants grouped by database server, and a concurrency bound per server.
+
+A server is where a tenant's DDL lands: PostgreSQL `host:port` (every database and schema on
+that server shares its CPU, disk and WAL), or, for SQLite tenants, the directory that holds
+the tenant's file (files in one directory share one disk; each file is also its own lock).
+`--jobs-per-server N` lets at most N tenants of one server run at once, and the pool takes
+tenants from the servers in turn, so no server is flooded while another idles.
+"""
+
+import os
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from tenants.core.engines import display_url
+from tenants.core.settings import TenantSettings
+from tenants.migrate.plan import TenantPlan
+
+
+def server_key(url: str) -> str:
+    """Return the server a database URL points at: `postgresql://host:port` or `sqlite:<directory>`."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # an unparsable URL fails at connect time; group it by its own text
+        return display_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return f"sqlite:{Path(parsed.database or '').resolve().parent}"
+    return f"{backend}://{parsed.host or 'localhost'}:{parsed.port or 5432}"
+
+
+def tenant_server(settings: TenantSettings, item: TenantPlan) -> str:
+    """Return the server of a planned tenant (its own URL, else the control database, else its file)."""
+    url = item.tenant.database_url or settings.control_url
+    if not item.tenant.database_url and url.startswith("sqlite"):
+        return f"sqlite:{Path(settings.tenant_dir).resolve()}"
+    return server_key(url)
+
+
+def by_server(settings: TenantSettings, items: Iterable[TenantPlan]) -> dict[str, list[TenantPlan]]:
+    """Group tenants by server, keeping each server's tenants in plan order."""
+    groups: dict[str, list[TenantPlan]] = defaultdict(list)
+    for item in items:
+        groups[tenant_server(settings, item)].append(item)
+    return dict(groups)
+
+
+def interleave(groups: dict[str, list[TenantPlan]]) -> list[TenantPlan]:
+    """Return the tenants taking one from each server in turn (a, b, c, a, b, c, ...)."""
+    queues = [list(items) for items in groups.values()]
+    order: list[TenantPlan] = []
+    while any(queues):
+        for queue in queues:
+            if queue:
+                order.append(queue.pop(0))
+    return order
+
+
+def pool_size(jobs: int | None, default: int, per_server: int | None, servers: int) -> int:
+    """Return the number of local worker processes.
+
+    --jobs wins; with only --jobs-per-server, N per server with pending tenants, up to twice the
+    CPUs (tenant work mostly waits on its database) and never fewer than the default.
+    """
+    if jobs:
+        return jobs
+    if not per_server:
+        return default
+    return max(default, min(per_server * servers, 2 * (os.cpu_count() or 1)))
+
+
+class ServerSlots:
+    """Hand out tenants so that at most `per_server` of one server run at once."""
+
+    def __init__(self, settings: TenantSettings, per_server: int | None) -> None:
+        self.settings = settings
+        self.per_server = per_server
+        self.running: dict[str, int] = defaultdict(int)
+        self.servers: dict[str, str] = {}
+
+    def server(self, item: TenantPlan) -> str:
+        """Return the tenant's server (parsed once per tenant)."""
+        if item.slug not in self.servers:
+            self.servers[item.slug] = tenant_server(self.settings, item)
+        return self.servers[item.slug]
+
+    def order(self, items: list[TenantPlan]) -> list[TenantPlan]:
+        """Return `items` with the servers taking turns."""
+        groups: dict[str, list[TenantPlan]] = defaultdict(list)
+        for item in items:
+            groups[self.server(item)].append(item)
+        return interleave(groups)
+
+    def take(self, queue: list[TenantPlan]) -> TenantPlan | None:
+        """Remove and return the first queued tenant whose server has a free slot, else None."""
+        for index, item in enumerate(queue):
+            server = self.server(item)
+            if self.per_server is None or self.running[server] < self.per_server:
+                self.running[server] += 1
+                return queue.pop(index)
+        return None
+
+    def release(self, item: TenantPlan) -> None:
+        """Free the slot a finished tenant held."""
+        self.running[self.server(item)] -= 1
+
+
+def assign_slots(settings: TenantSettings, items: list[TenantPlan],
+                 per_server: int) -> list[tuple[TenantPlan, str, int, int]]:
+    """Split each server's tenants into `per_server` slots: [(item, server, slot, position)].
+
+    Tenant i of a server goes to slot i mod N; a slot runs its tenants one after another, so
+    a server never has more than N tenants under way, whoever runs them.
+    """
+    placed = []
+    for server, group in by_server(settings, items).items():
+        for index, item in enumerate(group):
+            placed.append((item, server, index % per_server, index // per_server))
+    return placed

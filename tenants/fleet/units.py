@@ -1,0 +1,73 @@
+"""The per-tenant units of work the fleet runs, by name, in any process.
+
+`run_unit(settings, slug, database_url, unit, params)` takes only picklable arguments and
+returns a picklable TenantResult; it never raises for a tenant's own failure. Each process
+keeps one Tenancy per settings (engines and the loaded revision chain), so a worker loads
+the revision scripts once and reuses its connection pools for every tenant it runs.
+"""
+
+import signal
+import time
+from collections.abc import Callable
+
+from tenants.core.ledger import TenantResult
+from tenants.core.settings import TenantSettings
+from tenants.core.storage import TenantStorage, storage_for
+from tenants.core.tenancy import Tenancy
+from tenants.fleet.tasks import UNIT_PREFIX, get_task, run_task
+from tenants.migrate.unit import failure, migrate_tenant_unit
+
+# A unit: (tenancy, storage, params) -> TenantResult.
+Unit = Callable[[Tenancy, TenantStorage, dict], TenantResult]
+
+_TENANCIES: dict[TenantSettings, Tenancy] = {}
+
+
+def process_tenancy(settings: TenantSettings, tenancy: Tenancy | None = None) -> Tenancy:
+    """Return this process's Tenancy for `settings` (adopting `tenancy` if given and none exists)."""
+    if settings not in _TENANCIES:
+        _TENANCIES[settings] = tenancy or Tenancy(settings)
+    return _TENANCIES[settings]
+
+
+def init_worker(settings: TenantSettings) -> None:
+    """Pool initializer: ignore Ctrl-C (the parent drains the run) and load the chain once."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    process_tenancy(settings).scripts.get_current_head()  # loads every revision module, once
+
+
+def migrate_unit(tenancy: Tenancy, storage: TenantStorage, params: dict) -> TenantResult:
+    """Back the tenant up first when the run's gate asked for it (params['backup']), then migrate it."""
+    if params.get("backup"):
+        from tenants.safety.backups.store import backup_tenant
+        from tenants.safety.errors import BackupFailed
+
+        started = time.perf_counter()
+        try:
+            backup_tenant(tenancy, storage.slug, params.get("run_id"))
+        except BackupFailed as e:
+            return TenantResult(storage.slug, "failed", params.get("from"), None,
+                                (time.perf_counter() - started) * 1000,
+                                f"{e}; its upgrade was skipped, the tenant is unchanged")
+    return migrate_tenant_unit(tenancy, storage, params)
+
+
+def unit_function(unit: str) -> Unit:
+    """Return the function of unit `unit`: 'migrate', or 'task:NAME' for a maintenance task."""
+    if unit == "migrate":
+        return migrate_unit
+    if unit.startswith(UNIT_PREFIX):
+        task = get_task(unit[len(UNIT_PREFIX):])
+        return lambda tenancy, storage, params: run_task(task, tenancy, storage, params)
+    raise KeyError(f"unknown unit of work {unit!r}")
+
+
+def run_unit(settings: TenantSettings, slug: str, database_url: str | None, unit: str, params: dict) -> TenantResult:
+    """Run unit `unit` on one tenant and return its result; failures are results, not exceptions."""
+    started = time.perf_counter()
+    try:
+        tenancy = process_tenancy(settings)
+        storage = storage_for(slug, database_url, settings.control_url, settings.tenant_dir, tenancy.engines)
+        return unit_function(unit)(tenancy, storage, params)
+    except Exception as error:  # one tenant's failure of any kind is that tenant's result
+        return failure(slug, error, started, params.get("from"))

@@ -1,0 +1,1 @@
+"""Moving tenants along the revision chain: the one Alembic driver, plans, replay, versions, units of work."""

@@ -1,0 +1,81 @@
+"""The one adapter over Alembic: every walk along a revision chain, online or offline, goes through here.
+
+Alembic's commands (`alembic.command.upgrade` ...) re-read env.py and every revision file on each
+call and own their connection's transaction. The portal runs many tenants on connections it has
+already bound to a tenant, locked and put in a transaction, so it drives a `MigrationContext`
+itself. That needs the list of steps between two revisions, which only ScriptDirectory's private
+`_upgrade_revs` / `_downgrade_revs` compute (the very calls `alembic.command.upgrade` and
+`downgrade` make). This module is the only one that touches them; checked against Alembic 1.20.1
+(the pin in requirements.txt). An Alembic release that renames them breaks here, and only here.
+"""
+
+from collections.abc import Callable
+
+from alembic.migration import MigrationContext, MigrationStep
+from alembic.operations import Operations
+from alembic.script import Script, ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import Connection
+from sqlalchemy.engine import Dialect
+
+Steps = list[MigrationStep]
+# Alembic's on_version_apply hook: (context, step, heads, run_args) after each step.
+OnApplied = Callable[..., None]
+
+__all__ = ["CommandError", "OnApplied", "Steps", "ancestors", "current_revision", "render_steps", "revision_step",
+           "run_steps", "step_revision", "steps_between"]
+
+
+def steps_between(scripts: ScriptDirectory, from_rev: str | None, to_rev: str | None, *,
+                  downgrade: bool = False) -> Steps:
+    """Return the steps that take a database at `from_rev` to `to_rev` (None = base), in running order.
+
+    Raises alembic's CommandError when no such path exists (e.g. an upgrade to an older revision).
+    """
+    destination = to_rev or "base"
+    if downgrade:
+        return scripts._downgrade_revs(destination, from_rev)
+    return scripts._upgrade_revs(destination, from_rev)
+
+
+def revision_step(scripts: ScriptDirectory, script: Script) -> MigrationStep:
+    """Return the upgrade step of one revision on its own (for rendering it alone)."""
+    return MigrationStep.upgrade_from_script(scripts.revision_map, script)
+
+
+def step_revision(step: MigrationStep) -> str:
+    """Return the revision a step applies or takes back."""
+    return step.up_revision_id or (step.up_revision_ids[0] if step.up_revision_ids else "base")
+
+
+def ancestors(scripts: ScriptDirectory, revision: str | None) -> set[str]:
+    """Return `revision` and every revision below it (empty for base)."""
+    if revision is None:
+        return set()
+    return {script.revision for script in scripts.iterate_revisions(revision, "base")}
+
+
+def current_revision(conn: Connection, opts: dict) -> str | None:
+    """Read the revision recorded in the alembic_version table that `opts` points at."""
+    return MigrationContext.configure(conn, opts=opts).get_current_revision()
+
+
+def _context(opts: dict, steps: Steps, on_applied: OnApplied | None, **where: object) -> MigrationContext:
+    hooks = {"on_version_apply": [on_applied]} if on_applied else {}
+    return MigrationContext.configure(**where, opts={**opts, **hooks, "fn": lambda rev, context: steps})
+
+
+def run_steps(conn: Connection, steps: Steps, opts: dict, *, on_applied: OnApplied | None = None) -> str | None:
+    """Run `steps` on `conn`, inside whatever transaction the caller holds; return the revision reached."""
+    ctx = _context(opts, steps, on_applied, connection=conn)
+    with Operations.context(ctx):
+        ctx.run_migrations()
+    return ctx.get_current_revision()
+
+
+def render_steps(steps: Steps, opts: dict, dialect: Dialect | str, *, on_applied: OnApplied | None = None) -> None:
+    """Render `steps` as SQL in Alembic's offline mode, into `opts['output_buffer']`; nothing is executed."""
+    where = {"dialect_name": dialect} if isinstance(dialect, str) else {"dialect": dialect}
+    ctx = _context({**opts, "as_sql": True}, steps, on_applied, **where)
+    with Operations.context(ctx):
+        ctx.run_migrations()

@@ -1,0 +1,165 @@
+"""Choose the tenants of a run and compute, from one bulk read, what each of them needs.
+
+Nothing here changes a tenant. A plan lists, per tenant, its current revision and the
+revisions to run, and flags the revisions that cannot run inside a transaction.
+"""
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alembic.script import ScriptDirectory
+
+from tenants.core.errors import InvalidUsage, TenantNotFound
+from tenants.core.ledger import last_results
+from tenants.core.registry import Tenant
+from tenants.core.tenancy import Tenancy
+from tenants.migrate import driver
+from tenants.migrate.versions import read_versions
+
+# Last results that `--only-failed` picks up again: the tenant did not reach its target.
+FAILED_STATUSES = frozenset({"failed", "timeout", "unreachable", "busy"})
+
+# A revision whose source says this cannot share the tenant's transaction.
+_OUTSIDE_TRANSACTION = re.compile(r"concurrently|autocommit_block", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which tenants a run covers: all active ones unless named; minus skipped ones."""
+
+    tenants: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
+    only_failed: bool = False
+
+
+@dataclass
+class TenantPlan:
+    """One tenant's part of a run."""
+
+    tenant: Tenant
+    status: str  # pending | at-target | error
+    current: str | None = None
+    steps: list[str] = field(default_factory=list)
+    outside_transaction: list[str] = field(default_factory=list)
+    error: str | None = None
+    error_status: str = "failed"  # the result an error is recorded as: failed | unreachable
+
+    @property
+    def slug(self) -> str:
+        return self.tenant.slug
+
+
+@dataclass
+class Plan:
+    """What a run will do: per-tenant plans, plus the tenants it leaves out and why."""
+
+    kind: str
+    target: str | None
+    head: str | None
+    items: list[TenantPlan]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def pending(self) -> list[TenantPlan]:
+        return [item for item in self.items if item.status == "pending"]
+
+    @property
+    def at_target(self) -> list[TenantPlan]:
+        return [item for item in self.items if item.status == "at-target"]
+
+    @property
+    def errors(self) -> list[TenantPlan]:
+        return [item for item in self.items if item.status == "error"]
+
+
+def select_tenants(tenancy: Tenancy, selection: Selection) -> tuple[list[Tenant], list[tuple[str, str]]]:
+    """Return (tenants to run, [(slug, why left out)]); unknown slugs raise TenantNotFound."""
+    everyone = {tenant.slug: tenant for tenant in tenancy.registry.all()}
+    unknown = [slug for slug in (*selection.tenants, *selection.skip) if slug not in everyone]
+    if unknown:
+        raise TenantNotFound(f"unknown tenant {unknown[0]!r}: see 'manage.py list-tenants'")
+    named = set(selection.tenants)
+    skipped: list[tuple[str, str]] = []
+    chosen: list[Tenant] = []
+    for slug, tenant in everyone.items():
+        if named and slug not in named:
+            continue
+        if slug in selection.skip:
+            skipped.append((slug, "--skip-tenant"))
+        elif tenant.status != "active" and slug not in named:
+            skipped.append((slug, f"{tenant.status}: name it with --tenant to include it"))
+        else:
+            chosen.append(tenant)
+    if selection.only_failed:
+        results = last_results(tenancy.control_engine)
+        failed = {slug for slug, row in results.items() if row["status"] in FAILED_STATUSES}
+        skipped += [(t.slug, "last result was not a failure") for t in chosen if t.slug not in failed]
+        chosen = [t for t in chosen if t.slug in failed]
+    return chosen, skipped
+
+
+def runs_outside_transaction(scripts: ScriptDirectory, revision: str) -> bool:
+    """Return whether a revision must run on its own, outside the tenant's transaction.
+
+    A revision says so with `run_in_transaction = False`; without that flag, a source that
+    mentions CONCURRENTLY or autocommit_block is taken to need it.
+    """
+    script = scripts.get_revision(revision)
+    flag = getattr(script.module, "run_in_transaction", None)
+    if flag is not None:
+        return not flag
+    return bool(_OUTSIDE_TRANSACTION.search(Path(script.path).read_text()))
+
+
+def plan_migration(tenancy: Tenancy, tenants: list[Tenant], target: str | None, *, downgrade: bool = False,
+                   skipped: list[tuple[str, str]] | None = None) -> Plan:
+    """Read every tenant's revision in bulk and compute its pending revisions towards `target`."""
+    scripts = tenancy.scripts
+    known = {script.revision for script in scripts.walk_revisions()}
+    reads = read_versions(tenancy, tenants)
+    outside: dict[str, bool] = {}
+    by_current: dict[str | None, tuple[str, list[str], str | None]] = {}
+
+    def steps_from(current: str | None) -> tuple[str, list[str], str | None]:
+        if current == target:
+            return "at-target", [], None
+        if current is not None and current not in known:
+            return "error", [], f"alembic_version holds {current}, which is not in the revision chain"
+        way = "downgrade" if downgrade else "upgrade"
+        if downgrade and (current is None or (target is not None and target not in driver.ancestors(scripts, current))):
+            return "at-target", [], None  # already at or below the target: nothing to take back
+        if not downgrade and target in driver.ancestors(scripts, current):
+            return "error", [], f"at {current}, newer than {target}: use downgrade-tenants to go back"
+        try:
+            steps = [s.revision.revision for s in driver.steps_between(scripts, current, target, downgrade=downgrade)]
+        except driver.CommandError as e:
+            return "error", [], f"cannot {way} from {current} to {target or 'base'}: {e}"
+        return "pending", steps, None
+
+    items = []
+    for tenant in tenants:
+        read = reads[tenant.slug]
+        if read.error:
+            items.append(TenantPlan(tenant, "error", None, error=read.error, error_status="unreachable"))
+            continue
+        if read.revision not in by_current:
+            by_current[read.revision] = steps_from(read.revision)
+        status, steps, error = by_current[read.revision]
+        for revision in steps:
+            if revision not in outside:
+                outside[revision] = runs_outside_transaction(scripts, revision)
+        items.append(TenantPlan(tenant, status, read.revision, list(steps),
+                                [r for r in steps if outside[r]], error))
+    return Plan("downgrade" if downgrade else "upgrade", target, scripts.get_current_head(), items, skipped or [])
+
+
+def plan_task(task: str, tenants: list[Tenant], skipped: list[tuple[str, str]] | None = None) -> Plan:
+    """Plan a maintenance task: every selected tenant is pending."""
+    return Plan(task, None, None, [TenantPlan(tenant, "pending") for tenant in tenants], skipped or [])
+
+
+def check_canary(canary: int, tenants: list[Tenant]) -> None:
+    """Refuse a canary larger than the selected fleet."""
+    if canary > len(tenants):
+        raise InvalidUsage(f"--canary {canary} is larger than the {len(tenants)} selected tenants")

@@ -1,0 +1,189 @@
+"""Render a revision range to SQL once (Alembic's offline mode) and replay it in many tenants.
+
+Per tenant, running Alembic online costs about as much Python as the DDL costs the server.
+A range rendered once with unqualified names means the same thing in every tenant's
+search_path, so the fast path only executes ready statements inside the tenant's locked
+transaction. A range that cannot be rendered offline (a revision reads the database through
+`op.get_bind()`, or a SQLite batch needs reflection) is run online instead; so is a tenant
+found at another revision than the rendered range starts from.
+"""
+
+import time
+
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
+
+from tenants.core.names import quoted_schema
+from tenants.core.storage import TenantStorage
+from tenants.core.tenancy import Tenancy
+from tenants.migrate import driver
+from tenants.migrate.errors import MigrationFailed, MigrationTimeout
+from tenants.migrate.migrator import TIMEOUT_SQLSTATES, MigrationOutcome
+from tenants.migrate.plan import Plan
+
+VERSION_TABLE = "(version table)"
+
+# Statements rendered per revision: [(revision, [sql, ...]), ...] in the order they run.
+Rendered = list[tuple[str, list[str]]]
+
+
+class _StatementBuffer:
+    """Alembic's offline output_buffer: one write per statement, kept as a list."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def write(self, chunk: str) -> None:
+        sql = chunk.strip()
+        # Offline mode writes "-- Running ..." markers; BEGIN/COMMIT never appear (we own the transaction).
+        if sql and not sql.startswith("--") and sql.rstrip(";").upper() not in ("BEGIN", "COMMIT"):
+            self.statements.append(sql)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> list[str]:
+        taken, self.statements = self.statements, []
+        return taken
+
+
+def _dialect(name: str):  # type: ignore[no-untyped-def]
+    # "named" paramstyle: '%' in literal SQL is rendered as is, not escaped as '%%' for psycopg2.
+    if name == "postgresql":
+        return postgresql.psycopg2.dialect(paramstyle="named")
+    return sqlite.dialect(paramstyle="named")
+
+
+def render_range(scripts: ScriptDirectory, dialect_name: str, from_rev: str | None, target: str | None,
+                 *, downgrade: bool = False) -> Rendered:
+    """Return the SQL of every step from `from_rev` to `target`, grouped by revision."""
+    steps = driver.steps_between(scripts, from_rev, target, downgrade=downgrade)
+    buffer = _StatementBuffer()
+    rendered: Rendered = []
+
+    def close_step(ctx, step, heads, run_args) -> None:  # type: ignore[no-untyped-def]
+        rendered.append((driver.step_revision(step), buffer.take()))
+
+    driver.render_steps(steps, {"output_buffer": buffer, "literal_binds": True, "starting_rev": from_rev,
+                                "transactional_ddl": True, "render_as_batch": dialect_name == "sqlite"},
+                        _dialect(dialect_name), on_applied=close_step)
+    if from_rev is None and not downgrade and rendered and rendered[0][1]:
+        # Offline mode creates the version table when starting from base; a tenant taken back
+        # to base still has it (empty), so replay runs this statement only where it is missing.
+        first, statements = rendered[0]
+        if statements[0].startswith("CREATE TABLE alembic_version"):
+            rendered[0:1] = [(VERSION_TABLE, statements[:1]), (first, statements[1:])]
+    return rendered
+
+
+def sql_script(storage: TenantStorage, rendered: Rendered) -> str:
+    """Return one tenant's SQL as a script a DBA can read or feed to psql."""
+    lines = ["BEGIN;"]
+    if storage.dialect == "postgresql":
+        lines.append("SET LOCAL search_path TO " + quoted_schema(storage.slug) + ";")
+    for revision, statements in rendered:
+        lines.append(f"-- revision {revision}")
+        lines.extend(statements)
+    lines.append("COMMIT;")
+    return "\n".join(lines)
+
+
+class _Moved(Exception):
+    """The tenant is not where the plan saw it: leave the transaction and run Alembic online."""
+
+
+def _has_version_table(conn: Connection) -> bool:
+    # to_regclass resolves through the tenant's search_path; cheaper than a reflection query.
+    return conn.execute(text("SELECT to_regclass('alembic_version') IS NOT NULL")).scalar()
+
+
+def _version(conn: Connection, expected: str | None) -> tuple[str | None, bool]:
+    """Return (current revision, whether alembic_version exists) in one round trip when possible."""
+    if expected is None:
+        if not _has_version_table(conn):
+            return None, False
+    else:
+        # The plan saw a version row, so the table is almost surely there: read it directly and
+        # treat its absence (dropped since the plan) as a moved tenant.
+        try:
+            return conn.exec_driver_sql("SELECT max(version_num) FROM alembic_version").scalar(), True
+        except DBAPIError as e:
+            if getattr(e.orig, "pgcode", None) == "42P01":  # undefined_table
+                raise _Moved() from e
+            raise
+    return conn.exec_driver_sql("SELECT max(version_num) FROM alembic_version").scalar(), True
+
+
+def batches(rendered: Rendered) -> list[tuple[str, str]]:
+    """Join each revision's statements into one script: one round trip per revision.
+
+    The statements carry no parameters (literal binds), so psycopg2 sends each script as one
+    simple query; a failure still names its revision.
+    """
+    return [(revision, "\n".join(sql if sql.endswith(";") else sql + ";" for sql in statements))
+            for revision, statements in rendered if statements]
+
+
+def replay(storage: TenantStorage, rendered: Rendered, from_rev: str | None, target: str | None, *,
+           lock_timeout: float, statement_timeout: float) -> MigrationOutcome | None:
+    """Run rendered statements in the tenant's locked transaction; None if it is not at `from_rev`."""
+    started = time.perf_counter()
+    failing: str | None = None
+    try:
+        with storage.begin(exclusive=True, lock_timeout=lock_timeout,
+                           timeouts=(lock_timeout, statement_timeout)) as conn:
+            current, has_table = _version(conn, from_rev)
+            if current != from_rev:
+                return None  # moved since the plan: the caller runs Alembic online
+            for revision, script in batches(rendered):
+                if revision == VERSION_TABLE and has_table:
+                    continue
+                failing = revision
+                conn.exec_driver_sql(script, execution_options={"no_parameters": True})
+            failing = None
+    except _Moved:
+        return None
+    except DBAPIError as e:
+        code = getattr(e.orig, "pgcode", None)
+        error_class = MigrationTimeout if code in TIMEOUT_SQLSTATES else MigrationFailed
+        message = str(getattr(e, "orig", None) or e).strip().splitlines()
+        raise error_class(storage.slug, failing, message[0] if message else type(e).__name__) from e
+    applied = [revision for revision, _ in rendered if revision != VERSION_TABLE]
+    return MigrationOutcome(storage.slug, from_rev, target, applied, (time.perf_counter() - started) * 1000)
+
+
+def render_pending(tenancy: Tenancy, plan: Plan) -> dict[str | None, Rendered]:
+    """Render each distinct pending range once, for PostgreSQL tenants without flagged revisions."""
+    rendered: dict[str | None, Rendered] = {}
+    for item in plan.pending:
+        url = item.tenant.database_url or tenancy.settings.control_url
+        if item.current in rendered or item.outside_transaction or not url.startswith("postgresql"):
+            continue
+        try:
+            rendered[item.current] = render_range(tenancy.scripts, "postgresql", item.current, plan.target)
+        except Exception:  # needs a live connection (op.get_bind(), reflection): Alembic runs it online
+            continue
+    return rendered
+
+
+def plan_sql(tenancy: Tenancy, plan: Plan) -> list[tuple[str, str | None, str | None]]:
+    """Return (slug, SQL script, error) per pending tenant, rendered offline; nothing is touched."""
+    cache: dict[tuple[str, str | None], Rendered | Exception] = {}
+    scripts = []
+    for item in plan.pending:
+        storage = tenancy.storage(item.tenant)
+        key = (storage.dialect, item.current)
+        if key not in cache:
+            try:
+                cache[key] = render_range(tenancy.scripts, storage.dialect, item.current, plan.target,
+                                          downgrade=plan.kind == "downgrade")
+            except Exception as e:  # e.g. SQLite batch mode needs a live connection
+                cache[key] = e
+        rendered = cache[key]
+        if isinstance(rendered, Exception):
+            scripts.append((item.slug, None, f"cannot render offline: {str(rendered).splitlines()[0]}"))
+        else:
+            scripts.append((item.slug, sql_script(storage, rendered), None))
+    return scripts

@@ -1,0 +1,135 @@
+"""Read every tenant's current revision in bulk: one query per PostgreSQL database, one open per SQLite file.
+
+Reads take no tenant lock: they see each tenant's last committed revision, which is what a
+plan needs. The work itself re-reads the revision under the tenant's lock.
+"""
+
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from tenants.core.engines import display_url
+from tenants.core.names import quoted_schema, schema_name
+from tenants.core.registry import Tenant
+from tenants.core.tenancy import Tenancy
+
+# One UNION ALL over at most this many schemas per statement keeps the statement small.
+CHUNK = 500
+
+_SCHEMAS = text(
+    "SELECT n.nspname, EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid"
+    " AND c.relname = 'alembic_version' AND c.relkind IN ('r', 'p'))"
+    " FROM pg_namespace n WHERE n.nspname = ANY(:schemas)"
+)
+
+
+@dataclass(frozen=True)
+class VersionRead:
+    """A tenant's revision as read now; `error` says why it could not be read."""
+
+    revision: str | None
+    error: str | None = None
+
+
+def read_versions(tenancy: Tenancy, tenants: Iterable[Tenant]) -> dict[str, VersionRead]:
+    """Return {slug: VersionRead} for the given tenants, reading each database once."""
+    settings = tenancy.settings
+    by_url: dict[str, list[Tenant]] = defaultdict(list)
+    for tenant in tenants:
+        by_url[tenant.database_url or settings.control_url].append(tenant)
+    reads: dict[str, VersionRead] = {}
+    for url, group in by_url.items():
+        backend = url.split(":", 1)[0].split("+", 1)[0]
+        if backend == "postgresql":
+            reads.update(_read_postgres(tenancy, url, [t.slug for t in group]))
+        elif backend == "sqlite":
+            for tenant in group:
+                reads[tenant.slug] = _read_sqlite(sqlite_path(tenant, settings.tenant_dir))
+        else:
+            for tenant in group:
+                reads[tenant.slug] = VersionRead(None, f"unsupported database {display_url(url)!r}")
+    return reads
+
+
+def sqlite_path(tenant: Tenant, tenant_dir: Path) -> Path:
+    """Return the tenant's SQLite file (the same rule as tenants.core.storage.storage_for)."""
+    if tenant.database_url:
+        return Path(make_url(tenant.database_url).database or "")
+    return Path(tenant_dir) / f"{tenant.slug}.sqlite3"
+
+
+def _read_sqlite(path: Path) -> VersionRead:
+    if not path.exists():
+        return VersionRead(None, f"tenant file {path} is missing")
+    try:
+        # Read-only and without SQLAlchemy: a bulk read over many files opens no engine per file.
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'")
+            if found.fetchone() is None:
+                return VersionRead(None)
+            rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        return VersionRead(None, f"cannot read tenant file {path}: {e}")
+    return _one_revision(rows)
+
+
+def _one_revision(rows: list) -> VersionRead:
+    if len(rows) > 1:
+        return VersionRead(None, "alembic_version holds several revisions: " + ", ".join(r[0] for r in rows))
+    return VersionRead(rows[0][0] if rows else None)
+
+
+def _read_postgres(tenancy: Tenancy, url: str, slugs: list[str]) -> dict[str, VersionRead]:
+    try:
+        with tenancy.engines.get(url).connect() as conn:
+            return _read_schemas(conn, slugs)
+    except OperationalError as e:
+        reason = str(getattr(e, "orig", e)).strip().splitlines()
+        error = f"cannot reach database {display_url(url)}: {reason[0] if reason else e}"
+        return {slug: VersionRead(None, error) for slug in slugs}
+
+
+def _read_schemas(conn: Connection, slugs: list[str]) -> dict[str, VersionRead]:
+    schemas = {schema_name(slug): slug for slug in slugs}
+    found = dict(conn.execute(_SCHEMAS, {"schemas": list(schemas)}).all())
+    reads = {slug: VersionRead(None, f"schema {schema} is missing")
+             for schema, slug in schemas.items() if schema not in found}
+    versioned = [slug for schema, slug in schemas.items() if found.get(schema)]
+    reads.update({schemas[schema]: VersionRead(None) for schema, has in found.items() if not has})
+    for start in range(0, len(versioned), CHUNK):
+        reads.update(_union_read(conn, versioned[start:start + CHUNK]))
+    return reads
+
+
+def _union_read(conn: Connection, slugs: list[str]) -> dict[str, VersionRead]:
+    """Read many schemas' alembic_version in one statement; names quoted by tenants.core.names."""
+    parts = ["SELECT CAST(:s" + str(i) + " AS text), CAST(version_num AS text) FROM "
+             + quoted_schema(slug) + ".alembic_version" for i, slug in enumerate(slugs)]
+    params = {"s" + str(i): slug for i, slug in enumerate(slugs)}
+    rows: dict[str, list] = {slug: [] for slug in slugs}
+    try:
+        with conn.begin_nested() if conn.in_transaction() else conn.begin():
+            for slug, revision in conn.execute(text(" UNION ALL ".join(parts)), params):
+                rows[slug].append((revision,))
+    except DBAPIError:
+        # A schema vanished between the catalogue read and this one: read these one by one.
+        return {slug: _single_read(conn, slug) for slug in slugs}
+    return {slug: _one_revision(found) for slug, found in rows.items()}
+
+
+def _single_read(conn: Connection, slug: str) -> VersionRead:
+    try:
+        with conn.begin_nested() if conn.in_transaction() else conn.begin():
+            rows = conn.execute(text("SELECT version_num FROM " + quoted_schema(slug) + ".alembic_version")).all()
+    except DBAPIError as e:
+        return VersionRead(None, str(getattr(e, "orig", e)).strip().splitlines()[0])
+    return _one_revision(rows)

@@ -1,0 +1,1 @@
+"""Migration safety: the lint, the gate, backups and drift."""

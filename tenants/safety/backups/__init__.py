@@ -1,0 +1,1 @@
+"""Tenant backups: take, record, list, restore and prune them (PostgreSQL and SQLite)."""

@@ -1,0 +1,56 @@
+"""Put a tenant back to a backup: schema, rows and alembic_version, in one step, recorded as a run."""
+
+import time
+from pathlib import Path
+
+from tenants.core.storage import SqliteFileStorage, TenantStorage
+from tenants.core.tenancy import Tenancy
+from tenants.migrate.control import ensure_control
+from tenants.migrate.errors import InvalidRevision
+from tenants.migrate.lifecycle import run_single
+from tenants.migrate.migrator import MigrationOutcome, current_revision, resolve_target
+from tenants.safety.backups import pg as backup_pg
+from tenants.safety.backups.sqlite import restore_file
+from tenants.safety.backups.store import Backup
+from tenants.safety.errors import BackupNotFound
+
+
+def restore_tenant(tenancy: Tenancy, slug: str, backup: Backup, started_by: str | None = None) -> MigrationOutcome:
+    """Put the tenant back to the backup: schema, rows and alembic_version; record a `restore-tenant` run."""
+    ensure_control(tenancy)
+    tenancy.registry.get(slug)
+    if backup.tenant_slug != slug:
+        raise BackupNotFound(f"backup {backup.id} belongs to tenant {backup.tenant_slug!r}, not {slug!r}")
+    path = Path(backup.path)
+    if not path.exists():
+        raise BackupNotFound(f"backup {backup.id}: {path} is missing")
+    if backup.method == "copy" and backup.revision is not None:
+        try:
+            resolve_target(tenancy.scripts, backup.revision)
+        except InvalidRevision as e:
+            raise BackupNotFound(f"backup {backup.id} is at {backup.revision}, which the chain no longer has") from e
+    return run_single(tenancy, "restore-tenant", slug, backup.revision,
+                      lambda storage: _restore(tenancy, storage, backup, path), started_by)
+
+
+def _restore(tenancy: Tenancy, storage: TenantStorage, backup: Backup, path: Path) -> MigrationOutcome:
+    started = time.perf_counter()
+    try:
+        before = current_revision(storage)
+    except Exception:  # a broken tenant is what a restore is for
+        before = None
+    lock_timeout = tenancy.settings.lock_timeout
+    if isinstance(storage, SqliteFileStorage):
+        if backup.method != "sqlite":
+            raise BackupNotFound(f"backup {backup.id} is a PostgreSQL backup; tenant {storage.slug!r} is SQLite")
+        after = restore_file(storage, path, lock_timeout)
+    else:
+        if backup.method == "sqlite":
+            raise BackupNotFound(f"backup {backup.id} is a SQLite file; tenant {storage.slug!r} is PostgreSQL")
+        with storage.begin(exclusive=True, lock_timeout=lock_timeout) as conn:
+            if backup.method == "pg_dump":
+                backup_pg.restore_dump(storage, conn, path)
+            else:
+                backup_pg.restore_copy(storage, conn, path, tenancy.scripts)
+        after = current_revision(storage)
+    return MigrationOutcome(storage.slug, before, after, [], (time.perf_counter() - started) * 1000)

@@ -1,0 +1,92 @@
+"""The migration gate: which lint hazards stop an upgrade run before any tenant is touched.
+
+Unacknowledged data loss always stops a run unless the operator allows destructive changes;
+the other hazards are warnings that `strict` turns into stops. Acknowledged hazards never
+stop a run, but a revision with any data-loss hazard still gets each tenant backed up first.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from alembic.script import ScriptDirectory
+
+from tenants.core.tenancy import Tenancy
+from tenants.migrate.plan import Plan
+from tenants.safety.errors import GateBlocked
+from tenants.safety.lint.hazards import DATA_LOSS, Hazard, format_hazard
+
+__all__ = ["GateBlocked", "GateReport", "LintGate", "dialect_of", "format_hazard", "gate", "plan_gate"]
+
+
+def gate(hazards: Iterable[Hazard], allow_destructive: bool = False, strict: bool = False) -> list[Hazard]:
+    """Return the hazards that must stop the run."""
+    blocking = []
+    for hazard in hazards:
+        if hazard.acknowledged:
+            continue
+        if hazard.severity == DATA_LOSS:
+            if not allow_destructive:
+                blocking.append(hazard)
+        elif strict:
+            blocking.append(hazard)
+    return blocking
+
+
+def dialect_of(dialects: Iterable[str]) -> str:
+    """Pick the dialect to lint a fleet with: PostgreSQL if any tenant lives there (its hazards are a superset)."""
+    found = set(dialects)
+    return "sqlite" if found == {"sqlite"} else "postgresql"
+
+
+@dataclass
+class GateReport:
+    """The lint's verdict on a planned run."""
+
+    hazards: list[Hazard]
+    blocking: list[Hazard]
+    destructive: set[str] = field(default_factory=set)
+
+    def raise_if_blocked(self) -> None:
+        """Raise GateBlocked when any hazard blocks the run."""
+        if self.blocking:
+            raise GateBlocked(self.blocking)
+
+    def needs_backup(self, pending: Iterable[str]) -> bool:
+        """Return whether a tenant running these revisions must be backed up first."""
+        return bool(self.destructive.intersection(pending))
+
+
+def plan_gate(scripts: ScriptDirectory, from_revisions: Iterable[str | None], target: str | None = "head",
+              dialect: str = "postgresql", allow_destructive: bool = False, strict: bool = False) -> GateReport:
+    """Lint every revision pending from the given starting revisions and judge the run."""
+    # pglast loads only when there is something to lint, so a no-op run stays fast.
+    from tenants.safety.lint.chain import lint_pending
+
+    hazards = lint_pending(scripts, set(from_revisions), target, dialect)
+    return GateReport(hazards, gate(hazards, allow_destructive, strict),
+                      {h.revision for h in hazards if h.severity == DATA_LOSS})
+
+
+class LintGate:
+    """The gate as a plan check of one upgrade run; it keeps its verdict for the backup decision.
+
+    Made afresh for every run, so nothing it learns outlives the run or leaks into its options.
+    """
+
+    def __init__(self, allow_destructive: bool, strict: bool, backup_all: bool) -> None:
+        self.allow_destructive, self.strict, self.backup_all = allow_destructive, strict, backup_all
+        self.report: GateReport | None = None
+
+    def __call__(self, tenancy: Tenancy, plan: Plan, options: object) -> list[str]:
+        """Lint the revisions pending anywhere in the plan; raise GateBlocked or return warnings."""
+        if not plan.pending:
+            return []
+        starts = {item.current for item in plan.pending}
+        dialect = dialect_of(tenancy.storage(item.tenant).dialect for item in plan.pending)
+        self.report = plan_gate(tenancy.scripts, starts, plan.target, dialect, self.allow_destructive, self.strict)
+        self.report.raise_if_blocked()
+        return [f"migration hazard: {format_hazard(h)}" for h in self.report.hazards]
+
+    def needs_backup(self, steps: list[str]) -> bool:
+        """Return whether a tenant running `steps` must be backed up before it migrates."""
+        return self.backup_all or (self.report is not None and self.report.needs_backup(steps))

@@ -1,0 +1,1 @@
+"""The migration lint: render revisions to SQL, parse them, report hazards."""
