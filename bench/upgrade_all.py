@@ -40,8 +40,6 @@ import psutil
 import psycopg2
 from sqlalchemy.engine import make_url
 
-from tenants.migrate.control import ensure_control
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the project's modules are imported inside the functions below
 
@@ -224,6 +222,7 @@ def main() -> None:
     from tenants.core.names import quote_ident, quoted_schema
     from tenants.core.settings import TenantSettings
     from tenants.core.tenancy import Tenancy
+    from tenants.migrate.control import ensure_control
     from tenants.migrate.replay import render_range
 
     n = opts.tenants

@@ -22,7 +22,7 @@ from tenants.core.errors import (
 )
 from tenants.fleet.errors import BrokerUnreachable, FleetLocked, RunNotHere, UnknownRun
 from tenants.fleet.report import EXIT_COULD_NOT_START, EXIT_FAILED, EXIT_USAGE
-from tenants.migrate.errors import InvalidRevision, MigrationFailed
+from tenants.migrate.errors import InvalidRevision, MigrationFailed, MigrationTimeout
 from tenants.safety.errors import BackupFailed, BackupNotFound, GateBlocked, InvalidBackupSetting
 
 #: The exit code of each error class; a subclass not listed takes its nearest listed base's code.
@@ -36,6 +36,7 @@ EXIT_CODES: dict[type[TenantError], int] = {
     TenantBusy: EXIT_COULD_NOT_START,
     InvalidRevision: EXIT_USAGE,
     MigrationFailed: EXIT_FAILED,
+    MigrationTimeout: EXIT_FAILED,
     GateBlocked: EXIT_USAGE,
     BackupFailed: EXIT_FAILED,
     BackupNotFound: EXIT_USAGE,
