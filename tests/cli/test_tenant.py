@@ -9,7 +9,7 @@ from manage import cli
 from tenants.migrate.lifecycle import create_tenant
 from tenants.migrate.migrator import current_revision
 from tests.conftest import run_manage
-from tests.test_names import BAD_SLUGS
+from tests.core.test_names import BAD_SLUGS
 
 
 def test_create_list_upgrade_drop_through_cli_runner(runner, tenancy):

@@ -7,7 +7,7 @@ import pytest
 from tenants.fleet.options import RunOptions
 from tenants.fleet.runs import upgrade_tenants
 from tenants.migrate.plan import Selection
-from tests.test_fleet_gate import PLAIN_INDEX, fleet
+from tests.safety.test_gate import PLAIN_INDEX, fleet
 
 
 def test_options_cannot_be_changed_by_a_run_or_a_caller():

@@ -252,7 +252,7 @@ def test_bad_usage_exits_2(group, runner: CliRunner, tenancy: Tenancy, backend: 
 
 def test_fail_fast_stops_each_slot_and_run_status_closes_the_run(pg_url: str, tmp_path: Path) -> None:
     """The relay steps a worker runs, driven here by hand: a failure stops the slot, the rest is not started."""
-    from tests.test_fleet import CONSTRAINT_CHAIN
+    from tests.fleet.test_runner import CONSTRAINT_CHAIN
 
     settings = TenantSettings(control_url=pg_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
     tenancy = Tenancy(settings)

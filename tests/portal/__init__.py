@@ -1,0 +1,1 @@
+"""Tests of the web app (portal/): factory, auth, console views, browser behaviour."""
