@@ -19,9 +19,6 @@ from tenants.migrate.plan import Plan, Selection, TenantPlan, check_canary, plan
 from tenants.migrate.replay import render_pending
 from tenants.safety.gate import LintGate
 
-__all__ = ["RunOptions", "Selection", "downgrade_tenants", "for_each_tenant", "prepare_migration",
-           "upgrade_tenants"]
-
 
 def upgrade_tenants(tenancy: Tenancy, selection: Selection, target: str | None = "head",
                     options: RunOptions | None = None, on_event: Event | None = None) -> RunReport:

@@ -15,8 +15,6 @@ from tenants.migrate.plan import Plan
 from tenants.safety.errors import GateBlocked
 from tenants.safety.lint.hazards import DATA_LOSS, Hazard, format_hazard
 
-__all__ = ["GateBlocked", "GateReport", "LintGate", "dialect_of", "format_hazard", "gate", "plan_gate"]
-
 
 def gate(hazards: Iterable[Hazard], allow_destructive: bool = False, strict: bool = False) -> list[Hazard]:
     """Return the hazards that must stop the run."""
