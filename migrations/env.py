@@ -80,10 +80,13 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    with storage.begin(exclusive=True) as connection:
-        context.configure(connection=connection, **configure_args(storage))
-        with context.begin_transaction():
-            context.run_migrations()
+    try:
+        with storage.begin(exclusive=True, revisions=True) as connection:
+            context.configure(connection=connection, **configure_args(storage))
+            with context.begin_transaction():
+                context.run_migrations()
+    except TenantError as e:  # e.g. a foreign key broken by the revisions: rolled back; one line, no traceback
+        raise CommandError(str(e)) from e
 
 
 if context.is_offline_mode():

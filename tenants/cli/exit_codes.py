@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 import click
 
 from tenants.core.errors import (
+    ForeignKeyViolation,
     InvalidTenantName,
     InvalidUsage,
     StorageUnavailable,
@@ -34,6 +35,7 @@ EXIT_CODES: dict[type[TenantError], int] = {
     InvalidUsage: EXIT_USAGE,
     StorageUnavailable: EXIT_COULD_NOT_START,
     TenantBusy: EXIT_COULD_NOT_START,
+    ForeignKeyViolation: EXIT_FAILED,
     InvalidRevision: EXIT_USAGE,
     MigrationFailed: EXIT_FAILED,
     MigrationTimeout: EXIT_FAILED,

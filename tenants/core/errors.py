@@ -31,3 +31,7 @@ class StorageUnavailable(TenantError):
 
 class TenantBusy(TenantError):
     """Another process holds the tenant's lock."""
+
+
+class ForeignKeyViolation(TenantError):
+    """Rows of a tenant reference rows that are not there (found before a migration's commit)."""

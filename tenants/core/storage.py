@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from tenants.core.engines import Engines, display_url
-from tenants.core.errors import StorageUnavailable, TenantBusy, TenantExists
+from tenants.core.errors import ForeignKeyViolation, StorageUnavailable, TenantBusy, TenantExists
 from tenants.core.names import lock_key, quoted_schema, schema_name, validate_slug
 
 
@@ -62,12 +62,15 @@ class TenantStorage:
 
     @contextmanager
     def begin(self, *, exclusive: bool = False, lock_timeout: float = 5.0,
-              timeouts: tuple[float, float] | None = None) -> Iterator[Connection]:
+              timeouts: tuple[float, float] | None = None, revisions: bool = False) -> Iterator[Connection]:
         """Yield a connection in a transaction bound to this tenant; commit on success.
 
         With `exclusive`, the tenant's lock is taken first and TenantBusy is raised when
         another process holds it (SQLite waits up to `lock_timeout` seconds for it).
         `timeouts` = (lock_timeout, statement_timeout) is applied as by `set_timeouts`.
+        With `revisions` (the transaction runs revisions), SQLite follows its procedure for
+        table rebuilds: foreign keys off for the transaction, `PRAGMA foreign_key_check`
+        before commit (ForeignKeyViolation rolls it back).
         """
         raise NotImplementedError
         yield  # pragma: no cover
@@ -122,7 +125,8 @@ class PostgresSchemaStorage(TenantStorage):
 
     @contextmanager
     def begin(self, *, exclusive: bool = False, lock_timeout: float = 5.0,
-              timeouts: tuple[float, float] | None = None) -> Iterator[Connection]:
+              timeouts: tuple[float, float] | None = None, revisions: bool = False) -> Iterator[Connection]:
+        # PostgreSQL's DROP TABLE deletes no rows through foreign-key actions: `revisions` needs nothing here.
         with self._connect() as conn, conn.begin():
             # One round trip: search_path, the transaction's timeouts and the tenant lock. All are
             # transaction-local (set_config(..., true), xact lock): nothing outlives the transaction
@@ -188,7 +192,7 @@ class SqliteFileStorage(TenantStorage):
 
     @contextmanager
     def begin(self, *, exclusive: bool = False, lock_timeout: float = 5.0,
-              timeouts: tuple[float, float] | None = None) -> Iterator[Connection]:
+              timeouts: tuple[float, float] | None = None, revisions: bool = False) -> Iterator[Connection]:
         if not self.path.exists():
             raise StorageUnavailable(f"tenant file {self.path} is missing")
         with self.engine.connect() as conn:
@@ -198,6 +202,11 @@ class SqliteFileStorage(TenantStorage):
             raw = conn.connection.driver_connection
             # PRAGMA takes no bound parameters; the value is an int made here.
             raw.execute("PRAGMA busy_timeout = " + str(int(lock_timeout * 1000)))
+            if revisions:
+                # A batch revision rebuilds tables (copy, DROP, rename); with foreign keys on, the DROP
+                # deletes every row first and ON DELETE CASCADE empties the tables that reference it.
+                # The pragma is a no-op inside a transaction, so it is set before BEGIN.
+                raw.execute("PRAGMA foreign_keys = OFF")
             try:
                 try:
                     trans = conn.begin()
@@ -207,8 +216,21 @@ class SqliteFileStorage(TenantStorage):
                     raise
                 with trans:
                     yield conn
+                    if revisions:
+                        _check_foreign_keys(conn, self.slug)
             finally:
                 raw.execute("PRAGMA busy_timeout = 5000")
+                if revisions:
+                    raw.execute("PRAGMA foreign_keys = ON")
+
+
+def _check_foreign_keys(conn: Connection, slug: str) -> None:
+    """Raise ForeignKeyViolation if any row of the tenant references a row that is not there."""
+    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        table, rowid, parent = broken[0][0], broken[0][1], broken[0][2]
+        raise ForeignKeyViolation(f"tenant {slug!r}: {len(broken)} row(s) break a foreign key, e.g. {table} row "
+                                  f"{rowid} references a missing {parent} row; the migration was rolled back")
 
 
 def storage_for(

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from alembic.script import ScriptDirectory
 from sqlalchemy.exc import DBAPIError
 
+from tenants.core.errors import ForeignKeyViolation
 from tenants.core.storage import TenantStorage
 from tenants.migrate import driver
 from tenants.migrate.driver import CommandError
@@ -88,7 +89,7 @@ def migrate_tenant(
     applied: list[str] = []
     failing: str | None = None
     try:
-        with storage.begin(exclusive=True, lock_timeout=lock_timeout,
+        with storage.begin(exclusive=True, revisions=True, lock_timeout=lock_timeout,
                                timeouts=(lock_timeout, statement_timeout)) as conn:
             opts = alembic_options(storage)
             from_rev = driver.current_revision(conn, opts)
@@ -117,6 +118,8 @@ def migrate_tenant(
         raise error_class(storage.slug, failing, _one_line(e)) from e
     except (InvalidRevision, MigrationFailed):
         raise
+    except ForeignKeyViolation as e:  # found before commit: name the last revision of the range
+        raise MigrationFailed(storage.slug, applied[-1] if applied else None, str(e)) from e
     except Exception as e:
         if type(e).__module__.startswith("tenants."):
             raise

@@ -132,7 +132,7 @@ def replay(storage: TenantStorage, rendered: Rendered, from_rev: str | None, tar
     started = time.perf_counter()
     failing: str | None = None
     try:
-        with storage.begin(exclusive=True, lock_timeout=lock_timeout,
+        with storage.begin(exclusive=True, revisions=True, lock_timeout=lock_timeout,
                            timeouts=(lock_timeout, statement_timeout)) as conn:
             current, has_table = _version(conn, from_rev)
             if current != from_rev:
