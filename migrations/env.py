@@ -1,6 +1,7 @@
 """Alembic environment for the tenant chain: every run targets exactly one tenant.
 
-- `manage.py db <command> -x tenant=<slug>` picks the tenant from the registry;
+- `manage.py db -x tenant=<slug> <command>` picks the tenant from the registry (read-only commands and
+  autogenerate; `db upgrade/downgrade/stamp` are refused: they would move a tenant past the guard);
 - in-process callers pass `config.attributes["connection"]` (already bound to the tenant,
   in a transaction they own) and `config.attributes["storage"]`.
 On PostgreSQL the run's search_path is the tenant's schema and `alembic_version` lives there;
@@ -10,6 +11,7 @@ autogenerate therefore writes unqualified names, so one script serves every tena
 import logging
 from logging.config import fileConfig
 
+import click
 from alembic import context
 from alembic.util import CommandError
 from flask import current_app
@@ -43,7 +45,7 @@ def tenant_storage():  # type: ignore[no-untyped-def]
         return config.attributes["storage"]
     slug = context.get_x_argument(as_dictionary=True).get("tenant")
     if not slug:
-        raise CommandError("name the tenant to run against: 'manage.py db <command> -x tenant=<slug>' "
+        raise CommandError("name the tenant to run against: 'manage.py db -x tenant=<slug> <command>' "
                            "(to upgrade every tenant use 'manage.py upgrade-all-tenants')")
     try:
         return current_app.extensions["tenancy"].storage(slug)
@@ -72,9 +74,26 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+# Subcommands of `db` that would change a tenant's revision outside the portal's guard, and what to use.
+GUARDED = {"upgrade": "upgrade-tenant SLUG [--to REV]", "downgrade": "downgrade-tenant SLUG --to REV",
+           "stamp": "restore-tenant SLUG BACKUP, or upgrade-tenant / downgrade-tenant"}
+
+
+def refuse_unguarded_moves() -> None:
+    """Exit 2 for `db upgrade/downgrade/stamp`: a tenant's revision moves only through the guarded commands."""
+    command = click.get_current_context(silent=True)
+    name = command.info_name if command is not None else None
+    if name in GUARDED:
+        click.echo(f"Error: 'db {name}' would move a tenant past the portal's guard (lint gate, backup, tenant "
+                   f"lock, ledger); nothing was changed: use 'manage.py {GUARDED[name]}'", err=True)
+        raise SystemExit(2)
+
+
 def run_migrations_online() -> None:
-    storage = tenant_storage()
     connection = config.attributes.get("connection")
+    if connection is None:
+        refuse_unguarded_moves()
+    storage = tenant_storage()
     if connection is not None:
         context.configure(connection=connection, **configure_args(storage))
         with context.begin_transaction():

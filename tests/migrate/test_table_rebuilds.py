@@ -59,12 +59,12 @@ def test_fleet_runs_through_a_rebuild_keep_every_row(tenancy):
     assert every_table(storage) == FULL
 
 
-def test_db_passthrough_through_a_rebuild_keeps_every_row(tenancy, cli_env):
+def test_cli_single_tenant_commands_through_a_rebuild_keep_every_row(tenancy, cli_env):
     storage = seeded(tenancy)
-    result = run_manage(["db", "downgrade", "0002", "-x", "tenant=acme"], cli_env)
+    result = run_manage(["downgrade-tenant", "acme", "--to", "0002", "--yes"], cli_env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert every_table(storage) == FULL
-    result = run_manage(["db", "upgrade", "-x", "tenant=acme"], cli_env)
+    result = run_manage(["upgrade-tenant", "acme"], cli_env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert current_revision(storage) == "0003"
     assert every_table(storage) == FULL
