@@ -163,7 +163,7 @@ def downgrade_tenants_command(target: str, yes: bool, **kw: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list for scripts.")
 @reports_errors
 def tenant_versions_command(as_json: bool) -> None:
-    """Show every tenant's current revision, the head, pending revisions and last result."""
+    """Show every tenant's current revision, the head, pending revisions, last migration and last task."""
     from tenants.migrate.overview import version_rows
 
     rows = version_rows(get_tenancy())
@@ -172,8 +172,11 @@ def tenant_versions_command(as_json: bool) -> None:
         return
     for row in rows:
         last = f"{row['last_result']} {row['last_at']:%Y-%m-%d %H:%M}" if row["last_result"] else "-"
+        task = (f"{row['last_task']} {row['last_task_result']} {row['last_task_at']:%Y-%m-%d %H:%M}"
+                if row["last_task_result"] else "-")
         click.echo(f"{row['slug']:<40} {row['status']:<11} {row['revision'] or 'base':<14} "
-                   f"pending {row['pending']:<3} last {last}" + (f"  ({row['error']})" if row["error"] else ""))
+                   f"pending {row['pending']:<3} last migration {last}; last task {task}"
+                   + (f"  ({row['error']})" if row["error"] else ""))
     click.echo(f"head {rows[0]['head'] if rows else '-'}; {sum(1 for r in rows if r['pending'] == 0)} of "
                f"{len(rows)} tenants at head")
 

@@ -19,6 +19,8 @@ from tenants.core.clock import utcnow
 from tenants.core.control_schema import migration_runs, tenant_results, tenant_versions
 
 RESULT_STATUSES = ("ok", "failed", "busy", "timeout", "skipped", "unreachable")
+# Runs that move tenants along the chain; every other run kind is a maintenance task (for-each-tenant).
+MIGRATION_KINDS = ("upgrade", "downgrade", "create-tenant", "upgrade-tenant", "downgrade-tenant", "restore-tenant")
 
 
 def current_actor() -> str:
@@ -115,12 +117,21 @@ def ledger_versions(engine: Engine) -> dict[str, str | None]:
         return {slug: rev for slug, rev in rows}
 
 
-def last_results(engine: Engine) -> dict[str, dict]:
-    """Return each tenant's most recent result row, as a dict."""
-    latest = select(tenant_results.c.tenant_slug, tenant_results.c.id).order_by(tenant_results.c.id)
+def last_results(engine: Engine, *, migrations: bool | None = None) -> dict[str, dict]:
+    """Return each tenant's most recent result row, as a dict (with its run's `kind`).
+
+    `migrations=True` looks only at runs that move tenants along the chain, `False` only at
+    maintenance tasks, None at every run: a maintenance run never hides a failed migration.
+    """
+    r, m = tenant_results.c, migration_runs.c
+    latest = select(r.tenant_slug, r.id).order_by(r.id)
+    if migrations is not None:
+        kinds = m.kind.in_(MIGRATION_KINDS)
+        latest = latest.join(migration_runs, m.id == r.run_id).where(kinds if migrations else ~kinds)
     with engine.connect() as conn:
         ids = {slug: rid for slug, rid in conn.execute(latest)}
         if not ids:
             return {}
-        rows = conn.execute(select(tenant_results).where(tenant_results.c.id.in_(list(ids.values()))))
+        rows = conn.execute(select(tenant_results, m.kind).join(migration_runs, m.id == r.run_id)
+                            .where(r.id.in_(list(ids.values()))))
         return {row.tenant_slug: dict(row._mapping) for row in rows}

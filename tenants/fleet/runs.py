@@ -88,7 +88,7 @@ def for_each_tenant(tenancy: Tenancy, task: str, selection: Selection, task_para
     get_task(task)
     check_executor(tenancy, options)
     ensure_control(tenancy)
-    tenants, skipped = select_tenants(tenancy, selection)
+    tenants, skipped = select_tenants(tenancy, selection, migrations=False)
     check_canary(options.canary, tenants)
     plan = plan_task(task, tenants, skipped)
     base = {**(task_params or {}), "lock_timeout": options.lock_timeout,

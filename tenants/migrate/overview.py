@@ -11,7 +11,7 @@ def tenant_overview(tenancy: Tenancy) -> list[dict]:
     """Return one row per tenant: slug, status, live revision, at head, last change, storage."""
     ensure_control(tenancy)
     head = tenancy.head()
-    results = last_results(tenancy.control_engine)
+    results = last_results(tenancy.control_engine, migrations=True)
     tenants = tenancy.registry.all()
     reads = read_versions(tenancy, tenants)
     rows = []
@@ -27,19 +27,22 @@ def tenant_overview(tenancy: Tenancy) -> list[dict]:
 
 
 def version_rows(tenancy: Tenancy) -> list[dict]:
-    """Return one row per tenant: status, revision, head, pending count, last result and when."""
+    """Return one row per tenant: status, revision, head, pending count, last migration and last task results."""
     ensure_control(tenancy)
     tenants = tenancy.registry.all()
     head = tenancy.head()
     plan = plan_migration(tenancy, tenants, head)
-    last = last_results(tenancy.control_engine)
+    last = last_results(tenancy.control_engine, migrations=True)
+    tasks = last_results(tenancy.control_engine, migrations=False)
     rows = []
     for item in plan.items:
-        result = last.get(item.slug) or {}
+        result, task = last.get(item.slug) or {}, tasks.get(item.slug) or {}
         rows.append({
             "slug": item.slug, "status": item.tenant.status, "revision": item.current, "head": head,
             "pending": len(item.steps), "error": item.error,
             "last_result": result.get("status"), "last_at": result.get("started_at"),
             "last_error": result.get("error"), "last_run": result.get("run_id"),
+            "last_task": task.get("kind"), "last_task_result": task.get("status"),
+            "last_task_at": task.get("started_at"),
         })
     return rows

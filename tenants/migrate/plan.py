@@ -73,8 +73,13 @@ class Plan:
         return [item for item in self.items if item.status == "error"]
 
 
-def select_tenants(tenancy: Tenancy, selection: Selection) -> tuple[list[Tenant], list[tuple[str, str]]]:
-    """Return (tenants to run, [(slug, why left out)]); unknown slugs raise TenantNotFound."""
+def select_tenants(tenancy: Tenancy, selection: Selection, *,
+                   migrations: bool = True) -> tuple[list[Tenant], list[tuple[str, str]]]:
+    """Return (tenants to run, [(slug, why left out)]); unknown slugs raise TenantNotFound.
+
+    `--only-failed` looks at each tenant's last migration result (`migrations`), or at its
+    last maintenance result for a maintenance task: one kind of run never hides the other's failure.
+    """
     everyone = {tenant.slug: tenant for tenant in tenancy.registry.all()}
     unknown = [slug for slug in (*selection.tenants, *selection.skip) if slug not in everyone]
     if unknown:
@@ -92,7 +97,7 @@ def select_tenants(tenancy: Tenancy, selection: Selection) -> tuple[list[Tenant]
         else:
             chosen.append(tenant)
     if selection.only_failed:
-        results = last_results(tenancy.control_engine)
+        results = last_results(tenancy.control_engine, migrations=migrations)
         failed = {slug for slug, row in results.items() if row["status"] in FAILED_STATUSES}
         skipped += [(t.slug, "last result was not a failure") for t in chosen if t.slug not in failed]
         chosen = [t for t in chosen if t.slug in failed]

@@ -16,6 +16,7 @@ from tenants.core.storage import PostgresSchemaStorage
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.options import RunOptions
 from tenants.fleet.runs import downgrade_tenants, for_each_tenant, upgrade_tenants
+from tenants.migrate.overview import version_rows
 from tenants.migrate.plan import Selection
 from tests.fleet_support import LOGGED, SLOW, columns, has_table, live, make_tenants, rows, with_chain, write_chain
 
@@ -236,3 +237,22 @@ def test_maintenance_tasks_use_the_same_runner(tenancy: Tenancy, tmp_path: Path)
     assert rows(tenancy, "beta", "SELECT stock FROM products") == [(5,)]
     broken = for_each_tenant(tenancy, "sql", Selection(), {"sql": "UPDATE nowhere SET x = 1;", "path": "bad.sql"})
     assert broken.exit_code == 1 and last_results(tenancy.control_engine)["acme"]["status"] == "failed"
+
+
+def test_a_maintenance_run_after_a_failed_upgrade_does_not_hide_the_failure(tenancy: Tenancy, chained) -> None:  # type: ignore[no-untyped-def]
+    make_tenants(tenancy, ["acme"])
+    make_tenants(tenancy, ["bad"], stock=5000)
+    fleet = chained(CONSTRAINT_CHAIN)
+    assert upgrade_tenants(fleet, Selection(), options=RunOptions(jobs=1)).exit_code == 1
+    assert for_each_tenant(fleet, "analyze", Selection()).exit_code == 0  # every tenant's last result is now ok
+    assert last_results(fleet.control_engine)["bad"]["status"] == "ok"
+    assert last_results(fleet.control_engine, migrations=True)["bad"]["status"] == "failed"
+    assert last_results(fleet.control_engine, migrations=False)["bad"]["kind"] == "analyze"
+    rows_ = {row["slug"]: row for row in version_rows(fleet)}
+    assert (rows_["bad"]["last_result"], rows_["bad"]["last_task_result"]) == ("failed", "ok")
+    assert (rows_["bad"]["pending"], rows_["acme"]["pending"]) == (2, 0)
+    with fleet.storage("bad").begin() as conn:
+        conn.execute(text("UPDATE products SET stock = 10"))
+    again = upgrade_tenants(fleet, Selection(only_failed=True))
+    assert [r.slug for r in again.results] == ["bad"] and again.exit_code == 0
+    assert live(fleet, "bad") == "0005"
