@@ -174,8 +174,9 @@ def tenant_versions_command(as_json: bool) -> None:
         last = f"{row['last_result']} {row['last_at']:%Y-%m-%d %H:%M}" if row["last_result"] else "-"
         task = (f"{row['last_task']} {row['last_task_result']} {row['last_task_at']:%Y-%m-%d %H:%M}"
                 if row["last_task_result"] else "-")
+        pending = "?" if row["pending"] is None else row["pending"]  # unmerged heads: no single target
         click.echo(f"{row['slug']:<40} {row['status']:<11} {row['revision'] or 'base':<14} "
-                   f"pending {row['pending']:<3} last migration {last}; last task {task}"
+                   f"pending {pending:<3} last migration {last}; last task {task}"
                    + (f"  ({row['error']})" if row["error"] else ""))
     click.echo(f"head {rows[0]['head'] if rows else '-'}; {sum(1 for r in rows if r['pending'] == 0)} of "
                f"{len(rows)} tenants at head")

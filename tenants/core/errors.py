@@ -35,3 +35,13 @@ class TenantBusy(TenantError):
 
 class ForeignKeyViolation(TenantError):
     """Rows of a tenant reference rows that are not there (found before a migration's commit)."""
+
+
+class MultipleHeads(TenantError):
+    """The revision chain has several heads: nothing can move to 'head' until they are merged."""
+
+    def __init__(self, heads: tuple[str, ...]) -> None:
+        self.heads = heads
+        super().__init__(f"the revision chain has {len(heads)} heads ({', '.join(heads)}): merge them with "
+                         "'manage.py db merge heads -m \"merge heads\"', review and commit the merge revision, "
+                         "then run again; nothing was changed")

@@ -6,6 +6,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from tenants.core.engines import Engines
+from tenants.core.errors import MultipleHeads
 from tenants.core.registry import Tenant, TenantRegistry
 from tenants.core.settings import TenantSettings
 from tenants.core.storage import TenantStorage, storage_for
@@ -44,9 +45,16 @@ class Tenancy:
         return storage_for(tenant.slug, tenant.database_url, self.settings.control_url,
                            self.settings.tenant_dir, self.engines)
 
+    def heads(self) -> tuple[str, ...]:
+        """Return the head revisions of the tenant chain (more than one until branches are merged)."""
+        return tuple(sorted(self.scripts.get_heads()))
+
     def head(self) -> str | None:
-        """Return the head revision of the tenant chain."""
-        return self.scripts.get_current_head()
+        """Return the head revision of the tenant chain (None if empty); raise MultipleHeads if unmerged."""
+        heads = self.heads()
+        if len(heads) > 1:
+            raise MultipleHeads(heads)
+        return heads[0] if heads else None
 
     def close(self) -> None:
         """Dispose of every engine."""

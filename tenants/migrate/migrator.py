@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from alembic.script import ScriptDirectory
 from sqlalchemy.exc import DBAPIError
 
-from tenants.core.errors import ForeignKeyViolation
+from tenants.core.errors import ForeignKeyViolation, MultipleHeads
 from tenants.core.storage import TenantStorage
 from tenants.migrate import driver
 from tenants.migrate.driver import CommandError
@@ -47,9 +47,12 @@ def resolve_target(scripts: ScriptDirectory, target: str | None) -> str | None:
         return None
     if not isinstance(target, str) or not target.strip() or not target.replace("_", "").isalnum():
         raise InvalidRevision(f"invalid revision {target!r}: give a revision id, 'head' or 'base'")
+    if target in ("head", "heads"):
+        heads = tuple(sorted(scripts.get_heads()))
+        if len(heads) > 1:
+            raise MultipleHeads(heads)
+        return heads[0] if heads else None
     try:
-        if target in ("head", "heads"):
-            return scripts.get_current_head()  # None for an empty chain; raises on several heads
         revision = scripts.get_revision(target)
     except CommandError as e:
         raise InvalidRevision(f"unknown revision {target!r}: see 'manage.py db history'") from e

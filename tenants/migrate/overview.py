@@ -1,4 +1,7 @@
-"""Which revision is each tenant at: the fleet at a glance, from one bulk read plus the ledger."""
+"""Which revision is each tenant at: the fleet at a glance, from one bulk read plus the ledger.
+
+Both views keep working while the chain has unmerged heads: `head` then names every head.
+"""
 
 from tenants.core.ledger import last_results
 from tenants.core.tenancy import Tenancy
@@ -10,7 +13,8 @@ from tenants.migrate.versions import read_versions
 def tenant_overview(tenancy: Tenancy) -> list[dict]:
     """Return one row per tenant: slug, status, live revision, at head, last change, storage."""
     ensure_control(tenancy)
-    head = tenancy.head()
+    heads = tenancy.heads()
+    head = ", ".join(heads) or None
     results = last_results(tenancy.control_engine, migrations=True)
     tenants = tenancy.registry.all()
     reads = read_versions(tenancy, tenants)
@@ -19,7 +23,7 @@ def tenant_overview(tenancy: Tenancy) -> list[dict]:
         read, last = reads[tenant.slug], results.get(tenant.slug)
         rows.append({
             "slug": tenant.slug, "name": tenant.display_name, "status": tenant.status,
-            "revision": read.revision, "head": head, "at_head": read.error is None and read.revision == head,
+            "revision": read.revision, "head": head, "at_head": read.error is None and read.revision in heads,
             "error": read.error, "last_change": last["started_at"] if last else None,
             "last_result": last["status"] if last else None, "storage": tenancy.storage(tenant).describe(),
         })
@@ -30,16 +34,22 @@ def version_rows(tenancy: Tenancy) -> list[dict]:
     """Return one row per tenant: status, revision, head, pending count, last migration and last task results."""
     ensure_control(tenancy)
     tenants = tenancy.registry.all()
-    head = tenancy.head()
-    plan = plan_migration(tenancy, tenants, head)
+    heads = tenancy.heads()
+    if len(heads) == 1:
+        plan = plan_migration(tenancy, tenants, heads[0])
+        found = {item.slug: (item.current, len(item.steps), item.error) for item in plan.items}
+    else:  # no single target to count pending revisions towards until the heads are merged
+        reads = read_versions(tenancy, tenants)
+        found = {t.slug: (reads[t.slug].revision, None, reads[t.slug].error) for t in tenants}
     last = last_results(tenancy.control_engine, migrations=True)
     tasks = last_results(tenancy.control_engine, migrations=False)
     rows = []
-    for item in plan.items:
-        result, task = last.get(item.slug) or {}, tasks.get(item.slug) or {}
+    for tenant in tenants:
+        current, pending, error = found[tenant.slug]
+        result, task = last.get(tenant.slug) or {}, tasks.get(tenant.slug) or {}
         rows.append({
-            "slug": item.slug, "status": item.tenant.status, "revision": item.current, "head": head,
-            "pending": len(item.steps), "error": item.error,
+            "slug": tenant.slug, "status": tenant.status, "revision": current, "head": ", ".join(heads) or None,
+            "pending": pending, "error": error,
             "last_result": result.get("status"), "last_at": result.get("started_at"),
             "last_error": result.get("error"), "last_run": result.get("run_id"),
             "last_task": task.get("kind"), "last_task_result": task.get("status"),

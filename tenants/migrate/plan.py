@@ -156,7 +156,9 @@ def plan_migration(tenancy: Tenancy, tenants: list[Tenant], target: str | None, 
                 outside[revision] = runs_outside_transaction(scripts, revision)
         items.append(TenantPlan(tenant, status, read.revision, list(steps),
                                 [r for r in steps if outside[r]], error))
-    return Plan("downgrade" if downgrade else "upgrade", target, scripts.get_current_head(), items, skipped or [])
+    heads = tuple(sorted(scripts.get_heads()))
+    head = heads[0] if len(heads) == 1 else None  # several heads: a downgrade may still be planned
+    return Plan("downgrade" if downgrade else "upgrade", target, head, items, skipped or [])
 
 
 def plan_task(task: str, tenants: list[Tenant], skipped: list[tuple[str, str]] | None = None) -> Plan:
