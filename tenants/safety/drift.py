@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, MetaData, create_engine, text
+from sqlalchemy import CheckConstraint, Connection, MetaData, create_engine, inspect, text
 
 from tenants.core.errors import TenantError
 from tenants.core.ledger import ledger_versions
@@ -30,7 +30,7 @@ KINDS = {
     "remove_column": "extra-column", "add_index": "missing-index", "remove_index": "extra-index",
     "add_constraint": "missing-constraint", "remove_constraint": "extra-constraint",
     "add_fk": "missing-foreign-key", "remove_fk": "extra-foreign-key", "modify_type": "type",
-    "modify_nullable": "nullable",
+    "modify_nullable": "nullable", "modify_default": "server-default",
 }
 
 
@@ -126,11 +126,47 @@ def _differences(diffs: list) -> list[Difference]:
     return found
 
 
+def _normal(sql: str) -> str:
+    return " ".join(str(sql).split()).lower()
+
+
+def _check_constraints(tables: dict[str, list[tuple[str | None, str]]]) -> dict[tuple[str, str], str]:
+    """Key each CHECK constraint by (table, name, or its text when unnamed) -> its normalised text."""
+    return {(table, name or _normal(sql)): _normal(sql) for table, checks in tables.items() for name, sql in checks}
+
+
+def compare_checks(storage: TenantStorage, conn: Connection, expected: MetaData) -> list[Difference]:
+    """Compare CHECK constraints, which Alembic's autogenerate never compares."""
+    inspector = inspect(conn)
+    schema = storage.version_table_schema
+    tables = [table for table in inspector.get_table_names(schema) if table != "alembic_version"]
+    live = _check_constraints({table: [(c["name"], c["sqltext"]) for c in
+                                       inspector.get_check_constraints(table, schema)] for table in tables})
+    wanted = _check_constraints({table.name: [(c.name, str(c.sqltext)) for c in table.constraints
+                                              if isinstance(c, CheckConstraint)]
+                                 for table in expected.tables.values()})
+    found = []
+    for (table, name), sql in sorted(wanted.items()):
+        if (table, name) not in live:
+            found.append(Difference("missing-constraint", table, name, f"CHECK ({sql})"))
+        elif live[(table, name)] != sql:
+            found.append(Difference("check-constraint", table, name, f"live CHECK ({live[(table, name)]}), "
+                                                                      f"expected CHECK ({sql})"))
+    found += [Difference("extra-constraint", table, name, f"CHECK ({sql})")
+              for (table, name), sql in sorted(live.items()) if (table, name) not in wanted]
+    return found
+
+
 def compare_tenant(storage: TenantStorage, conn: Connection, expected: MetaData) -> list[Difference]:
-    """Compare the tenant's live schema (on `conn`, bound to it) with the expected schema."""
+    """Compare the tenant's live schema (on `conn`, bound to it) with the expected schema.
+
+    Tables, columns, types, nullability, server defaults, indexes, unique and foreign-key
+    constraints through Alembic's autogenerate comparison; CHECK constraints on their own.
+    """
     ctx = MigrationContext.configure(conn, opts={
-        **alembic_options(storage), "include_name": _include_name, "compare_type": True})
-    return _differences(compare_metadata(ctx, expected))
+        **alembic_options(storage), "include_name": _include_name, "compare_type": True,
+        "compare_server_default": True})
+    return _differences(compare_metadata(ctx, expected)) + compare_checks(storage, conn, expected)
 
 
 def _check_one(tenancy: Tenancy, slug: str, ledger: str | None, cache: dict) -> TenantDrift:
