@@ -16,6 +16,9 @@ branch_labels = None
 depends_on = None
 
 
+# tenant-portal: acknowledge rebuild-cascade:roles -- the portal runs revisions with SQLite foreign keys off, so users_roles keeps its rows
+
+
 def upgrade():
     with op.batch_alter_table('roles', schema=None) as batch_op:
         batch_op.add_column(sa.Column('console_access', sa.Boolean(), server_default=sa.false(), nullable=False))

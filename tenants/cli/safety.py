@@ -13,36 +13,30 @@ from tenants.cli.exit_codes import fail, reports_errors
 from tenants.migrate.control import ensure_control
 
 
-def _fleet_starts(tenancy) -> tuple[set[str | None], str]:  # type: ignore[no-untyped-def]
-    """Return every tenant's live revision (the ledger's when unreachable) and the fleet's dialect."""
-    from tenants.core.errors import TenantError
+def _fleet_starts(tenancy) -> tuple[set[str | None], frozenset[str]]:  # type: ignore[no-untyped-def]
+    """Return every tenant's live revision (the ledger's when unreadable) and the fleet's dialects."""
     from tenants.core.ledger import ledger_versions
-    from tenants.migrate.migrator import current_revision
-    from tenants.safety.gate import dialect_of
+    from tenants.migrate.versions import read_versions
+    from tenants.safety.gate import dialects_of
 
     ensure_control(tenancy)
     ledger = ledger_versions(tenancy.control_engine)
-    starts, dialects = set(), []
-    for tenant in tenancy.registry.all():
-        storage = tenancy.storage(tenant)
-        dialects.append(storage.dialect)
-        try:
-            starts.add(current_revision(storage))
-        except TenantError:
-            starts.add(ledger.get(tenant.slug))
-    return starts, dialect_of(dialects)
+    tenants = tenancy.registry.all()
+    reads = read_versions(tenancy, tenants)
+    starts = {ledger.get(t.slug) if reads[t.slug].error else reads[t.slug].revision for t in tenants}
+    return starts, dialects_of(tenancy.storage(t).dialect for t in tenants)
 
 
 @click.command("lint-migrations")
 @click.argument("rev_range", required=False)
-@click.option("--dialect", type=click.Choice(["postgresql", "sqlite"]),
-              help="Judge hazards for this backend (default: the fleet's; PostgreSQL if any tenant uses it).")
+@click.option("--dialect", "dialects", type=click.Choice(["postgresql", "sqlite"]), multiple=True,
+              help="Judge hazards for this backend (repeatable; default: every backend the fleet uses).")
 @click.option("--allow-destructive", is_flag=True, help="Judge as upgrade-all-tenants --allow-destructive would.")
 @click.option("--strict", is_flag=True, help="Judge as upgrade-all-tenants --strict would (every hazard blocks).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report for scripts.")
 @reports_errors
-def lint_migrations_command(rev_range: str | None, dialect: str | None, allow_destructive: bool, strict: bool,
-                            as_json: bool) -> None:
+def lint_migrations_command(rev_range: str | None, dialects: tuple[str, ...], allow_destructive: bool,
+                            strict: bool, as_json: bool) -> None:
     """Report data-loss, broken-row, lock and non-transactional hazards in revisions.
 
     REV_RANGE is FROM:TO (e.g. 0002:head, :head from base) or FROM alone (up to head); by
@@ -56,15 +50,17 @@ def lint_migrations_command(rev_range: str | None, dialect: str | None, allow_de
     if rev_range:
         start, _, end = rev_range.partition(":")
         starts, target = {start or None}, end or "head"
-        fleet_dialect = "postgresql" if tenancy.settings.control_url.startswith("postgresql") else "sqlite"
+        fleet_dialects = frozenset({"postgresql" if tenancy.settings.control_url.startswith("postgresql")
+                                    else "sqlite"})
     else:
-        starts, fleet_dialect = _fleet_starts(tenancy)
+        starts, fleet_dialects = _fleet_starts(tenancy)
         target = "head"
-    report = plan_gate(tenancy.scripts, starts, target, dialect or fleet_dialect, allow_destructive, strict)
+    judged = frozenset(dialects) or fleet_dialects
+    report = plan_gate(tenancy.scripts, starts, target, judged, allow_destructive, strict)
     if as_json:
         click.echo(json.dumps({
             "range": rev_range, "from": sorted(s or "base" for s in starts), "to": target,
-            "dialect": dialect or fleet_dialect, "hazards": [h.to_dict() for h in report.hazards],
+            "dialects": sorted(judged), "hazards": [h.to_dict() for h in report.hazards],
             "blocking": [h.key for h in report.blocking], "backup_revisions": sorted(report.destructive),
         }, indent=2))
     else:

@@ -5,7 +5,7 @@ the other hazards are warnings that `strict` turns into stops. Acknowledged haza
 stop a run, but a revision with any data-loss hazard still gets each tenant backed up first.
 """
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from alembic.script import ScriptDirectory
@@ -30,10 +30,9 @@ def gate(hazards: Iterable[Hazard], allow_destructive: bool = False, strict: boo
     return blocking
 
 
-def dialect_of(dialects: Iterable[str]) -> str:
-    """Pick the dialect to lint a fleet with: PostgreSQL if any tenant lives there (its hazards are a superset)."""
-    found = set(dialects)
-    return "sqlite" if found == {"sqlite"} else "postgresql"
+def dialects_of(dialects: Iterable[str]) -> frozenset[str]:
+    """Return the dialects to lint a fleet with: every one its tenants use (PostgreSQL for an empty fleet)."""
+    return frozenset(dialects) or frozenset({"postgresql"})
 
 
 @dataclass
@@ -55,12 +54,13 @@ class GateReport:
 
 
 def plan_gate(scripts: ScriptDirectory, from_revisions: Iterable[str | None], target: str | None = "head",
-              dialect: str = "postgresql", allow_destructive: bool = False, strict: bool = False) -> GateReport:
+              dialects: Collection[str] = ("postgresql",), allow_destructive: bool = False,
+              strict: bool = False) -> GateReport:
     """Lint every revision pending from the given starting revisions and judge the run."""
     # pglast loads only when there is something to lint, so a no-op run stays fast.
     from tenants.safety.lint.chain import lint_pending
 
-    hazards = lint_pending(scripts, set(from_revisions), target, dialect)
+    hazards = lint_pending(scripts, set(from_revisions), target, dialects)
     return GateReport(hazards, gate(hazards, allow_destructive, strict),
                       {h.revision for h in hazards if h.severity == DATA_LOSS})
 
@@ -80,8 +80,8 @@ class LintGate:
         if not plan.pending:
             return []
         starts = {item.current for item in plan.pending}
-        dialect = dialect_of(tenancy.storage(item.tenant).dialect for item in plan.pending)
-        self.report = plan_gate(tenancy.scripts, starts, plan.target, dialect, self.allow_destructive, self.strict)
+        dialects = dialects_of(tenancy.storage(item.tenant).dialect for item in plan.pending)
+        self.report = plan_gate(tenancy.scripts, starts, plan.target, dialects, self.allow_destructive, self.strict)
         self.report.raise_if_blocked()
         return [f"migration hazard: {format_hazard(h)}" for h in self.report.hazards]
 

@@ -144,8 +144,8 @@ def test_sqlite_dialect_keeps_data_loss_and_drops_postgres_locks(tmp_path):
         op.create_index('ix_products_name', 'products', ['name'])
         op.drop_column('users', 'last_login_at')"""
     scripts = chain_with(tmp_path, body)
-    assert {h.kind for h in lint_revisions(scripts, "0003", dialect="postgresql")} == {"index-lock", "drop-column"}
-    assert {h.kind for h in lint_revisions(scripts, "0003", dialect="sqlite")} == {"drop-column"}
+    assert {h.kind for h in lint_revisions(scripts, "0003", dialects=("postgresql",))} == {"index-lock", "drop-column"}
+    assert {h.kind for h in lint_revisions(scripts, "0003", dialects=("sqlite",))} == {"drop-column"}
 
 
 def test_range_covers_only_the_revisions_a_tenant_would_run(tmp_path):

@@ -21,6 +21,9 @@ KINDS = {
     "foreign-key-lock": (LOCK, "create it with postgresql_not_valid=True, then VALIDATE CONSTRAINT separately"),
     "type-rewrite": (LOCK, "add a new column, backfill in batches, then swap; or accept the lock in a quiet window"),
     "non-transactional": (NON_TRANSACTIONAL, "keep such a revision to that one statement; it runs in its own step"),
+    "sqlite-fails": (BREAKS_ROWS, "use op.batch_alter_table for ALTERs, and SQL both dialects accept"),
+    "sqlite-function": (BREAKS_ROWS, "use a portable default: sa.text('CURRENT_TIMESTAMP')"),
+    "rebuild-cascade": (LOCK, "keep foreign keys off while migrating (the portal does)"),
 }
 #: Hazards that do not exist on SQLite (no concurrent index builds, no NOT VALID, lengths not enforced).
 POSTGRES_ONLY = {"index-lock", "foreign-key-lock", "type-rewrite", "narrow-type"}
