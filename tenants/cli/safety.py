@@ -174,6 +174,40 @@ def check_tenants_command(slugs: tuple[str, ...], as_json: bool) -> None:
         sys.exit(1)
 
 
-COMMANDS = [lint_migrations_command, backup_tenant_command, backups_command, restore_tenant_command,
-            prune_backups_command, check_tenants_command]
+@click.command("verify-chain")
+@click.option("--dialect", "dialects", type=click.Choice(["postgresql", "sqlite"]), multiple=True,
+              help="Verify on this backend (repeatable; default: every backend the control plane and tenants use).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON report for CI.")
+@reports_errors
+def verify_chain_command(dialects: tuple[str, ...], as_json: bool) -> None:
+    """Walk the chain base -> head -> base -> head on a scratch tenant full of rows; exit 1 if a revision breaks it.
+
+    After each step no table the step does not drop may lose a row, and each downgrade must
+    restore the schema its upgrade started from. The scratch tenant is removed afterwards.
+    """
+    from tenants.migrate.control import ensure_control
+    from tenants.safety.gate import dialects_of
+    from tenants.safety.verify import verify_chain
+
+    tenancy = get_tenancy()
+    ensure_control(tenancy)
+    if not dialects:
+        control = "postgresql" if tenancy.settings.control_url.startswith("postgresql") else "sqlite"
+        dialects = tuple(sorted(dialects_of([control, *(tenancy.storage(t).dialect for t in tenancy.registry.all())])))
+    verdicts = verify_chain(tenancy, list(dialects))
+    if as_json:
+        click.echo(json.dumps([v.to_dict() for v in verdicts], indent=2))
+    else:
+        for v in verdicts:
+            if v.broken is None:
+                click.echo(f"{v.dialect}: ok, {v.steps} steps (base -> head -> base -> head), no row lost")
+            else:
+                b = v.broken
+                click.echo(f"{v.dialect}: revision {b.revision} ({b.direction}) breaks the chain: {b.kind}: {b.detail}")
+    if any(v.broken for v in verdicts):
+        sys.exit(1)
+
+
+COMMANDS = [lint_migrations_command, verify_chain_command, backup_tenant_command, backups_command,
+            restore_tenant_command, prune_backups_command, check_tenants_command]
 
