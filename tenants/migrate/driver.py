@@ -38,8 +38,10 @@ def steps_between(scripts: ScriptDirectory, from_rev: str | None, to_rev: str | 
     return scripts._upgrade_revs(destination, from_rev)
 
 
-def revision_step(scripts: ScriptDirectory, script: Script) -> MigrationStep:
-    """Return the upgrade step of one revision on its own (for rendering it alone)."""
+def revision_step(scripts: ScriptDirectory, script: Script, *, downgrade: bool = False) -> MigrationStep:
+    """Return the upgrade (or downgrade) step of one revision on its own (for rendering it alone)."""
+    if downgrade:
+        return MigrationStep.downgrade_from_script(scripts.revision_map, script)
     return MigrationStep.upgrade_from_script(scripts.revision_map, script)
 
 

@@ -62,3 +62,34 @@ def lint_pending(scripts: ScriptDirectory, from_revisions: set[str | None], to_r
     for start in from_revisions:
         pending.update(revisions_between(scripts, start, to_rev))
     return lint_chain(scripts, pending, to_rev, dialects)
+
+
+def lint_downgrade(scripts: ScriptDirectory, from_revisions: set[str | None], target: str | None,
+                   dialects: Collection[str] = ("postgresql",)) -> list[Hazard]:
+    """Return the hazards of the downgrade bodies a tenant at any of `from_revisions` runs to reach `target`.
+
+    The catalog is replayed from base up to the highest starting revision, then each downgrade
+    body is analysed in the order it runs, so a dropped column or table is known with its type.
+    """
+    taken_back: set[str] = set()
+    for start in from_revisions:
+        if start is not None:
+            taken_back.update(set(revisions_between(scripts, target, start)))
+    if not taken_back:
+        return []
+    analyzer = Analyzer()
+    chain = chain_until(scripts, "head")
+    top = max(chain.index(script) for script in chain if script.revision in taken_back)
+    for script in chain[: top + 1]:
+        rendered = render_revision(scripts, script)
+        analyzer.revision(script.revision, rendered.statements, rendered.error)
+    found = []
+    for script in reversed(chain[: top + 1]):
+        if script.revision not in taken_back:
+            break
+        rendered = render_revision(scripts, script, downgrade=True)
+        hazards = [replace(h, message="downgrade: " + h.message)
+                   for h in analyzer.revision(script.revision, rendered.statements, rendered.error)]
+        found += _acknowledge([h for h in hazards if "postgresql" in dialects or h.kind not in POSTGRES_ONLY],
+                              acknowledgements(script))
+    return found

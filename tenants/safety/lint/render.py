@@ -42,15 +42,16 @@ class RenderedRevision:
     error: str | None = None
 
 
-def render_revision(scripts: ScriptDirectory, script: Script, dialect: str = "postgresql") -> RenderedRevision:
-    """Render one revision's upgrade to SQL statements in `dialect`; keep the error if it cannot be."""
+def render_revision(scripts: ScriptDirectory, script: Script, dialect: str = "postgresql", *,
+                    downgrade: bool = False) -> RenderedRevision:
+    """Render one revision's upgrade (or downgrade) to SQL statements in `dialect`; keep the error if it cannot be."""
     out = _StatementBuffer()
     down = script.down_revision
-    opts = {"output_buffer": out, "literal_binds": True, "transactional_ddl": True,
-            "starting_rev": down if isinstance(down, str) else None}
+    start = script.revision if downgrade else (down if isinstance(down, str) else None)
+    opts = {"output_buffer": out, "literal_binds": True, "transactional_ddl": True, "starting_rev": start}
     rendered = RenderedRevision(script.revision, script)
     try:
-        driver.render_steps([driver.revision_step(scripts, script)], opts, dialect)
+        driver.render_steps([driver.revision_step(scripts, script, downgrade=downgrade)], opts, dialect)
     except Exception as e:  # a revision that needs a live database (e.g. reads rows) cannot be rendered
         rendered.error = f"{type(e).__name__}: {e}".strip().splitlines()[0]
     statements = [s for s in out.items if s and not s.startswith("--")]

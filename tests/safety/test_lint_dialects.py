@@ -1,4 +1,4 @@
-"""The lint runs the chain on SQLite for fleets with SQLite tenants: what PostgreSQL's SQL cannot show."""
+"""The lint per dialect (SQLite runs the chain) and per direction (downgrade bodies are linted too)."""
 
 from alembic.script import ScriptDirectory
 
@@ -48,3 +48,15 @@ def test_the_real_chain_is_clean_on_both_dialects_once_reviewed():
     scripts = ScriptDirectory(str(PROJECT_ROOT / "migrations"))
     hazards = lint_revisions(scripts, None, "head", dialects=("postgresql", "sqlite"))
     assert [(h.key, h.acknowledged) for h in hazards] == [("rebuild-cascade:roles", True)]
+
+
+def test_downgrade_bodies_are_linted_in_the_order_they_run():
+    from tenants.safety.lint.chain import lint_downgrade
+
+    scripts = ScriptDirectory(str(PROJECT_ROOT / "migrations"))
+    hazards = lint_downgrade(scripts, {"0003"}, "0001")
+    assert [(h.revision, h.key, h.severity) for h in hazards] == [
+        ("0003", "drop-column:roles.console_access", "data-loss"), ("0002", "drop-table:products", "data-loss")]
+    assert all(h.message.startswith("downgrade: ") for h in hazards)
+    assert lint_downgrade(scripts, {"0001"}, "0001") == []
+    assert lint_downgrade(scripts, {None}, "0002") == []
