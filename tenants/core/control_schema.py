@@ -126,6 +126,8 @@ fleet_locks = Table(
     Column("pid", Integer, nullable=False),
     Column("acquired_at", DateTime(timezone=True), nullable=False),
     Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+    # Seconds without a heartbeat after which the holder counts as stale: its own limit, not the newcomer's.
+    Column("stale_after", Float, nullable=True),
 )
 
 staff = Table(

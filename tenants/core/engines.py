@@ -8,6 +8,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.pool import NullPool
 
 from tenants.core.errors import StorageUnavailable
 
@@ -108,8 +109,11 @@ def configure_engine(engine: Engine, *, explicit_begin: bool = True) -> Engine:
     return engine
 
 
-def make_engine(url: str, *, durable_commits: bool = True) -> Engine:
-    """The one engine factory: tenant databases, the control plane and the run ledger all come from here."""
+def make_engine(url: str, *, durable_commits: bool = True, pooled: bool = True) -> Engine:
+    """The one engine factory: tenant databases, the control plane and the run ledger all come from here.
+
+    `pooled=False` opens a connection per use and keeps none (a background thread's engine).
+    """
     try:
         parsed = make_url(driver_url(url))
     except Exception as e:
@@ -119,7 +123,11 @@ def make_engine(url: str, *, durable_commits: bool = True) -> Engine:
         raise StorageUnavailable(f"unsupported database {display_url(url)!r}: use postgresql:// or sqlite://")
     if backend == "sqlite" and parsed.database:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    return configure_engine(create_engine(parsed, **engine_options(url, durable_commits=durable_commits)))
+    options = engine_options(url, durable_commits=durable_commits)
+    if not pooled:
+        options = {key: value for key, value in options.items() if key not in ("pool_size", "max_overflow")}
+        options["poolclass"] = NullPool
+    return configure_engine(create_engine(parsed, **options))
 
 
 class Engines:

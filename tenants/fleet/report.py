@@ -22,6 +22,7 @@ class RunReport:
     target: str | None
     plan: Plan
     # ok | failed | busy | stopped | canary-failed | interrupted | locked | dry-run;
+    # lock-lost (its heartbeat found the fleet lock taken over: exit 3);
     # a run handed to Celery also: dispatched (--no-wait) | running | aborted (taken over as stale)
     status: str = "ok"
     run_id: str | None = None
@@ -48,7 +49,7 @@ class RunReport:
     @property
     def exit_code(self) -> int:
         """0 all at target; 1 some failed; 3 could do nothing (locked, all busy); 4 window closed."""
-        if self.status == "locked":
+        if self.status in ("locked", "lock-lost"):
             return EXIT_COULD_NOT_START
         if self.status == "interrupted":
             return EXIT_INTERRUPTED

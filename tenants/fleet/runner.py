@@ -16,7 +16,7 @@ from tenants.core.clock import utcnow
 from tenants.core.errors import TenantError
 from tenants.core.ledger import TenantResult, finish_run, ledger_versions, record_result, set_version, start_run
 from tenants.core.tenancy import Tenancy
-from tenants.fleet.lock import FleetLock
+from tenants.fleet.lock import FleetLock, Heartbeat
 from tenants.fleet.options import PlanCheck, RunOptions
 from tenants.fleet.report import FAILURES, RunReport
 from tenants.fleet.servers import ServerSlots, pool_size
@@ -24,6 +24,7 @@ from tenants.fleet.units import init_worker, process_tenancy, run_unit
 from tenants.migrate.plan import Plan, TenantPlan
 
 Event = Callable[[str, object], None]
+LOCK_LOST = "lock-lost"  # the run's heartbeat found its fleet lock taken over
 
 
 def default_jobs(tenancy: Tenancy, plan: Plan) -> int:
@@ -53,12 +54,12 @@ class FleetRun:
         self.checks = checks
         # Results are written with commits that do not wait for their WAL flush (see core.engines).
         self.ledger = tenancy.engines.get(tenancy.settings.control_url, durable_commits=False)
-        statement_timeout = options.statement_timeout or tenancy.settings.statement_timeout
-        self.lock = FleetLock(self.engine, stale_after=max(options.stale_after, 2 * statement_timeout))
+        stale_after = options.stale_after or tenancy.settings.lock_stale_after
+        self.lock = FleetLock(self.engine, stale_after=stale_after)
+        self.heartbeat = Heartbeat(self.lock, every=min(options.heartbeat_every, stale_after / 3))
         self.pool: ProcessPoolExecutor | None = None
         self.done = 0
         self.total = len(plan.pending) + len(plan.errors)
-        self.last_beat = time.monotonic()
         self.stop: str | None = None
 
     def execute(self) -> RunReport:
@@ -85,6 +86,7 @@ class FleetRun:
                 report.results.append(result)
                 self.emit("result", (result, index, len(plan.pending)))
             return self._finish("locked")
+        self.heartbeat.start()
         try:
             if note:
                 report.notes.append(note)
@@ -99,16 +101,31 @@ class FleetRun:
             self._run_all()
             return self._finish(self._conclude())
         finally:
+            self.heartbeat.stop()
             self._close_pool()
             self._release()
             if self.ledger is not self.engine:
                 self.ledger.dispose()
 
     def _conclude(self) -> str:
-        """Close the run row with its final status and return that status."""
+        """Close the run row with its final status and return that status.
+
+        The row is closed only if it is still running: a run that lost the fleet lock keeps the
+        `aborted` its taker wrote (with this run's counts), and says so.
+        """
         status = self._status()
-        finish_run(self.engine, self.report.run_id, status, self.report.ledger_counts())
+        counts = self.report.ledger_counts()
+        if status == LOCK_LOST or not finish_run(self.engine, self.report.run_id, status, counts, if_running=True):
+            self._lose_lock()
+            finish_run(self.engine, self.report.run_id, "aborted", counts)
+            return LOCK_LOST
         return status
+
+    def _lose_lock(self) -> None:
+        if self.stop != LOCK_LOST:
+            self.stop = LOCK_LOST
+            self.report.notes.append("this run lost the fleet lock (another run took it over as stale): "
+                                     "no new tenant was started; its run is recorded as aborted")
 
     def _release(self) -> None:
         self.lock.release()
@@ -127,7 +144,7 @@ class FleetRun:
 
     def _status(self) -> str:
         final = self.report.final().values()
-        if self.stop in ("interrupted", "canary-failed"):
+        if self.stop in ("interrupted", "canary-failed", LOCK_LOST):
             return self.stop
         if self.stop == "max-duration":
             return "stopped"
@@ -166,6 +183,8 @@ class FleetRun:
                 self._run_batch(again)
 
     def _should_stop(self) -> bool:
+        if self.heartbeat.lost.is_set():
+            self._lose_lock()
         limit = self.options.max_duration
         if not self.stop and limit is not None and time.monotonic() - self.report.started > limit:
             self.stop = "max-duration"
@@ -201,13 +220,15 @@ class FleetRun:
                     item = slots.take(queue)
                     if item is None:
                         break  # every server with queued tenants is at its --jobs-per-server bound
-                    running[self._start_pool(jobs).submit(run_unit, *self._args(item))] = item
+                    pool = self._start_pool(jobs)
+                    with self.heartbeat.pause:  # a worker may be forked here: not while a beat is under way
+                        running[pool.submit(run_unit, *self._args(item))] = item
                 if self.stop and queue:
                     self.report.not_started += [i.slug for i in queue]
                     queue = []
                 if not running:
                     break
-                finished, _ = wait(running, timeout=self.options.heartbeat_every, return_when=FIRST_COMPLETED)
+                finished, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
             except KeyboardInterrupt:
                 self.stop = "interrupted"  # workers ignore Ctrl-C: the in-flight tenants finish and are recorded
                 continue
@@ -222,7 +243,6 @@ class FleetRun:
                                           f"tenant {item.slug!r}: its worker process died ({e}); "
                                           "its transaction was rolled back")
                 self._record(result)
-            self._beat()
 
     def _start_pool(self, jobs: int) -> ProcessPoolExecutor:
         if self.pool is None:
@@ -243,11 +263,6 @@ class FleetRun:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
 
-    def _beat(self) -> None:
-        if time.monotonic() - self.last_beat >= self.options.heartbeat_every:
-            self.lock.heartbeat()
-            self.last_beat = time.monotonic()
-
     def _record(self, result: TenantResult) -> None:
         """Write one result to the ledger now, then tell the presenter."""
         began = utcnow() - timedelta(milliseconds=result.duration_ms)
@@ -261,4 +276,3 @@ class FleetRun:
             self.report.notes.append(f"--fail-fast: {result.slug} failed, no other tenant was started")
         self.done += 1
         self.emit("result", (result, self.done, self.total))
-        self._beat()

@@ -79,6 +79,7 @@ class CeleryFleetRun(FleetRun):
         with self.engine.connect() as conn:
             self.seen = conn.execute(select(func.coalesce(func.max(tenant_results.c.id), 0))
                                      .where(tenant_results.c.run_id == run_id)).scalar()
+        self.heartbeat.stop()  # the workers beat for the run from now on (tenants.fleet.celery.relay)
         with self.engine.begin() as conn:  # from now on the run holds the fleet lock, not this process
             conn.execute(update(fleet_locks).where(fleet_locks.c.run_id == run_id)
                          .values(host=HANDED_OFF_HOST, pid=0, heartbeat_at=utcnow()))
@@ -157,7 +158,6 @@ class CeleryFleetRun(FleetRun):
                         self.report.notes.append(f"run {run_id} was closed while tenants were left: "
                                                  "another run took the fleet lock over")
                         return
-                self._beat()
                 time.sleep(POLL_SECONDS)
         except KeyboardInterrupt:
             self.stop = "interrupted"

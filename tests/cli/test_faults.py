@@ -1,0 +1,157 @@
+"""The fleet under faults, as an operator meets them: lock take-overs, kills, stalls, bad input, outages.
+
+Every command here runs against a control URL carrying a password (PostgreSQL's trust login
+ignores it); no output of any of these tests may show it.
+"""
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import make_url
+
+from tenants.core.clock import utcnow
+from tenants.core.control_schema import fleet_locks, migration_runs
+from tenants.core.settings import PROJECT_ROOT, TenantSettings
+from tenants.core.tenancy import Tenancy
+from tenants.migrate.control import ensure_control
+from tests.conftest import run_manage
+from tests.fleet_support import LOGGED, SLOW, live, make_tenants, with_chain, write_chain
+
+SECRET = "Tr0ub4dor-s3cret"
+
+
+def with_secret(url: str) -> str:
+    """Return `url` with SECRET as its password."""
+    return make_url(url).set(password=SECRET).render_as_string(hide_password=False)
+
+
+class Operator:
+    """Runs manage.py like an operator and keeps every output, to check none shows the password."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.outputs: list[str] = []
+        self.started: list[subprocess.Popen] = []
+
+    def run(self, args: list[str], timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+        result = run_manage(args, {**self.env, **env}, timeout=timeout)
+        self.outputs += [result.stdout, result.stderr]
+        return result
+
+    def start(self, args: list[str], **env: str) -> subprocess.Popen:
+        full = {**os.environ, **self.env, **env, "PYTHONPATH": str(PROJECT_ROOT)}
+        process = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "manage.py"), *args], env=full,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        self.started.append(process)
+        return process
+
+    def wait(self, process: subprocess.Popen, timeout: float = 120) -> tuple[str, str]:
+        out, err = process.communicate(timeout=timeout)
+        self.outputs += [out, err]
+        return out, err
+
+    def close(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        leaked = [text for text in self.outputs if SECRET in text]
+        assert not leaked, leaked[0]
+
+
+@pytest.fixture
+def pg_fleet(pg_url: str, tmp_path: Path) -> Iterator[tuple[TenantSettings, dict[str, str]]]:
+    """A PostgreSQL control plane reached with a password, and the environment manage.py needs."""
+    url = with_secret(pg_url)
+    settings = TenantSettings(control_url=url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
+    env = {"DATABASE_URL": url, "PORTAL_INSTANCE_PATH": str(tmp_path), "PORTAL_TENANT_DIR": str(settings.tenant_dir)}
+    yield settings, env
+
+
+@pytest.fixture
+def operator(pg_fleet: tuple[TenantSettings, dict[str, str]]) -> Iterator[Operator]:
+    """An operator on the PostgreSQL fleet; at the end, no output may contain the password."""
+    op = Operator(pg_fleet[1])
+    yield op
+    op.close()
+
+
+def slow_fleet(settings: TenantSettings, env: dict, tmp_path: Path, slugs: list[str], seconds: float,
+               ) -> tuple[Tenancy, dict[str, str]]:
+    """Tenants at 0003 and a chain whose 0004 sleeps `seconds` in each tenant; the fleet's Tenancy and env."""
+    base = Tenancy(settings)
+    ensure_control(base)
+    make_tenants(base, slugs)
+    base.close()
+    chain = write_chain(tmp_path, {"0004": ("0003", SLOW.format(seconds=seconds) + LOGGED.format(rev="0004"), "")})
+    return Tenancy(with_chain(settings, chain)), {"PORTAL_REVISION_DIR": str(chain)}
+
+
+def lock_row(tenancy: Tenancy):  # type: ignore[no-untyped-def]
+    with tenancy.control_engine.connect() as conn:
+        return conn.execute(select(fleet_locks)).first()
+
+
+def run_status(tenancy: Tenancy, run_id: str) -> str:
+    with tenancy.control_engine.connect() as conn:
+        return conn.execute(select(migration_runs.c.status).where(migration_runs.c.id == run_id)).scalar()
+
+
+def wait_for(condition, timeout: float = 60):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting")
+
+
+def test_a_live_run_keeps_its_lock_through_a_long_tenant(pg_fleet, operator: Operator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings, env = pg_fleet
+    fleet, chain_env = slow_fleet(settings, env, tmp_path, ["solo"], 7)
+    try:
+        first = operator.start(["upgrade-all-tenants", "--jobs", "1"], PORTAL_LOCK_STALE_AFTER="3", **chain_env)
+        wait_for(lambda: (row := lock_row(fleet)) and run_status(fleet, row.run_id) == "running")
+        time.sleep(4.5)  # inside the tenant, longer than the staleness limit
+        row = lock_row(fleet)
+        assert (utcnow() - row.heartbeat_at).total_seconds() < 3, "no heartbeat while the tenant runs"
+        assert row.stale_after == 3
+        second = operator.run(["upgrade-all-tenants"], PORTAL_LOCK_STALE_AFTER="3", **chain_env)
+        assert second.returncode == 3, second.stdout + second.stderr
+        assert "fleet lock is held by run" in second.stdout + second.stderr
+        out, err = operator.wait(first)
+        assert first.returncode == 0, out + err
+        assert run_status(fleet, row.run_id) == "ok" and live(fleet, "solo") == "0004"
+    finally:
+        fleet.close()
+
+
+def test_a_run_that_loses_its_lock_stops_and_exits_3(pg_fleet, operator: Operator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings, env = pg_fleet
+    fleet, chain_env = slow_fleet(settings, env, tmp_path, ["one", "two"], 3)
+    try:
+        first = operator.start(["upgrade-all-tenants", "--jobs", "1"], PORTAL_LOCK_STALE_AFTER="3", **chain_env)
+        row = wait_for(lambda: (r := lock_row(fleet)) and run_status(fleet, r.run_id) == "running" and r)
+        time.sleep(0.5)
+        with fleet.control_engine.begin() as conn:  # what a take-over does: replace the row, abort the run
+            conn.execute(delete(fleet_locks))
+            conn.execute(insert(fleet_locks).values(name="fleet", run_id="taker", host="elsewhere", pid=1,
+                                                    acquired_at=utcnow(), heartbeat_at=utcnow()))
+            conn.execute(update(migration_runs).where(migration_runs.c.id == row.run_id)
+                         .values(status="aborted", finished_at=utcnow()))
+        out, err = operator.wait(first)
+        assert first.returncode == 3, out + err
+        assert "lost the fleet lock" in out
+        assert run_status(fleet, row.run_id) == "aborted"
+        assert sorted([live(fleet, "one"), live(fleet, "two")]) == ["0003", "0004"]  # the in-flight one finished
+        assert lock_row(fleet).run_id == "taker"
+    finally:
+        fleet.close()
