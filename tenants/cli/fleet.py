@@ -40,6 +40,8 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--via", type=click.Choice(["local", "celery"]), default="local", show_default=True,
                      help="Run the tenants in this machine's process pool, or in Celery workers."),
         click.option("--no-wait", is_flag=True, help="With --via celery: print the run id and return at once."),
+        click.option("--timeout", type=float, metavar="SECONDS",
+                     help="With --via celery: stop waiting after this long (exit 5; the run goes on)."),
         click.option("--fail-fast", is_flag=True, help="Start no new tenant after the first failure."),
         click.option("--canary", type=int, default=0, metavar="N",
                      help="Run N tenants first; stop if any of them fails."),
@@ -64,7 +66,7 @@ def _options(kw: dict, **extra: Any) -> Any:
                       lock_timeout=kw["lock_timeout"], statement_timeout=kw["statement_timeout"],
                       max_duration=kw["max_duration"], retry_busy=kw["retry_busy"],
                       jobs_per_server=kw.get("jobs_per_server"), via=kw.get("via"), no_wait=kw.get("no_wait", False),
-                      **extra)
+                      wait_timeout=kw.get("timeout"), **extra)
 
 
 def _selection(kw: dict) -> Any:
@@ -87,7 +89,8 @@ def _print_sql(target: str | None, downgrade: bool, kw: dict) -> None:
     from tenants.migrate.replay import plan_sql
 
     tenancy = get_tenancy()
-    local = {**kw, "via": None, "no_wait": False}  # --sql only renders: it never needs the Celery broker
+    # --sql only renders: it never needs the Celery broker
+    local = {**kw, "via": None, "no_wait": False, "timeout": None}
     plan = prepare_migration(tenancy, _selection(kw), target, downgrade, _options(local))
     errors = 0
     for slug, script, error in plan_sql(tenancy, plan):

@@ -114,6 +114,7 @@ dispatched_tenants = Table(
     Column("params", Text),
     Column("note", Text),
     Column("sent_at", DateTime(timezone=True)),
+    Column("resent", Integer, nullable=False, server_default="0"),  # times the watchdog sent its task again
     CheckConstraint("planned IN ('pending', 'at-target', 'error', 'left-out')", name="planned"),
     Index("ix_dispatched_tenants_slot", "run_id", "server", "slot", "position"),
 )

@@ -19,6 +19,8 @@ class TenantSettings:
     statement_timeout: float = 300.0
     # Seconds without a fleet-lock heartbeat after which a holder on another host counts as stale.
     lock_stale_after: float = 600.0
+    # Seconds a slot of a run handed to Celery may show no progress before its task is sent again.
+    stall_after: float = 120.0
 
     @classmethod
     def from_env(cls, instance_path: Path | None = None) -> "TenantSettings":
@@ -32,6 +34,7 @@ class TenantSettings:
             lock_timeout=float(os.environ.get("PORTAL_LOCK_TIMEOUT", "5")),
             statement_timeout=float(os.environ.get("PORTAL_STATEMENT_TIMEOUT", "300")),
             lock_stale_after=float(os.environ.get("PORTAL_LOCK_STALE_AFTER", "600")),
+            stall_after=float(os.environ.get("PORTAL_STALL_AFTER", "120")),
         )
 
 

@@ -4,66 +4,20 @@ Every command here runs against a control URL carrying a password (PostgreSQL's 
 ignores it); no output of any of these tests may show it.
 """
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.engine import make_url
 
 from tenants.core.clock import utcnow
 from tenants.core.control_schema import fleet_locks, migration_runs
-from tenants.core.settings import PROJECT_ROOT, TenantSettings
+from tenants.core.settings import TenantSettings
 from tenants.core.tenancy import Tenancy
 from tenants.migrate.control import ensure_control
-from tests.conftest import run_manage
+from tests.fault_support import Operator, with_secret
 from tests.fleet_support import LOGGED, SLOW, live, make_tenants, with_chain, write_chain
-
-SECRET = "Tr0ub4dor-s3cret"
-
-
-def with_secret(url: str) -> str:
-    """Return `url` with SECRET as its password."""
-    return make_url(url).set(password=SECRET).render_as_string(hide_password=False)
-
-
-class Operator:
-    """Runs manage.py like an operator and keeps every output, to check none shows the password."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.outputs: list[str] = []
-        self.started: list[subprocess.Popen] = []
-
-    def run(self, args: list[str], timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
-        result = run_manage(args, {**self.env, **env}, timeout=timeout)
-        self.outputs += [result.stdout, result.stderr]
-        return result
-
-    def start(self, args: list[str], **env: str) -> subprocess.Popen:
-        full = {**os.environ, **self.env, **env, "PYTHONPATH": str(PROJECT_ROOT)}
-        process = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "manage.py"), *args], env=full,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
-        self.started.append(process)
-        return process
-
-    def wait(self, process: subprocess.Popen, timeout: float = 120) -> tuple[str, str]:
-        out, err = process.communicate(timeout=timeout)
-        self.outputs += [out, err]
-        return out, err
-
-    def close(self) -> None:
-        for process in self.started:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
-        leaked = [text for text in self.outputs if SECRET in text]
-        assert not leaked, leaked[0]
 
 
 @pytest.fixture
