@@ -5,6 +5,7 @@ ignores it), so a password printed by any code path shows up in some output.
 """
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -49,8 +50,12 @@ class Operator:
 
     def close(self) -> None:
         for process in self.started:
-            if process.poll() is None:
-                process.kill()
+            try:
+                os.killpg(process.pid, signal.SIGKILL)  # its group: workers it may have left behind too
+            except ProcessLookupError:
+                pass
+            if process.stdout is not None and not process.stdout.closed:
                 process.communicate()
+            process.wait()
         leaked = [text for text in self.outputs if SECRET in text]
         assert not leaked, leaked[0]

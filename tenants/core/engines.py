@@ -95,6 +95,25 @@ def engine_options(url: str, *, durable_commits: bool = True) -> dict:
     return {"pool_size": 5, "max_overflow": 10, "connect_args": connect_args}
 
 
+# PostgreSQL 14+ checks every this many ms whether the client of a running query is still there, so
+# the session of a killed worker ends (rolling its transaction back, freeing its locks) within a
+# second instead of when its statement finishes.
+CLIENT_CHECK_MS = 1000
+
+
+def notice_dead_clients(engine: Engine) -> Engine:
+    """Set client_connection_check_interval on each new PostgreSQL 14+ connection."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        if getattr(dbapi_connection, "server_version", 0) >= 140000:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SET client_connection_check_interval = %s", (CLIENT_CHECK_MS,))
+            dbapi_connection.commit()
+
+    return engine
+
+
 def configure_engine(engine: Engine, *, explicit_begin: bool = True) -> Engine:
     """Apply the one connection policy to an engine: SQLite pragmas, PostgreSQL pings only when idle.
 
@@ -106,6 +125,7 @@ def configure_engine(engine: Engine, *, explicit_begin: bool = True) -> Engine:
         _sqlite_pragmas(engine, explicit_begin=explicit_begin)
     elif engine.dialect.name == "postgresql":
         ping_when_idle(engine)
+        notice_dead_clients(engine)
     return engine
 
 

@@ -255,7 +255,7 @@ class FleetRun:
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("fork" if "fork" in methods else None)
             self.pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=init_worker,
-                                            initargs=(self.tenancy.settings,))
+                                            initargs=(self.tenancy.settings, os.getpid()))
         return self.pool
 
     def _close_pool(self) -> None:

@@ -4,12 +4,16 @@ Every command here runs against a control URL carrying a password (PostgreSQL's 
 ignores it); no output of any of these tests may show it.
 """
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg2
 import pytest
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import make_url
 
 from tenants.core.clock import utcnow
 from tenants.core.control_schema import fleet_locks, migration_runs
@@ -18,6 +22,7 @@ from tenants.core.tenancy import Tenancy
 from tenants.migrate.control import ensure_control
 from tests.fault_support import Operator, with_secret
 from tests.fleet_support import LOGGED, SLOW, live, make_tenants, with_chain, write_chain
+from tests.scale_support import active_sleeps
 
 
 @pytest.fixture
@@ -109,3 +114,33 @@ def test_a_run_that_loses_its_lock_stops_and_exits_3(pg_fleet, operator: Operato
         assert lock_row(fleet).run_id == "taker"
     finally:
         fleet.close()
+
+
+def fleet_connections(url: str) -> int:
+    """Count the sessions of `url`'s database other than this one."""
+    conn = psycopg2.connect(make_url(url).render_as_string(hide_password=False))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND pid <> pg_backend_pid()")
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_workers_die_with_a_sigkilled_runner(pg_fleet, operator: Operator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings, env = pg_fleet
+    fleet, chain_env = slow_fleet(settings, env, tmp_path, ["w1", "w2", "w3", "w4"], 30)
+    fleet.close()
+    runner = operator.start(["upgrade-all-tenants", "--jobs", "2"], **chain_env)
+    wait_for(lambda: active_sleeps([settings.control_url]) == 2)  # both workers inside a tenant
+    os.kill(runner.pid, signal.SIGKILL)  # the runner only, as the OOM killer would
+    runner.wait(timeout=10)
+    time.sleep(12)
+    try:
+        os.killpg(runner.pid, 0)
+        orphans = True
+    except ProcessLookupError:
+        orphans = False
+    assert not orphans, "worker processes outlived their runner"
+    assert fleet_connections(settings.control_url) == 0
