@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import NullPool
 
-from tenants.core.errors import StorageUnavailable
+from tenants.core.errors import InvalidUsage, StorageUnavailable
 
 
 def display_url(url: str) -> str:
@@ -19,6 +19,18 @@ def display_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # an unparsable URL is shown only by its scheme
         return url.split(":", 1)[0] + "://..."
+
+
+def check_database_url(url: str) -> None:
+    """Refuse a tenant database URL that no engine could use (InvalidUsage), before anything is recorded."""
+    try:
+        parsed = make_url(url)
+    except Exception as e:
+        raise InvalidUsage(f"invalid database URL {display_url(url)!r}: write postgresql://USER@HOST/DATABASE") from e
+    if parsed.drivername == "postgres":
+        raise InvalidUsage(f"invalid database URL {display_url(url)!r}: use postgresql://, not postgres://")
+    if parsed.get_backend_name() not in ("postgresql", "sqlite"):
+        raise InvalidUsage(f"unsupported database {display_url(url)!r}: use postgresql:// or sqlite://")
 
 
 def driver_url(url: str) -> str:
@@ -87,12 +99,13 @@ def engine_options(url: str, *, durable_commits: bool = True) -> dict:
     tenants' own alembic_version, the truth, lets the next run correct.
     """
     backend = make_url(url).get_backend_name()
+    # No error message or log line ever shows a statement's parameters (a tenant's URL, a password hash).
     if backend != "postgresql":
-        return {}
+        return {"hide_parameters": True}
     connect_args: dict = {"connect_timeout": 5, "application_name": "tenant-portal"}
     if not durable_commits:
         connect_args.update(options="-c synchronous_commit=off", application_name="tenant-ledger")
-    return {"pool_size": 5, "max_overflow": 10, "connect_args": connect_args}
+    return {"pool_size": 5, "max_overflow": 10, "connect_args": connect_args, "hide_parameters": True}
 
 
 # PostgreSQL 14+ checks every this many ms whether the client of a running query is still there, so

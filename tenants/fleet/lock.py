@@ -15,7 +15,6 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -23,7 +22,10 @@ from sqlalchemy.exc import IntegrityError
 from tenants.core.clock import aware, utcnow
 from tenants.core.control_schema import fleet_locks, migration_runs
 from tenants.core.engines import make_engine
+from tenants.core.processes import pid_alive
 from tenants.fleet.errors import FleetLocked
+
+__all__ = ["FleetLock", "Heartbeat", "LockHolder", "pid_alive", "stale_reason"]
 
 LOCK_NAME = "fleet"
 
@@ -43,21 +45,6 @@ class LockHolder:
         age = (utcnow() - aware(self.heartbeat_at)).total_seconds()
         return (f"run {self.run_id} (pid {self.pid} on {self.host}, since "
                 f"{aware(self.acquired_at):%Y-%m-%d %H:%M:%S} UTC, last heartbeat {age:.0f} s ago)")
-
-
-def pid_alive(pid: int) -> bool:
-    """Return whether a process with this pid runs on this host (a zombie counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def stale_reason(holder: LockHolder, default_stale_after: float) -> str | None:

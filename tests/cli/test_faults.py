@@ -6,13 +6,16 @@ ignores it); no output of any of these tests may show it.
 
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg2
 import pytest
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.engine import make_url
 
 from tenants.core.clock import utcnow
@@ -20,7 +23,7 @@ from tenants.core.control_schema import fleet_locks, migration_runs
 from tenants.core.settings import TenantSettings
 from tenants.core.tenancy import Tenancy
 from tenants.migrate.control import ensure_control
-from tests.fault_support import Operator, with_secret
+from tests.fault_support import SECRET, Operator, with_secret
 from tests.fleet_support import LOGGED, SLOW, live, make_tenants, with_chain, write_chain
 from tests.scale_support import active_sleeps
 
@@ -116,6 +119,12 @@ def test_a_run_that_loses_its_lock_stops_and_exits_3(pg_fleet, operator: Operato
         fleet.close()
 
 
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
 def fleet_connections(url: str) -> int:
     """Count the sessions of `url`'s database other than this one."""
     conn = psycopg2.connect(make_url(url).render_as_string(hide_password=False))
@@ -144,3 +153,62 @@ def test_workers_die_with_a_sigkilled_runner(pg_fleet, operator: Operator, tmp_p
         orphans = False
     assert not orphans, "worker processes outlived their runner"
     assert fleet_connections(settings.control_url) == 0
+
+
+@pytest.mark.parametrize("url, message", [
+    ("postgres://postgres@127.0.0.1:5432/postgres", "use postgresql://"),
+    ("garbage", "invalid database URL"),
+    (f"mysql://root:{SECRET}@127.0.0.1/shop", "unsupported database"),
+])
+def test_bad_database_url_is_refused_before_anything_is_registered(pg_fleet, operator: Operator, url: str,  # type: ignore[no-untyped-def]
+                                                                   message: str) -> None:
+    settings, _ = pg_fleet
+    result = operator.run(["create-tenant", "acme", "--database-url", url])
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    tenancy = Tenancy(settings)
+    try:
+        ensure_control(tenancy)
+        assert tenancy.registry.find("acme") is None
+    finally:
+        tenancy.close()
+    for args in (["list-tenants"], ["tenant-versions"], ["create-tenant", "acme"]):
+        done = operator.run(args)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_killed_create_does_not_block_its_slug(pg_fleet, operator: Operator) -> None:  # type: ignore[no-untyped-def]
+    settings, _ = pg_fleet
+    tenancy = Tenancy(settings)
+    try:
+        ensure_control(tenancy)
+        for slug in ("left", "gone"):  # what a create-tenant SIGKILLed half-way leaves: a provisioning row
+            tenancy.registry.add(slug, slug, None, creator=(socket.gethostname(), dead_pid()))
+            tenancy.storage(slug).create()
+        retry = operator.run(["create-tenant", "left"])
+        assert retry.returncode == 0, retry.stdout + retry.stderr
+        assert tenancy.registry.get("left").status == "active"
+        dropped = operator.run(["drop-tenant", "gone", "--yes"])
+        assert dropped.returncode == 0, dropped.stdout + dropped.stderr
+        assert tenancy.registry.find("gone") is None
+        with tenancy.control_engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM information_schema.schemata "
+                                     "WHERE schema_name = 'tenant_gone'")).scalar() == 0
+        tenancy.registry.add("busy", "busy", None, creator=(socket.gethostname(), os.getpid()))  # alive: refused
+        refused = operator.run(["create-tenant", "busy"])
+        assert refused.returncode == 2 and "is being created by pid" in refused.stderr
+    finally:
+        tenancy.close()
+
+
+def test_overlong_name_exits_2_without_traceback_or_password(pg_fleet, operator: Operator, pg_url: str) -> None:  # type: ignore[no-untyped-def]
+    settings, _ = pg_fleet
+    result = operator.run(["create-tenant", "acme", "--name", "x" * 201, "--database-url", with_secret(pg_url)])
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--name" in result.stderr and "200" in result.stderr and "Traceback" not in result.stderr
+    tenancy = Tenancy(settings)
+    try:
+        ensure_control(tenancy)
+        assert tenancy.registry.find("acme") is None
+    finally:
+        tenancy.close()
