@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 import click
 
+from tenants.core.engines import mask_secrets
 from tenants.core.errors import (
     InvalidTenantName,
     InvalidUsage,
@@ -58,7 +59,7 @@ def exit_code_for(error: TenantError) -> int:
 
 def fail(message: str, code: int) -> NoReturn:
     """Print a one-line error and exit with `code`."""
-    click.echo(f"Error: {message}", err=True)
+    click.echo(f"Error: {mask_secrets(message)}", err=True)
     sys.exit(code)
 
 

@@ -177,8 +177,10 @@ def tenant_versions_command(as_json: bool) -> None:
         last = f"{row['last_result']} {row['last_at']:%Y-%m-%d %H:%M}" if row["last_result"] else "-"
         click.echo(f"{row['slug']:<40} {row['status']:<11} {row['revision'] or 'base':<14} "
                    f"pending {row['pending']:<3} last {last}" + (f"  ({row['error']})" if row["error"] else ""))
-    click.echo(f"head {rows[0]['head'] if rows else '-'}; {sum(1 for r in rows if r['pending'] == 0)} of "
-               f"{len(rows)} tenants at head")
+    at_head = sum(1 for r in rows if r["pending"] == 0 and not r["error"])
+    unreadable = sum(1 for r in rows if r["status"] == "unreachable")
+    click.echo(f"head {rows[0]['head'] if rows else '-'}; {at_head} of {len(rows)} tenants at head"
+               + (f"; {unreadable} unreachable" if unreadable else ""))
 
 
 @click.command("for-each-tenant")

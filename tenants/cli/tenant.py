@@ -54,7 +54,7 @@ def list_tenants_command(as_json: bool) -> None:
     table = Table("slug", "status", "revision", "at head", "last change", "storage")
     for row in rows:
         table.add_row(row["slug"], row["status"], row["revision"] or "-", "yes" if row["at_head"] else "no",
-                      str(row["last_change"] or "-"), row["storage"])
+                      str(row["last_change"] or "-"), row["storage"] + (f" ({row['error']})" if row["error"] else ""))
     Console(width=160).print(table)
 
 

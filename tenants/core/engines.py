@@ -1,5 +1,6 @@
 """One SQLAlchemy engine per database, configured so tenant work is transactional."""
 
+import re
 import sqlite3
 import threading
 import time
@@ -19,6 +20,15 @@ def display_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # an unparsable URL is shown only by its scheme
         return url.split(":", 1)[0] + "://..."
+
+
+# user:password@ in any URL-like text (postgresql://, redis://, amqp://, ...).
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
+
+
+def mask_secrets(text: str) -> str:
+    """Return `text` with the password of every URL in it replaced by ***."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
 
 
 def check_database_url(url: str) -> None:

@@ -29,6 +29,7 @@ class RunReport:
     results: list[TenantResult] = field(default_factory=list)
     not_started: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    error: str | None = None  # why the run could not go on (control plane unreachable): one line, exit 3
     started: float = field(default_factory=time.monotonic)
     duration_s: float = 0.0
 
@@ -54,7 +55,7 @@ class RunReport:
         if self.status == "interrupted":
             return EXIT_INTERRUPTED
         if self.status == "aborted":
-            return EXIT_FAILED
+            return EXIT_COULD_NOT_START if self.error else EXIT_FAILED
         if self.status == "running":
             return EXIT_RUNNING
         final = self.final().values()
@@ -86,5 +87,5 @@ class RunReport:
             "counts": self.counts, "results": results + at_target,
             "not_started": self.not_started, "left_out": [{"slug": s, "reason": r} for s, r in self.plan.skipped],
             "outside_transaction": sorted({r for item in self.plan.pending for r in item.outside_transaction}),
-            "notes": self.notes,
+            "notes": self.notes, "error": self.error,
         }

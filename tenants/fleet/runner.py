@@ -12,34 +12,25 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from datetime import timedelta
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+
 from tenants.core.clock import utcnow
+from tenants.core.engines import mask_secrets
 from tenants.core.errors import TenantError
 from tenants.core.ledger import TenantResult, finish_run, ledger_versions, record_result, set_version, start_run
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.lock import FleetLock, Heartbeat
 from tenants.fleet.options import PlanCheck, RunOptions
 from tenants.fleet.report import FAILURES, RunReport
-from tenants.fleet.servers import ServerSlots, pool_size
+from tenants.fleet.servers import ServerSlots, default_jobs, pool_size
 from tenants.fleet.units import init_worker, process_tenancy, run_unit
 from tenants.migrate.plan import Plan, TenantPlan
 
 Event = Callable[[str, object], None]
 LOCK_LOST = "lock-lost"  # the run's heartbeat found its fleet lock taken over
-
-
-def default_jobs(tenancy: Tenancy, plan: Plan) -> int:
-    """Return a worker count that suits the databases: CPUs + 1 (at most 4) on PostgreSQL, 2 on SQLite files.
-
-    A PostgreSQL worker spends part of each tenant waiting (round trips, the commit's WAL flush),
-    so one worker more than the CPUs keeps them busy: measured on 2 cores (600 tenants, A/B/A/B),
-    3 workers finished 8-11% sooner than 2; 4 was not consistently faster than 3 and costs one
-    more process (~60 MiB).
-    """
-    cpus = os.cpu_count() or 1
-    urls = {item.tenant.database_url or tenancy.settings.control_url for item in plan.pending}
-    if any(url.startswith("postgresql") for url in urls):
-        return max(1, min(4, cpus + 1))
-    return max(1, min(2, cpus))
+CONTROL_LOST = "control-lost"  # the control plane stopped answering mid-run
+# What the control plane's engine raises when its database is gone (not a tenant's failure).
+CONTROL_ERRORS = (OperationalError, InterfaceError)
 
 
 class FleetRun:
@@ -100,6 +91,9 @@ class FleetRun:
                 self._record(TenantResult(item.slug, item.error_status, item.current, None, 0.0, item.error))
             self._run_all()
             return self._finish(self._conclude())
+        except CONTROL_ERRORS as e:  # before or between the guarded ledger writes
+            self._lose_control(e)
+            return self._finish("aborted")
         finally:
             self.heartbeat.stop()
             self._close_pool()
@@ -114,6 +108,8 @@ class FleetRun:
         `aborted` its taker wrote (with this run's counts), and says so.
         """
         status = self._status()
+        if status == CONTROL_LOST:
+            return "aborted"
         counts = self.report.ledger_counts()
         if status == LOCK_LOST or not finish_run(self.engine, self.report.run_id, status, counts, if_running=True):
             self._lose_lock()
@@ -128,7 +124,20 @@ class FleetRun:
                                      "no new tenant was started; its run is recorded as aborted")
 
     def _release(self) -> None:
-        self.lock.release()
+        try:
+            self.lock.release()
+        except CONTROL_ERRORS:
+            pass  # the row stays; the next run takes it over (this process will be gone)
+
+    def _lose_control(self, error: Exception) -> None:
+        """Stop starting tenants and say, in one line, that the control plane is gone."""
+        if self.stop == CONTROL_LOST:
+            return
+        self.stop = CONTROL_LOST
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()
+        self.report.error = mask_secrets(f"control plane unreachable: {reason[0] if reason else type(error).__name__}"
+                                         "; no new tenant was started; tenants under way committed or rolled back, "
+                                         "their results are in this report but not in the ledger")
 
     def _checks(self) -> list[str]:
         notes: list[str] = []
@@ -144,7 +153,7 @@ class FleetRun:
 
     def _status(self) -> str:
         final = self.report.final().values()
-        if self.stop in ("interrupted", "canary-failed", LOCK_LOST):
+        if self.stop in ("interrupted", "canary-failed", LOCK_LOST, CONTROL_LOST):
             return self.stop
         if self.stop == "max-duration":
             return "stopped"
@@ -209,8 +218,11 @@ class FleetRun:
                     return
                 try:
                     self._record(run_unit(*self._args(item)))
-                except KeyboardInterrupt:
+                except KeyboardInterrupt:  # the tenant's transaction was rolled back: it is accounted for all the same
                     self.stop = "interrupted"
+                    self._record(TenantResult(item.slug, "failed", item.current, None, 0.0,
+                                              f"tenant {item.slug!r}: interrupted (Ctrl-C) while it ran; its "
+                                              "transaction was rolled back, the tenant is unchanged"))
             return
         queue = list(items)
         running: dict[Future, TenantPlan] = {}
@@ -266,10 +278,14 @@ class FleetRun:
     def _record(self, result: TenantResult) -> None:
         """Write one result to the ledger now, then tell the presenter."""
         began = utcnow() - timedelta(milliseconds=result.duration_ms)
-        record_result(self.ledger, self.report.run_id, result, began)
-        if result.status != "ok" and result.to_revision and result.to_revision != result.from_revision:
-            with self.ledger.begin() as conn:  # partial progress: a flagged revision committed on its own
-                set_version(conn, result.slug, result.to_revision, self.report.run_id)
+        if self.stop != CONTROL_LOST:
+            try:
+                record_result(self.ledger, self.report.run_id, result, began)
+                if result.status != "ok" and result.to_revision and result.to_revision != result.from_revision:
+                    with self.ledger.begin() as conn:  # partial progress: a flagged revision committed on its own
+                        set_version(conn, result.slug, result.to_revision, self.report.run_id)
+            except CONTROL_ERRORS as e:
+                self._lose_control(e)
         self.report.results.append(result)
         if self.options.fail_fast and result.status in FAILURES and not self.stop:
             self.stop = "fail-fast"

@@ -4,6 +4,7 @@ Every command here runs against a control URL carrying a password (PostgreSQL's 
 ignores it); no output of any of these tests may show it.
 """
 
+import json
 import os
 import signal
 import socket
@@ -19,10 +20,13 @@ from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.engine import make_url
 
 from tenants.core.clock import utcnow
-from tenants.core.control_schema import fleet_locks, migration_runs
+from tenants.core.control_schema import fleet_locks, migration_runs, tenant_results
+from tenants.core.ledger import ledger_versions
 from tenants.core.settings import TenantSettings
 from tenants.core.tenancy import Tenancy
 from tenants.migrate.control import ensure_control
+from tenants.migrate.lifecycle import create_tenant
+from tests.conftest import PG_ADMIN_URL, create_pg_database, drop_pg_database, run_manage
 from tests.fault_support import SECRET, Operator, with_secret
 from tests.fleet_support import LOGGED, SLOW, live, make_tenants, with_chain, write_chain
 from tests.scale_support import active_sleeps
@@ -212,3 +216,123 @@ def test_overlong_name_exits_2_without_traceback_or_password(pg_fleet, operator:
         assert tenancy.registry.find("acme") is None
     finally:
         tenancy.close()
+
+
+def _admin(sql: str) -> None:
+    conn = psycopg2.connect(PG_ADMIN_URL)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
+
+
+def control_outage(url: str, down: bool) -> None:
+    """Refuse (and end) every session of the control database, or let them in again."""
+    name = make_url(url).database
+    _admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {"false" if down else "true"}')  # test's own database
+    if down:
+        _admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+
+
+@pytest.fixture
+def far_fleet(pg_fleet, tmp_path: Path) -> Iterator[tuple[Tenancy, dict[str, str], str]]:  # type: ignore[no-untyped-def]
+    """Tenants f1..f3 in a database of their own (not the control plane's), and a chain whose 0004 sleeps 3 s."""
+    settings, env = pg_fleet
+    tenant_url = with_secret(create_pg_database())
+    base = Tenancy(settings)
+    try:
+        ensure_control(base)
+        for slug in ("f1", "f2", "f3"):
+            create_tenant(base, slug, database_url=tenant_url)
+    finally:
+        base.close()
+    chain = write_chain(tmp_path, {"0004": ("0003", SLOW.format(seconds=3) + LOGGED.format(rev="0004"), "")})
+    fleet = Tenancy(with_chain(settings, chain))
+    try:
+        yield fleet, {"PORTAL_REVISION_DIR": str(chain)}, tenant_url
+    finally:
+        control_outage(settings.control_url, down=False)
+        fleet.close()
+        drop_pg_database(tenant_url)
+
+
+def test_control_plane_outage_mid_run_gives_one_line_a_summary_and_exit_3(pg_fleet, far_fleet,  # type: ignore[no-untyped-def]
+                                                                          operator: Operator) -> None:
+    settings, _ = pg_fleet
+    fleet, chain_env, tenant_url = far_fleet
+    for as_json in (True, False):
+        run = operator.start(["upgrade-all-tenants", "--jobs", "1", *(["--json"] if as_json else [])], **chain_env)
+        wait_for(lambda: active_sleeps([tenant_url]) == 1)
+        control_outage(settings.control_url, down=True)
+        out, err = operator.wait(run)
+        control_outage(settings.control_url, down=False)
+        assert run.returncode == 3, out + err
+        assert "Traceback" not in err and "control plane unreachable: " in err and len(err.strip().splitlines()) == 1
+        if as_json:
+            report = json.loads(out)
+            assert report["status"] == "aborted" and report["exit_code"] == 3
+            assert report["counts"]["ok"] == 1 and len(report["not_started"]) == 2
+        else:
+            assert "upgrade aborted: 1 ok" in out and "1 not started" in out
+    done = operator.run(["upgrade-all-tenants", "--json"], **chain_env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert all(live(fleet, slug) == "0004" for slug in ("f1", "f2", "f3"))
+    assert ledger_versions(fleet.control_engine) == dict.fromkeys(("f1", "f2", "f3"), "0004")
+
+
+def test_ctrl_c_with_one_job_accounts_for_the_tenant_in_flight(pg_fleet, operator: Operator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings, env = pg_fleet
+    fleet, chain_env = slow_fleet(settings, env, tmp_path, ["i1", "i2", "i3"], 3)
+    try:
+        run = operator.start(["upgrade-all-tenants", "--jobs", "1", "--json"], **chain_env)
+        wait_for(lambda: active_sleeps([settings.control_url]) == 1)
+        os.kill(run.pid, signal.SIGINT)
+        out, err = operator.wait(run)
+        assert run.returncode == 130, out + err
+        report = json.loads(out)
+        assert report["status"] == "interrupted"
+        accounted = {r["slug"]: r["status"] for r in report["results"]} | dict.fromkeys(report["not_started"], "-")
+        assert accounted == {"i1": "failed", "i2": "-", "i3": "-"}
+        assert "interrupted" in report["results"][0]["error"] and live(fleet, "i1") == "0003"
+        with fleet.control_engine.connect() as conn:
+            recorded = conn.execute(select(tenant_results.c.tenant_slug, tenant_results.c.status)
+                                    .where(tenant_results.c.run_id == report["run_id"])).all()
+            run_row = conn.execute(select(migration_runs).where(migration_runs.c.id == report["run_id"])).one()
+        assert [tuple(r) for r in recorded] == [("i1", "failed")]
+        assert (run_row.status, run_row.tenants_failed, run_row.tenants_skipped) == ("interrupted", 1, 2)
+    finally:
+        fleet.close()
+
+
+def corrupt(path: Path) -> None:
+    """Overwrite a SQLite file's header, as a disk fault or a stray write would."""
+    data = bytearray(path.read_bytes())
+    data[0:16] = b"not a database!!"
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_corrupt_sqlite_files_are_unreachable_not_a_traceback(cli_env: dict, tenancy: Tenancy, settings) -> None:  # type: ignore[no-untyped-def]
+    make_tenants(tenancy, ["good", "bad"])
+    tenancy.close()
+    corrupt(settings.tenant_dir / "bad.sqlite3")
+    listed = run_manage(["list-tenants", "--json"], cli_env)
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["slug"]: row for row in json.loads(listed.stdout)}
+    assert rows["good"]["status"] == "active" and rows["good"]["at_head"]
+    assert rows["bad"]["status"] == "unreachable" and "not a database" in rows["bad"]["error"]
+    plain = run_manage(["list-tenants"], cli_env)
+    assert plain.returncode == 0 and "unreachable" in plain.stdout and "not a database" in plain.stdout
+    versions = run_manage(["tenant-versions"], cli_env)
+    assert versions.returncode == 0, versions.stderr
+    assert "1 of 2 tenants at head; 1 unreachable" in versions.stdout
+    bad = [line for line in versions.stdout.splitlines() if line.startswith("bad ")]
+    assert "unreachable" in bad[0] and "not a database" in bad[0]
+    corrupt(Path(make_url(settings.control_url).database))
+    for args in (["list-tenants"], ["upgrade-all-tenants"], ["create-tenant", "other"]):
+        result = run_manage(args, cli_env)
+        assert result.returncode == 3, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert "control database" in result.stderr and "cannot be read" in result.stderr
