@@ -19,8 +19,10 @@ import pytest
 from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.engine import make_url
 
+from tenants.core.binding import tenant_session
 from tenants.core.clock import utcnow
 from tenants.core.control_schema import fleet_locks, migration_runs, tenant_results
+from tenants.core.errors import StorageUnavailable
 from tenants.core.ledger import ledger_versions
 from tenants.core.settings import TenantSettings
 from tenants.core.tenancy import Tenancy
@@ -181,6 +183,24 @@ def test_bad_database_url_is_refused_before_anything_is_registered(pg_fleet, ope
         assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_a_row_with_a_bad_url_from_before_is_served_and_dropped(pg_fleet, operator: Operator) -> None:  # type: ignore[no-untyped-def]
+    settings, _ = pg_fleet
+    tenancy = Tenancy(settings)
+    try:
+        ensure_control(tenancy)
+        tenancy.registry.add("legacy", "Legacy", f"postgres://postgres:{SECRET}@127.0.0.1/x")  # no check then
+        listed = operator.run(["list-tenants", "--json"])
+        assert listed.returncode == 0, listed.stderr
+        assert json.loads(listed.stdout)[0]["status"] == "unreachable"
+        versions = operator.run(["tenant-versions"])
+        assert versions.returncode == 0 and "0 of 1 tenants at head; 1 unreachable" in versions.stdout
+        dropped = operator.run(["drop-tenant", "legacy", "--yes"])
+        assert dropped.returncode == 0, dropped.stderr
+        assert tenancy.registry.find("legacy") is None
+    finally:
+        tenancy.close()
+
+
 def test_a_killed_create_does_not_block_its_slug(pg_fleet, operator: Operator) -> None:  # type: ignore[no-untyped-def]
     settings, _ = pg_fleet
     tenancy = Tenancy(settings)
@@ -336,3 +356,17 @@ def test_corrupt_sqlite_files_are_unreachable_not_a_traceback(cli_env: dict, ten
         assert result.returncode == 3, result.stdout + result.stderr
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
         assert "control database" in result.stderr and "cannot be read" in result.stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_find_serves_the_readable_tenants_and_names_a_corrupt_one(console, root, settings) -> None:  # type: ignore[no-untyped-def]
+    corrupt(settings.tenant_dir / f"{console.b}.sqlite3")
+    console.tenancy.engines.dispose()
+    page = root.get("/admin/find/?kind=user&q=ada@")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert f"ada@{console.a}.example" in html
+    assert f"tenant {console.b!r} cannot be read" in html.replace("&#39;", "'")
+    with pytest.raises(StorageUnavailable):
+        with tenant_session(console.tenancy.storage(console.b)) as session:
+            session.execute(text("SELECT 1 FROM users"))
