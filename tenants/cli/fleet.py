@@ -16,6 +16,7 @@ import click
 
 from tenants.cli.context import get_tenancy
 from tenants.cli.exit_codes import fail, reports_errors
+from tenants.core.engines import mask_secrets
 
 
 def selection_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -171,7 +172,7 @@ def tenant_versions_command(as_json: bool) -> None:
 
     rows = version_rows(get_tenancy())
     if as_json:
-        click.echo(json.dumps(rows, indent=2, default=str))
+        click.echo(mask_secrets(json.dumps(rows, indent=2, default=str)))
         return
     for row in rows:
         last = f"{row['last_result']} {row['last_at']:%Y-%m-%d %H:%M}" if row["last_result"] else "-"

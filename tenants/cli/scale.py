@@ -26,6 +26,7 @@ def run_status_command(run_id: str, as_json: bool, wait: bool, timeout: float | 
     seconds). Exit codes as for upgrade-all-tenants, and 5: still under way (see --wait, --timeout).
     """
     from tenants.cli.output import Presenter, result_line
+    from tenants.core.engines import mask_secrets
     from tenants.fleet.celery.watchdog import watch_run
     from tenants.fleet.run_status import finalise_if_complete, load_report, progress, results_since, run_summary
 
@@ -51,7 +52,7 @@ def run_status_command(run_id: str, as_json: bool, wait: bool, timeout: float | 
             for note in watch_run(tenancy, run_id, tenancy.settings.stall_after):
                 notes.append(note)
                 if not as_json:
-                    click.echo(f"note: {note}")
+                    click.echo(mask_secrets(f"note: {note}"))
         for result_id, result in results_since(engine, run_id, seen):
             seen, shown = result_id, shown + 1
             if not as_json:
@@ -61,7 +62,7 @@ def run_status_command(run_id: str, as_json: bool, wait: bool, timeout: float | 
     if as_json:
         summary = run_summary(engine, run_id)
         summary["notes"] += [note for note in notes if note not in summary["notes"]]
-        click.echo(json.dumps(summary, indent=2, default=str))
+        click.echo(mask_secrets(json.dumps(summary, indent=2, default=str)))
         sys.exit(report.exit_code)
     if report.status == "running":
         waiting = progress(engine, run_id)["waiting"]

@@ -76,7 +76,13 @@ def watch_run(tenancy: Tenancy, run_id: str, stall_after: float) -> list[str]:
             if row.resent < MAX_RESENDS:
                 from tenants.fleet.celery.tasks import send_tenant  # Celery loads only where it is needed
 
-                send_tenant(run_id, row.tenant_slug)
+                try:
+                    send_tenant(run_id, row.tenant_slug)
+                except Exception as e:  # the broker is away too: say so, try again next time
+                    reason = str(e).strip().splitlines()
+                    notes.append(f"slot {row.slot} of {row.server}: could not send the task of {row.tenant_slug} "
+                                 f"again ({reason[0] if reason else type(e).__name__})")
+                    continue
                 conn.execute(update(dispatched_tenants).where(
                     dispatched_tenants.c.run_id == run_id, dispatched_tenants.c.tenant_slug == row.tenant_slug)
                     .values(sent_at=utcnow(), resent=row.resent + 1))
