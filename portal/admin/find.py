@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from typing import Any
 
-from flask import current_app, request, url_for
+from flask import current_app, flash, request, url_for
 from flask_admin import BaseView, expose
 from flask_login import current_user
 from sqlalchemy import or_, select
@@ -13,6 +13,7 @@ from portal.admin.dashboard import visible_tenants
 from portal.models import Product, User
 from portal.permissions import can
 from tenants.core.binding import tenant_session
+from tenants.core.errors import StorageUnavailable
 from tenants.core.tenancy import Tenancy
 
 KINDS = {"user": ("users", "user"), "product": ("products", "product")}
@@ -52,10 +53,13 @@ def find_across(tenancy: Tenancy, principal: Any, kind: str, text: str) -> list[
     for tenant in visible_tenants(tenancy, principal):
         if tenant.status != "active" or not can(principal, tenant.slug, model, "view"):
             continue
-        with tenant_session(tenancy.storage(tenant)) as session:
-            for obj in session.scalars(_query(kind, text)):
-                found.append(Found(tenant.slug, tenant.display_name, str(obj),
-                                   url_for(f"{endpoint}.details_view", tenant=tenant.slug, id=obj.id)))
+        try:
+            with tenant_session(tenancy.storage(tenant)) as session:
+                for obj in session.scalars(_query(kind, text)):
+                    found.append(Found(tenant.slug, tenant.display_name, str(obj),
+                                       url_for(f"{endpoint}.details_view", tenant=tenant.slug, id=obj.id)))
+        except StorageUnavailable as e:  # one unreadable tenant: name it, search the rest
+            flash(str(e), "error")
         if len(found) >= MAX_RESULTS:
             break
     return found[:MAX_RESULTS]

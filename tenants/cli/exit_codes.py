@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 import click
 
+from tenants.core.engines import mask_secrets
 from tenants.core.errors import (
     ForeignKeyViolation,
     InvalidTenantName,
@@ -62,7 +63,7 @@ def exit_code_for(error: TenantError) -> int:
 
 def fail(message: str, code: int) -> NoReturn:
     """Print a one-line error and exit with `code`."""
-    click.echo(f"Error: {message}", err=True)
+    click.echo(f"Error: {mask_secrets(message)}", err=True)
     sys.exit(code)
 
 
@@ -75,5 +76,14 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         except TenantError as e:
             fail(str(e), exit_code_for(e))
+        except Exception as e:
+            # A database that went away where no library call expected it: one line, not a traceback.
+            from sqlalchemy.exc import InterfaceError, OperationalError
+
+            if not isinstance(e, (OperationalError, InterfaceError)):
+                raise
+            reason = str(getattr(e, "orig", None) or e).strip().splitlines()
+            fail(f"database unreachable: {reason[0] if reason else type(e).__name__}; see the run's record",
+                 EXIT_COULD_NOT_START)
 
     return wrapper

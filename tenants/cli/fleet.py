@@ -16,6 +16,7 @@ import click
 
 from tenants.cli.context import get_tenancy
 from tenants.cli.exit_codes import fail, reports_errors
+from tenants.core.engines import mask_secrets
 
 
 def selection_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -40,6 +41,8 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--via", type=click.Choice(["local", "celery"]), default="local", show_default=True,
                      help="Run the tenants in this machine's process pool, or in Celery workers."),
         click.option("--no-wait", is_flag=True, help="With --via celery: print the run id and return at once."),
+        click.option("--timeout", type=float, metavar="SECONDS",
+                     help="With --via celery: stop waiting after this long (exit 5; the run goes on)."),
         click.option("--fail-fast", is_flag=True, help="Start no new tenant after the first failure."),
         click.option("--canary", type=int, default=0, metavar="N",
                      help="Run N tenants first; stop if any of them fails."),
@@ -64,7 +67,7 @@ def _options(kw: dict, **extra: Any) -> Any:
                       lock_timeout=kw["lock_timeout"], statement_timeout=kw["statement_timeout"],
                       max_duration=kw["max_duration"], retry_busy=kw["retry_busy"],
                       jobs_per_server=kw.get("jobs_per_server"), via=kw.get("via"), no_wait=kw.get("no_wait", False),
-                      **extra)
+                      wait_timeout=kw.get("timeout"), **extra)
 
 
 def _selection(kw: dict) -> Any:
@@ -87,7 +90,8 @@ def _print_sql(target: str | None, downgrade: bool, kw: dict) -> None:
     from tenants.migrate.replay import plan_sql
 
     tenancy = get_tenancy()
-    local = {**kw, "via": None, "no_wait": False}  # --sql only renders: it never needs the Celery broker
+    # --sql only renders: it never needs the Celery broker
+    local = {**kw, "via": None, "no_wait": False, "timeout": None}
     plan = prepare_migration(tenancy, _selection(kw), target, downgrade, _options(local))
     errors = 0
     for slug, script, error in plan_sql(tenancy, plan):
@@ -168,7 +172,7 @@ def tenant_versions_command(as_json: bool) -> None:
 
     rows = version_rows(get_tenancy())
     if as_json:
-        click.echo(json.dumps(rows, indent=2, default=str))
+        click.echo(mask_secrets(json.dumps(rows, indent=2, default=str)))
         return
     for row in rows:
         last = f"{row['last_result']} {row['last_at']:%Y-%m-%d %H:%M}" if row["last_result"] else "-"
@@ -177,9 +181,11 @@ def tenant_versions_command(as_json: bool) -> None:
         pending = "?" if row["pending"] is None else row["pending"]  # unmerged heads: no single target
         click.echo(f"{row['slug']:<40} {row['status']:<11} {row['revision'] or 'base':<14} "
                    f"pending {pending:<3} last migration {last}; last task {task}"
-                   + (f"  ({row['error']})" if row["error"] else ""))
-    click.echo(f"head {rows[0]['head'] if rows else '-'}; {sum(1 for r in rows if r['pending'] == 0)} of "
-               f"{len(rows)} tenants at head")
+                   + (f"  ({mask_secrets(row['error'])})" if row["error"] else ""))
+    at_head = sum(1 for r in rows if r["pending"] == 0 and not r["error"])
+    unreadable = sum(1 for r in rows if r["status"] == "unreachable")
+    click.echo(f"head {rows[0]['head'] if rows else '-'}; {at_head} of {len(rows)} tenants at head"
+               + (f"; {unreadable} unreachable" if unreadable else ""))
 
 
 @click.command("for-each-tenant")

@@ -5,6 +5,7 @@ import sys
 
 import click
 
+from tenants.core.engines import mask_secrets
 from tenants.core.ledger import TenantResult
 from tenants.fleet.report import RunReport
 from tenants.migrate.plan import Plan
@@ -23,7 +24,7 @@ def result_line(result: TenantResult, done: int, total: int) -> str:
     if result.status == "ok":
         moved = f"{short(result.from_revision)} -> {short(result.to_revision)}"
         return f"{head} {moved} ok {result.duration_ms:.0f} ms"
-    return f"{head} {result.status.upper()} {result.duration_ms:.0f} ms: {result.error}"
+    return mask_secrets(f"{head} {result.status.upper()} {result.duration_ms:.0f} ms: {result.error}")
 
 
 def plan_lines(plan: Plan, *, detail: bool) -> list[str]:
@@ -102,11 +103,13 @@ class Presenter:
         """Print the summary (or the JSON report)."""
         if self.progress is not None:
             self.progress.stop()
+        if report.error:
+            click.echo(f"Error: {report.error}", err=True)
         if self.as_json:
-            click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+            click.echo(mask_secrets(json.dumps(report.to_dict(), indent=2, default=str)))
             return
         for note in report.notes:
-            click.echo(f"note: {note}")
+            click.echo(mask_secrets(f"note: {note}"))
         if self.rich and report.results:
             self._summary_table(report)
         c = report.counts

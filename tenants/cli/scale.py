@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from tenants.cli.context import get_tenancy
-from tenants.cli.exit_codes import reports_errors
+from tenants.cli.exit_codes import fail, reports_errors
 from tenants.migrate.control import ensure_control
 
 
@@ -16,32 +16,53 @@ from tenants.migrate.control import ensure_control
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON report (for scheduled jobs).")
 @click.option("--wait", is_flag=True, help="Follow a run still under way until every tenant has a result.")
+@click.option("--timeout", type=float, metavar="SECONDS", help="With --wait: stop waiting after this long (exit 5).")
 @reports_errors
-def run_status_command(run_id: str, as_json: bool, wait: bool) -> None:
+def run_status_command(run_id: str, as_json: bool, wait: bool, timeout: float | None) -> None:
     """Report a run: its summary and exit code, as the command that started it would print them.
 
     A run handed to Celery is closed here if its last tenant has a result and no worker closed
-    it yet. Exit codes as for upgrade-all-tenants, and 5: still under way (see --wait).
+    it yet, and a stalled slot is sent again or failed (the watchdog, after PORTAL_STALL_AFTER
+    seconds). Exit codes as for upgrade-all-tenants, and 5: still under way (see --wait, --timeout).
     """
     from tenants.cli.output import Presenter, result_line
+    from tenants.core.engines import mask_secrets
+    from tenants.fleet.celery.watchdog import watch_run
     from tenants.fleet.run_status import finalise_if_complete, load_report, progress, results_since, run_summary
 
+    if timeout is not None and (not wait or timeout <= 0):
+        fail("--timeout needs --wait and a positive number of seconds", 2)
     tenancy = get_tenancy()
     ensure_control(tenancy)
     engine = tenancy.control_engine
     seen, shown = 0, 0
+    started = time.monotonic()
+    watched = 0.0
+    notes: list[str] = []
     while True:
         finalise_if_complete(engine, run_id)
         report = load_report(engine, run_id)
         if not wait or report.status != "running":
             break
+        if timeout is not None and time.monotonic() - started > timeout:
+            notes.append(f"stopped waiting after --timeout {timeout:g} s; the run goes on")
+            break
+        if time.monotonic() - watched > 2:
+            watched = time.monotonic()
+            for note in watch_run(tenancy, run_id, tenancy.settings.stall_after):
+                notes.append(note)
+                if not as_json:
+                    click.echo(mask_secrets(f"note: {note}"))
         for result_id, result in results_since(engine, run_id, seen):
             seen, shown = result_id, shown + 1
             if not as_json:
                 click.echo(result_line(result, shown, len(report.plan.pending) + len(report.plan.errors)))
         time.sleep(0.5)
+    report.notes += [note for note in notes if note not in report.notes]
     if as_json:
-        click.echo(json.dumps(run_summary(engine, run_id), indent=2, default=str))
+        summary = run_summary(engine, run_id)
+        summary["notes"] += [note for note in notes if note not in summary["notes"]]
+        click.echo(mask_secrets(json.dumps(summary, indent=2, default=str)))
         sys.exit(report.exit_code)
     if report.status == "running":
         waiting = progress(engine, run_id)["waiting"]

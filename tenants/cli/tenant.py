@@ -11,6 +11,7 @@ import click
 
 from tenants.cli.context import get_tenancy
 from tenants.cli.exit_codes import fail, reports_errors
+from tenants.core.engines import mask_secrets
 from tenants.migrate.control import ensure_control
 
 
@@ -46,7 +47,7 @@ def list_tenants_command(as_json: bool) -> None:
 
     rows = tenant_overview(get_tenancy())
     if as_json:
-        click.echo(json.dumps(rows, indent=2, default=str))
+        click.echo(mask_secrets(json.dumps(rows, indent=2, default=str)))
         return
     from rich.console import Console
     from rich.table import Table
@@ -54,7 +55,7 @@ def list_tenants_command(as_json: bool) -> None:
     table = Table("slug", "status", "revision", "at head", "last change", "storage")
     for row in rows:
         table.add_row(row["slug"], row["status"], row["revision"] or "-", "yes" if row["at_head"] else "no",
-                      str(row["last_change"] or "-"), row["storage"])
+                      str(row["last_change"] or "-"), row["storage"] + (f" ({row['error']})" if row["error"] else ""))
     Console(width=160).print(table)
 
 

@@ -114,6 +114,7 @@ dispatched_tenants = Table(
     Column("params", Text),
     Column("note", Text),
     Column("sent_at", DateTime(timezone=True)),
+    Column("resent", Integer, nullable=False, server_default="0"),  # times the watchdog sent its task again
     CheckConstraint("planned IN ('pending', 'at-target', 'error', 'left-out')", name="planned"),
     Index("ix_dispatched_tenants_slot", "run_id", "server", "slot", "position"),
 )
@@ -126,6 +127,8 @@ fleet_locks = Table(
     Column("pid", Integer, nullable=False),
     Column("acquired_at", DateTime(timezone=True), nullable=False),
     Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+    # Seconds without a heartbeat after which the holder counts as stale: its own limit, not the newcomer's.
+    Column("stale_after", Float, nullable=True),
 )
 
 staff = Table(

@@ -1,5 +1,6 @@
 """One SQLAlchemy engine per database, configured so tenant work is transactional."""
 
+import re
 import sqlite3
 import threading
 import time
@@ -8,8 +9,9 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.pool import NullPool
 
-from tenants.core.errors import StorageUnavailable
+from tenants.core.errors import InvalidUsage, StorageUnavailable
 
 
 def display_url(url: str) -> str:
@@ -18,6 +20,27 @@ def display_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # an unparsable URL is shown only by its scheme
         return url.split(":", 1)[0] + "://..."
+
+
+# user:password@ in any URL-like text (postgresql://, redis://, amqp://, ...).
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
+
+
+def mask_secrets(text: str) -> str:
+    """Return `text` with the password of every URL in it replaced by ***."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
+
+
+def check_database_url(url: str) -> None:
+    """Refuse a tenant database URL that no engine could use (InvalidUsage), before anything is recorded."""
+    try:
+        parsed = make_url(url)
+    except Exception as e:
+        raise InvalidUsage(f"invalid database URL {display_url(url)!r}: write postgresql://USER@HOST/DATABASE") from e
+    if parsed.drivername == "postgres":
+        raise InvalidUsage(f"invalid database URL {display_url(url)!r}: use postgresql://, not postgres://")
+    if parsed.get_backend_name() not in ("postgresql", "sqlite"):
+        raise InvalidUsage(f"unsupported database {display_url(url)!r}: use postgresql:// or sqlite://")
 
 
 def driver_url(url: str) -> str:
@@ -86,12 +109,32 @@ def engine_options(url: str, *, durable_commits: bool = True) -> dict:
     tenants' own alembic_version, the truth, lets the next run correct.
     """
     backend = make_url(url).get_backend_name()
+    # No error message or log line ever shows a statement's parameters (a tenant's URL, a password hash).
     if backend != "postgresql":
-        return {}
+        return {"hide_parameters": True}
     connect_args: dict = {"connect_timeout": 5, "application_name": "tenant-portal"}
     if not durable_commits:
         connect_args.update(options="-c synchronous_commit=off", application_name="tenant-ledger")
-    return {"pool_size": 5, "max_overflow": 10, "connect_args": connect_args}
+    return {"pool_size": 5, "max_overflow": 10, "connect_args": connect_args, "hide_parameters": True}
+
+
+# PostgreSQL 14+ checks every this many ms whether the client of a running query is still there, so
+# the session of a killed worker ends (rolling its transaction back, freeing its locks) within a
+# second instead of when its statement finishes.
+CLIENT_CHECK_MS = 1000
+
+
+def notice_dead_clients(engine: Engine) -> Engine:
+    """Set client_connection_check_interval on each new PostgreSQL 14+ connection."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        if getattr(dbapi_connection, "server_version", 0) >= 140000:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SET client_connection_check_interval = %s", (CLIENT_CHECK_MS,))
+            dbapi_connection.commit()
+
+    return engine
 
 
 def configure_engine(engine: Engine, *, explicit_begin: bool = True) -> Engine:
@@ -105,11 +148,15 @@ def configure_engine(engine: Engine, *, explicit_begin: bool = True) -> Engine:
         _sqlite_pragmas(engine, explicit_begin=explicit_begin)
     elif engine.dialect.name == "postgresql":
         ping_when_idle(engine)
+        notice_dead_clients(engine)
     return engine
 
 
-def make_engine(url: str, *, durable_commits: bool = True) -> Engine:
-    """The one engine factory: tenant databases, the control plane and the run ledger all come from here."""
+def make_engine(url: str, *, durable_commits: bool = True, pooled: bool = True) -> Engine:
+    """The one engine factory: tenant databases, the control plane and the run ledger all come from here.
+
+    `pooled=False` opens a connection per use and keeps none (a background thread's engine).
+    """
     try:
         parsed = make_url(driver_url(url))
     except Exception as e:
@@ -119,7 +166,11 @@ def make_engine(url: str, *, durable_commits: bool = True) -> Engine:
         raise StorageUnavailable(f"unsupported database {display_url(url)!r}: use postgresql:// or sqlite://")
     if backend == "sqlite" and parsed.database:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    return configure_engine(create_engine(parsed, **engine_options(url, durable_commits=durable_commits)))
+    options = engine_options(url, durable_commits=durable_commits)
+    if not pooled:
+        options = {key: value for key, value in options.items() if key not in ("pool_size", "max_overflow")}
+        options["poolclass"] = NullPool
+    return configure_engine(create_engine(parsed, **options))
 
 
 class Engines:

@@ -101,13 +101,18 @@ def set_version(conn, slug: str, revision: str | None, run_id: str | None) -> No
         conn.execute(insert(tenant_versions).values(tenant_slug=slug, **values))
 
 
-def finish_run(engine: Engine, run_id: str, status: str, counts: dict[str, int]) -> None:
-    """Close a run with its final status and counts."""
+def finish_run(engine: Engine, run_id: str, status: str, counts: dict[str, int], *, if_running: bool = False) -> bool:
+    """Close a run with its final status and counts; with `if_running`, only a run still running.
+
+    Return whether the row was updated.
+    """
+    where = [migration_runs.c.id == run_id] + ([migration_runs.c.status == "running"] if if_running else [])
     with engine.begin() as conn:
-        conn.execute(update(migration_runs).where(migration_runs.c.id == run_id).values(
+        done = conn.execute(update(migration_runs).where(*where).values(
             status=status, finished_at=utcnow(),
             **{f"tenants_{k}": v for k, v in counts.items() if k in ("total", "ok", "failed", "skipped", "busy")},
         ))
+    return done.rowcount == 1
 
 
 def ledger_versions(engine: Engine) -> dict[str, str | None]:

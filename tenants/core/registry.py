@@ -58,14 +58,16 @@ class TenantRegistry:
             raise TenantNotFound(f"unknown tenant {slug!r}: see 'manage.py list-tenants'")
         return tenant
 
-    def add(self, slug: str, display_name: str, database_url: str | None) -> Tenant:
-        """Register a tenant as `provisioning`; raise TenantExists for a taken slug."""
+    def add(self, slug: str, display_name: str, database_url: str | None,
+            creator: tuple[str, int] | None = None) -> Tenant:
+        """Register a tenant as `provisioning` by `creator` (host, pid); raise TenantExists for a taken slug."""
         validate_slug(slug)
         now = utcnow()
+        reason = f"being created by pid {creator[1]} on {creator[0]}" if creator else None
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(tenants).values(
-                    slug=slug, display_name=display_name, status="provisioning",
+                    slug=slug, display_name=display_name, status="provisioning", status_reason=reason,
                     database_url=database_url, created_at=now, updated_at=now,
                 ))
         except IntegrityError as e:

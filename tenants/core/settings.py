@@ -17,6 +17,10 @@ class TenantSettings:
     control_revision_dir: Path = PROJECT_ROOT / "migrations" / "control"
     lock_timeout: float = 5.0
     statement_timeout: float = 300.0
+    # Seconds without a fleet-lock heartbeat after which a holder on another host counts as stale.
+    lock_stale_after: float = 600.0
+    # Seconds a slot of a run handed to Celery may show no progress before its task is sent again.
+    stall_after: float = 120.0
 
     @classmethod
     def from_env(cls, instance_path: Path | None = None) -> "TenantSettings":
@@ -29,6 +33,8 @@ class TenantSettings:
             revision_dir=Path(os.environ.get("PORTAL_REVISION_DIR") or PROJECT_ROOT / "migrations"),
             lock_timeout=float(os.environ.get("PORTAL_LOCK_TIMEOUT", "5")),
             statement_timeout=float(os.environ.get("PORTAL_STATEMENT_TIMEOUT", "300")),
+            lock_stale_after=float(os.environ.get("PORTAL_LOCK_STALE_AFTER", "600")),
+            stall_after=float(os.environ.get("PORTAL_STALL_AFTER", "120")),
         )
 
 

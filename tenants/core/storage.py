@@ -24,6 +24,13 @@ def unreachable(url: str, error: Exception) -> StorageUnavailable:
     return StorageUnavailable(f"cannot reach database {display_url(url)}: {reason[0] if reason else error}")
 
 
+def unreadable(url: str, error: Exception) -> StorageUnavailable:
+    """Build the one-line error for a database file that opens but cannot be read (a corrupt SQLite file)."""
+    reason = str(getattr(error, "orig", error)).strip().splitlines()
+    return StorageUnavailable(f"control database {display_url(url)} cannot be read: "
+                              f"{reason[0] if reason else error}; restore it from a backup")
+
+
 class TenantStorage:
     """The storage unit of one tenant."""
 

@@ -34,11 +34,12 @@ class RunOptions:
     allow_destructive: bool = False
     strict: bool = False
     backup: bool = False
-    heartbeat_every: float = 10.0
-    stale_after: float = 600.0
+    heartbeat_every: float = 10.0  # at most; a third of the staleness limit when that is shorter
+    stale_after: float | None = None  # seconds; None: the settings' lock_stale_after (PORTAL_LOCK_STALE_AFTER)
     jobs_per_server: int | None = None  # at most this many tenants of one database server at once
     via: str | None = None  # None: this machine's process pool; "celery": Celery workers
     no_wait: bool = False  # celery: return once the run is handed to the workers
+    wait_timeout: float | None = None  # celery: stop following the run after this long (it goes on)
 
     def validate(self) -> None:
         """Refuse impossible values before anything is read or changed."""
@@ -50,9 +51,12 @@ class RunOptions:
             raise InvalidUsage(f"--via must be 'local' or 'celery', not {self.via!r}")
         if self.no_wait and self.via != "celery":
             raise InvalidUsage("--no-wait needs --via celery: a local run ends with this command")
+        if self.wait_timeout is not None and (self.via != "celery" or self.no_wait):
+            raise InvalidUsage("--timeout bounds the wait for a run handed to Celery: it needs --via celery "
+                               "without --no-wait")
         if self.canary < 0:
             raise InvalidUsage(f"--canary must not be negative, not {self.canary}")
-        for name in ("lock_timeout", "statement_timeout", "max_duration"):
+        for name in ("lock_timeout", "statement_timeout", "max_duration", "stale_after", "wait_timeout"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise InvalidUsage(f"--{name.replace('_', '-')} must be positive, not {value}")

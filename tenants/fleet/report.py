@@ -22,12 +22,14 @@ class RunReport:
     target: str | None
     plan: Plan
     # ok | failed | busy | stopped | canary-failed | interrupted | locked | dry-run;
+    # lock-lost (its heartbeat found the fleet lock taken over: exit 3);
     # a run handed to Celery also: dispatched (--no-wait) | running | aborted (taken over as stale)
     status: str = "ok"
     run_id: str | None = None
     results: list[TenantResult] = field(default_factory=list)
     not_started: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    error: str | None = None  # why the run could not go on (control plane unreachable): one line, exit 3
     started: float = field(default_factory=time.monotonic)
     duration_s: float = 0.0
 
@@ -48,12 +50,12 @@ class RunReport:
     @property
     def exit_code(self) -> int:
         """0 all at target; 1 some failed; 3 could do nothing (locked, all busy); 4 window closed."""
-        if self.status == "locked":
+        if self.status in ("locked", "lock-lost"):
             return EXIT_COULD_NOT_START
         if self.status == "interrupted":
             return EXIT_INTERRUPTED
         if self.status == "aborted":
-            return EXIT_FAILED
+            return EXIT_COULD_NOT_START if self.error else EXIT_FAILED
         if self.status == "running":
             return EXIT_RUNNING
         final = self.final().values()
@@ -85,5 +87,5 @@ class RunReport:
             "counts": self.counts, "results": results + at_target,
             "not_started": self.not_started, "left_out": [{"slug": s, "reason": r} for s, r in self.plan.skipped],
             "outside_transaction": sorted({r for item in self.plan.pending for r in item.outside_transaction}),
-            "notes": self.notes,
+            "notes": self.notes, "error": self.error,
         }

@@ -12,33 +12,25 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from datetime import timedelta
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+
 from tenants.core.clock import utcnow
+from tenants.core.engines import mask_secrets
 from tenants.core.errors import TenantError
 from tenants.core.ledger import TenantResult, finish_run, ledger_versions, record_result, set_version, start_run
 from tenants.core.tenancy import Tenancy
-from tenants.fleet.lock import FleetLock
+from tenants.fleet.lock import FleetLock, Heartbeat
 from tenants.fleet.options import PlanCheck, RunOptions
 from tenants.fleet.report import FAILURES, RunReport
-from tenants.fleet.servers import ServerSlots, pool_size
+from tenants.fleet.servers import ServerSlots, default_jobs, pool_size
 from tenants.fleet.units import init_worker, process_tenancy, run_unit
 from tenants.migrate.plan import Plan, TenantPlan
 
 Event = Callable[[str, object], None]
-
-
-def default_jobs(tenancy: Tenancy, plan: Plan) -> int:
-    """Return a worker count that suits the databases: CPUs + 1 (at most 4) on PostgreSQL, 2 on SQLite files.
-
-    A PostgreSQL worker spends part of each tenant waiting (round trips, the commit's WAL flush),
-    so one worker more than the CPUs keeps them busy: measured on 2 cores (600 tenants, A/B/A/B),
-    3 workers finished 8-11% sooner than 2; 4 was not consistently faster than 3 and costs one
-    more process (~60 MiB).
-    """
-    cpus = os.cpu_count() or 1
-    urls = {item.tenant.database_url or tenancy.settings.control_url for item in plan.pending}
-    if any(url.startswith("postgresql") for url in urls):
-        return max(1, min(4, cpus + 1))
-    return max(1, min(2, cpus))
+LOCK_LOST = "lock-lost"  # the run's heartbeat found its fleet lock taken over
+CONTROL_LOST = "control-lost"  # the control plane stopped answering mid-run
+# What the control plane's engine raises when its database is gone (not a tenant's failure).
+CONTROL_ERRORS = (OperationalError, InterfaceError)
 
 
 class FleetRun:
@@ -53,12 +45,12 @@ class FleetRun:
         self.checks = checks
         # Results are written with commits that do not wait for their WAL flush (see core.engines).
         self.ledger = tenancy.engines.get(tenancy.settings.control_url, durable_commits=False)
-        statement_timeout = options.statement_timeout or tenancy.settings.statement_timeout
-        self.lock = FleetLock(self.engine, stale_after=max(options.stale_after, 2 * statement_timeout))
+        stale_after = options.stale_after or tenancy.settings.lock_stale_after
+        self.lock = FleetLock(self.engine, stale_after=stale_after)
+        self.heartbeat = Heartbeat(self.lock, every=min(options.heartbeat_every, stale_after / 3))
         self.pool: ProcessPoolExecutor | None = None
         self.done = 0
         self.total = len(plan.pending) + len(plan.errors)
-        self.last_beat = time.monotonic()
         self.stop: str | None = None
 
     def execute(self) -> RunReport:
@@ -85,6 +77,7 @@ class FleetRun:
                 report.results.append(result)
                 self.emit("result", (result, index, len(plan.pending)))
             return self._finish("locked")
+        self.heartbeat.start()
         try:
             if note:
                 report.notes.append(note)
@@ -98,20 +91,53 @@ class FleetRun:
                 self._record(TenantResult(item.slug, item.error_status, item.current, None, 0.0, item.error))
             self._run_all()
             return self._finish(self._conclude())
+        except CONTROL_ERRORS as e:  # before or between the guarded ledger writes
+            self._lose_control(e)
+            return self._finish("aborted")
         finally:
+            self.heartbeat.stop()
             self._close_pool()
             self._release()
             if self.ledger is not self.engine:
                 self.ledger.dispose()
 
     def _conclude(self) -> str:
-        """Close the run row with its final status and return that status."""
+        """Close the run row with its final status and return that status.
+
+        The row is closed only if it is still running: a run that lost the fleet lock keeps the
+        `aborted` its taker wrote (with this run's counts), and says so.
+        """
         status = self._status()
-        finish_run(self.engine, self.report.run_id, status, self.report.ledger_counts())
+        if status == CONTROL_LOST:
+            return "aborted"
+        counts = self.report.ledger_counts()
+        if status == LOCK_LOST or not finish_run(self.engine, self.report.run_id, status, counts, if_running=True):
+            self._lose_lock()
+            finish_run(self.engine, self.report.run_id, "aborted", counts)
+            return LOCK_LOST
         return status
 
+    def _lose_lock(self) -> None:
+        if self.stop != LOCK_LOST:
+            self.stop = LOCK_LOST
+            self.report.notes.append("this run lost the fleet lock (another run took it over as stale): "
+                                     "no new tenant was started; its run is recorded as aborted")
+
     def _release(self) -> None:
-        self.lock.release()
+        try:
+            self.lock.release()
+        except CONTROL_ERRORS:
+            pass  # the row stays; the next run takes it over (this process will be gone)
+
+    def _lose_control(self, error: Exception) -> None:
+        """Stop starting tenants and say, in one line, that the control plane is gone."""
+        if self.stop == CONTROL_LOST:
+            return
+        self.stop = CONTROL_LOST
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()
+        self.report.error = mask_secrets(f"control plane unreachable: {reason[0] if reason else type(error).__name__}"
+                                         "; no new tenant was started; tenants under way committed or rolled back, "
+                                         "their results are in this report but not in the ledger")
 
     def _checks(self) -> list[str]:
         notes: list[str] = []
@@ -127,7 +153,7 @@ class FleetRun:
 
     def _status(self) -> str:
         final = self.report.final().values()
-        if self.stop in ("interrupted", "canary-failed"):
+        if self.stop in ("interrupted", "canary-failed", LOCK_LOST, CONTROL_LOST):
             return self.stop
         if self.stop == "max-duration":
             return "stopped"
@@ -166,6 +192,8 @@ class FleetRun:
                 self._run_batch(again)
 
     def _should_stop(self) -> bool:
+        if self.heartbeat.lost.is_set():
+            self._lose_lock()
         limit = self.options.max_duration
         if not self.stop and limit is not None and time.monotonic() - self.report.started > limit:
             self.stop = "max-duration"
@@ -190,8 +218,11 @@ class FleetRun:
                     return
                 try:
                     self._record(run_unit(*self._args(item)))
-                except KeyboardInterrupt:
+                except KeyboardInterrupt:  # the tenant's transaction was rolled back: it is accounted for all the same
                     self.stop = "interrupted"
+                    self._record(TenantResult(item.slug, "failed", item.current, None, 0.0,
+                                              f"tenant {item.slug!r}: interrupted (Ctrl-C) while it ran; its "
+                                              "transaction was rolled back, the tenant is unchanged"))
             return
         queue = list(items)
         running: dict[Future, TenantPlan] = {}
@@ -201,13 +232,15 @@ class FleetRun:
                     item = slots.take(queue)
                     if item is None:
                         break  # every server with queued tenants is at its --jobs-per-server bound
-                    running[self._start_pool(jobs).submit(run_unit, *self._args(item))] = item
+                    pool = self._start_pool(jobs)
+                    with self.heartbeat.pause:  # a worker may be forked here: not while a beat is under way
+                        running[pool.submit(run_unit, *self._args(item))] = item
                 if self.stop and queue:
                     self.report.not_started += [i.slug for i in queue]
                     queue = []
                 if not running:
                     break
-                finished, _ = wait(running, timeout=self.options.heartbeat_every, return_when=FIRST_COMPLETED)
+                finished, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
             except KeyboardInterrupt:
                 self.stop = "interrupted"  # workers ignore Ctrl-C: the in-flight tenants finish and are recorded
                 continue
@@ -222,7 +255,6 @@ class FleetRun:
                                           f"tenant {item.slug!r}: its worker process died ({e}); "
                                           "its transaction was rolled back")
                 self._record(result)
-            self._beat()
 
     def _start_pool(self, jobs: int) -> ProcessPoolExecutor:
         if self.pool is None:
@@ -235,7 +267,7 @@ class FleetRun:
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("fork" if "fork" in methods else None)
             self.pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=init_worker,
-                                            initargs=(self.tenancy.settings,))
+                                            initargs=(self.tenancy.settings, os.getpid()))
         return self.pool
 
     def _close_pool(self) -> None:
@@ -243,22 +275,20 @@ class FleetRun:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
 
-    def _beat(self) -> None:
-        if time.monotonic() - self.last_beat >= self.options.heartbeat_every:
-            self.lock.heartbeat()
-            self.last_beat = time.monotonic()
-
     def _record(self, result: TenantResult) -> None:
         """Write one result to the ledger now, then tell the presenter."""
         began = utcnow() - timedelta(milliseconds=result.duration_ms)
-        record_result(self.ledger, self.report.run_id, result, began)
-        if result.status != "ok" and result.to_revision and result.to_revision != result.from_revision:
-            with self.ledger.begin() as conn:  # partial progress: a flagged revision committed on its own
-                set_version(conn, result.slug, result.to_revision, self.report.run_id)
+        if self.stop != CONTROL_LOST:
+            try:
+                record_result(self.ledger, self.report.run_id, result, began)
+                if result.status != "ok" and result.to_revision and result.to_revision != result.from_revision:
+                    with self.ledger.begin() as conn:  # partial progress: a flagged revision committed on its own
+                        set_version(conn, result.slug, result.to_revision, self.report.run_id)
+            except CONTROL_ERRORS as e:
+                self._lose_control(e)
         self.report.results.append(result)
         if self.options.fail_fast and result.status in FAILURES and not self.stop:
             self.stop = "fail-fast"
             self.report.notes.append(f"--fail-fast: {result.slug} failed, no other tenant was started")
         self.done += 1
         self.emit("result", (result, self.done, self.total))
-        self._beat()

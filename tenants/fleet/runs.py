@@ -12,6 +12,7 @@ from tenants.core.tenancy import Tenancy
 from tenants.fleet.options import PlanCheck, RunOptions
 from tenants.fleet.report import RunReport
 from tenants.fleet.runner import Event, FleetRun
+from tenants.fleet.sql_file import check_sql_file
 from tenants.fleet.tasks import UNIT_PREFIX, get_task
 from tenants.migrate.control import ensure_control
 from tenants.migrate.migrator import resolve_target
@@ -86,6 +87,8 @@ def for_each_tenant(tenancy: Tenancy, task: str, selection: Selection, task_para
     options = options or RunOptions()
     options.validate()
     get_task(task)
+    if task == "sql":
+        check_sql_file((task_params or {}).get("sql", ""), (task_params or {}).get("path", "the SQL file"))
     check_executor(tenancy, options)
     ensure_control(tenancy)
     tenants, skipped = select_tenants(tenancy, selection, migrations=False)

@@ -6,6 +6,9 @@ keeps one Tenancy per settings (engines and the loaded revision chain), so a wor
 the revision scripts once and reuses its connection pools for every tenant it runs.
 """
 
+import ctypes
+import ctypes.util
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -30,8 +33,29 @@ def process_tenancy(settings: TenantSettings, tenancy: Tenancy | None = None) ->
     return _TENANCIES[settings]
 
 
-def init_worker(settings: TenantSettings) -> None:
-    """Pool initializer: ignore Ctrl-C (the parent drains the run) and load the chain once."""
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux), and exit now if it is gone already.
+
+    A SIGKILLed runner cannot stop its pool: without this its workers live on under init, each
+    holding its database connections and its tenant's transaction.
+    """
+    path = ctypes.util.find_library("c")
+    if path:
+        try:
+            ctypes.CDLL(path, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl (not Linux): only the check below
+            pass
+    if os.getppid() != parent:
+        os._exit(1)  # the runner died before the line above took effect
+
+
+def init_worker(settings: TenantSettings, parent: int | None = None) -> None:
+    """Pool initializer: die with the runner `parent`, ignore Ctrl-C (the parent drains the run), load the chain."""
+    if parent is not None:
+        die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     process_tenancy(settings).scripts.get_current_head()  # loads every revision module, once
 

@@ -4,9 +4,9 @@ import threading
 
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 
-from tenants.core.storage import unreachable
+from tenants.core.storage import unreachable, unreadable
 from tenants.core.tenancy import Tenancy
 from tenants.migrate.driver import current_revision, run_steps, steps_between
 
@@ -30,6 +30,10 @@ def upgrade_control(engine: Engine, scripts: ScriptDirectory) -> tuple[str | Non
             return before, run_steps(conn, steps_between(scripts, before, "heads"), opts)
     except OperationalError as e:
         raise unreachable(str(engine.url), e) from e
+    except DatabaseError as e:
+        if engine.dialect.name != "sqlite":
+            raise
+        raise unreadable(str(engine.url), e) from e  # "file is not a database", "disk image is malformed"
 
 
 def ensure_control(tenancy: Tenancy) -> tuple[str | None, str | None]:

@@ -1,13 +1,18 @@
 """Create, drop and move single tenants, with compensating clean-up and ledger records."""
 
+import os
+import re
+import socket
 import time
 import traceback
 from collections.abc import Callable
 
 from tenants.core.clock import utcnow
-from tenants.core.errors import StorageUnavailable, TenantError, TenantExists
+from tenants.core.engines import check_database_url
+from tenants.core.errors import InvalidUsage, StorageUnavailable, TenantError, TenantExists
 from tenants.core.ledger import TenantResult, finish_run, record_result, start_run
 from tenants.core.names import validate_slug
+from tenants.core.processes import pid_alive
 from tenants.core.registry import Tenant
 from tenants.core.storage import TenantStorage
 from tenants.core.tenancy import Tenancy
@@ -42,6 +47,9 @@ def run_single(tenancy: Tenancy, kind: str, slug: str, target: str | None,
     return outcome
 
 
+MAX_NAME = 200  # tenants.display_name
+
+
 def create_tenant(tenancy: Tenancy, slug: str, display_name: str | None = None,
                   database_url: str | None = None, started_by: str | None = None) -> Tenant:
     """Register a tenant, create its storage and bring it to head: all of it or none of it.
@@ -49,21 +57,27 @@ def create_tenant(tenancy: Tenancy, slug: str, display_name: str | None = None,
     A tenant left `failed` by an earlier attempt whose clean-up could not finish is retried.
     """
     validate_slug(slug)
+    if display_name is not None and not 1 <= len(display_name) <= MAX_NAME:
+        raise InvalidUsage(f"--name must be 1 to {MAX_NAME} characters, not {len(display_name)}; nothing was created")
+    if database_url is not None:
+        check_database_url(database_url)
     ensure_control(tenancy)
     registry = tenancy.registry
     existing = registry.find(slug)
-    if existing is not None and existing.status == "provisioning":
-        raise TenantExists(f"tenant {slug!r} is being created by another process; if that process died, "
-                           f"run 'manage.py drop-tenant {slug} --yes' and create it again")
-    if existing is not None and existing.status != "failed":
+    if existing is not None and existing.status == "provisioning" and not _abandoned(existing):
+        raise TenantExists(f"tenant {slug!r} is {existing.status_reason or 'being created by another process'}; "
+                           f"if that process died, run 'manage.py drop-tenant {slug} --yes' and create it again")
+    if existing is not None and existing.status not in ("failed", "provisioning"):
         raise TenantExists(f"tenant {slug!r} already exists ({existing.status})")
+    creator = (socket.gethostname(), os.getpid())
     if existing is None:
-        registry.add(slug, display_name or slug.replace("_", " ").title(), database_url)
-    else:
-        registry.set_status(slug, "provisioning")
-    storage = tenancy.storage(slug)
+        registry.add(slug, display_name or slug.replace("_", " ").title(), database_url, creator)
+    else:  # a failed or abandoned attempt: ours to finish
+        registry.set_status(slug, "provisioning", f"being created by pid {creator[1]} on {creator[0]}")
+    storage: TenantStorage | None = None
     created = False
     try:
+        storage = tenancy.storage(slug)
         if existing is not None and storage.exists():
             storage.drop()  # what the failed attempt left behind is ours to remove
         storage.create()
@@ -79,10 +93,17 @@ def create_tenant(tenancy: Tenancy, slug: str, display_name: str | None = None,
     return registry.get(slug)
 
 
-def _undo_create(tenancy: Tenancy, storage: TenantStorage, slug: str, created: bool, error: BaseException) -> None:
+def _abandoned(tenant: Tenant) -> bool:
+    """Return whether a `provisioning` row was left by a create-tenant process of this host that is gone."""
+    found = re.fullmatch(r"being created by pid (\d+) on (.+)", tenant.status_reason or "")
+    return bool(found) and found.group(2) == socket.gethostname() and not pid_alive(int(found.group(1)))
+
+
+def _undo_create(tenancy: Tenancy, storage: TenantStorage | None, slug: str, created: bool,
+                 error: BaseException) -> None:
     """Remove what a failed create made; if that fails too, leave the row `failed` with why."""
     try:
-        if created:
+        if created and storage is not None:
             storage.drop()
         tenancy.registry.remove(slug)
     except Exception as cleanup_error:
@@ -94,9 +115,19 @@ def _undo_create(tenancy: Tenancy, storage: TenantStorage, slug: str, created: b
 
 
 def drop_tenant(tenancy: Tenancy, slug: str) -> None:
-    """Delete a tenant's storage and its registry row (its run history stays)."""
+    """Delete a tenant's storage and its registry row (its run history stays).
+
+    A row that never got usable storage (`provisioning` or `failed` with a URL no engine takes) is
+    simply removed.
+    """
     tenant = tenancy.registry.get(slug)
-    tenancy.storage(tenant).drop()
+    try:
+        storage = tenancy.storage(tenant)
+    except StorageUnavailable:
+        if tenant.status not in ("provisioning", "failed"):
+            raise
+    else:
+        storage.drop()
     tenancy.registry.remove(slug)
 
 

@@ -3,7 +3,9 @@
 Both views keep working while the chain has unmerged heads: `head` then names every head.
 """
 
+from tenants.core.errors import TenantError
 from tenants.core.ledger import last_results
+from tenants.core.registry import Tenant
 from tenants.core.tenancy import Tenancy
 from tenants.migrate.control import ensure_control
 from tenants.migrate.plan import plan_migration
@@ -22,12 +24,20 @@ def tenant_overview(tenancy: Tenancy) -> list[dict]:
     for tenant in tenants:
         read, last = reads[tenant.slug], results.get(tenant.slug)
         rows.append({
-            "slug": tenant.slug, "name": tenant.display_name, "status": tenant.status,
+            # A tenant whose storage cannot be read is `unreachable`, with the reason; the rest are served.
+            "slug": tenant.slug, "name": tenant.display_name, "status": "unreachable" if read.error else tenant.status,
             "revision": read.revision, "head": head, "at_head": read.error is None and read.revision in heads,
             "error": read.error, "last_change": last["started_at"] if last else None,
-            "last_result": last["status"] if last else None, "storage": tenancy.storage(tenant).describe(),
+            "last_result": last["status"] if last else None, "storage": _describe(tenancy, tenant),
         })
     return rows
+
+
+def _describe(tenancy: Tenancy, tenant: Tenant) -> str:
+    try:
+        return tenancy.storage(tenant).describe()
+    except TenantError as e:  # a row whose URL no engine takes (left by an older version): say why
+        return str(e)
 
 
 def version_rows(tenancy: Tenancy) -> list[dict]:
@@ -37,19 +47,21 @@ def version_rows(tenancy: Tenancy) -> list[dict]:
     heads = tenancy.heads()
     if len(heads) == 1:
         plan = plan_migration(tenancy, tenants, heads[0])
-        found = {item.slug: (item.current, len(item.steps), item.error) for item in plan.items}
+        found = {item.slug: (item.current, len(item.steps), item.error,
+                             item.status == "error" and item.error_status == "unreachable") for item in plan.items}
     else:  # no single target to count pending revisions towards until the heads are merged
         reads = read_versions(tenancy, tenants)
-        found = {t.slug: (reads[t.slug].revision, None, reads[t.slug].error) for t in tenants}
+        found = {t.slug: (reads[t.slug].revision, None, reads[t.slug].error, reads[t.slug].error is not None)
+                 for t in tenants}
     last = last_results(tenancy.control_engine, migrations=True)
     tasks = last_results(tenancy.control_engine, migrations=False)
     rows = []
     for tenant in tenants:
-        current, pending, error = found[tenant.slug]
+        current, pending, error, unreachable = found[tenant.slug]
         result, task = last.get(tenant.slug) or {}, tasks.get(tenant.slug) or {}
         rows.append({
-            "slug": tenant.slug, "status": tenant.status, "revision": current, "head": ", ".join(heads) or None,
-            "pending": pending, "error": error,
+            "slug": tenant.slug, "status": "unreachable" if unreachable else tenant.status, "revision": current,
+            "head": ", ".join(heads) or None, "pending": pending, "error": error,
             "last_result": result.get("status"), "last_at": result.get("started_at"),
             "last_error": result.get("error"), "last_run": result.get("run_id"),
             "last_task": task.get("kind"), "last_task_result": task.get("status"),

@@ -125,6 +125,7 @@ def plan_migration(tenancy: Tenancy, tenants: list[Tenant], target: str | None, 
     reads = read_versions(tenancy, tenants)
     outside: dict[str, bool] = {}
     by_current: dict[str | None, tuple[str, list[str], str | None]] = {}
+    newer: set[str | None] = set()  # revisions past an upgrade's target
 
     def steps_from(current: str | None) -> tuple[str, list[str], str | None]:
         if current == target:
@@ -135,6 +136,7 @@ def plan_migration(tenancy: Tenancy, tenants: list[Tenant], target: str | None, 
         if downgrade and (current is None or (target is not None and target not in driver.ancestors(scripts, current))):
             return "at-target", [], None  # already at or below the target: nothing to take back
         if not downgrade and target in driver.ancestors(scripts, current):
+            newer.add(current)
             return "error", [], f"at {current}, newer than {target}: use downgrade-tenants to go back"
         try:
             steps = [s.revision.revision for s in driver.steps_between(scripts, current, target, downgrade=downgrade)]
@@ -156,6 +158,10 @@ def plan_migration(tenancy: Tenancy, tenants: list[Tenant], target: str | None, 
                 outside[revision] = runs_outside_transaction(scripts, revision)
         items.append(TenantPlan(tenant, status, read.revision, list(steps),
                                 [r for r in steps if outside[r]], error))
+    read = [item for item in items if item.error_status != "unreachable"]
+    if read and all(item.status == "error" and item.current in newer for item in read):
+        raise InvalidUsage(f"--to {target} is older than every selected tenant: use downgrade-tenants to go back; "
+                           "nothing was changed")
     heads = tuple(sorted(scripts.get_heads()))
     head = heads[0] if len(heads) == 1 else None  # several heads: a downgrade may still be planned
     return Plan("downgrade" if downgrade else "upgrade", target, head, items, skipped or [])

@@ -49,6 +49,7 @@ def _runs(tenancy: Tenancy) -> int:
     (["for-each-tenant", "nosuch"], "unknown task 'nosuch'"),
     (["for-each-tenant", "sql", "missing.sql"], "no SQL file missing.sql"),
     (["downgrade-tenants", "--to", "0001"], "without confirmation: pass --yes"),
+    (["upgrade-all-tenants", "--to", "0001"], "use downgrade-tenants"),
 ])
 def test_bad_usage_exits_2_and_changes_nothing(group, runner: CliRunner, tenancy: Tenancy, args, message) -> None:  # type: ignore[no-untyped-def]
     make_tenants(tenancy, ["acme", "beta"])
@@ -58,6 +59,33 @@ def test_bad_usage_exits_2_and_changes_nothing(group, runner: CliRunner, tenancy
     assert message in result.output and "Traceback" not in result.output
     assert _runs(tenancy) == runs
     assert live(tenancy, "acme") == live(tenancy, "beta") == "0003"
+
+
+@pytest.mark.parametrize("sql, refused", [
+    ("UPDATE products SET stock = 0;\nCOMMIT;", "COMMIT"),
+    ("BEGIN;\nUPDATE products SET stock = 0;", "BEGIN"),
+    ("UPDATE products SET stock = 0;\nROLLBACK;", "ROLLBACK"),
+    ("SET search_path TO public;\nUPDATE products SET stock = 0;", "SET search_path"),
+    ("RESET ALL;", "RESET"),
+    ("SELECT set_config('search_path', 'public', false);", "set_config"),
+    ("UPDATE products SET stock = ;", "cannot be parsed"),
+])
+def test_sql_file_that_escapes_the_transaction_is_refused(group, runner: CliRunner, tenancy: Tenancy,  # type: ignore[no-untyped-def]
+                                                          tmp_path: Path, backend: str, sql: str, refused: str) -> None:
+    make_tenants(tenancy, ["acme"])
+    script = tmp_path / "fix.sql"
+    script.write_text(sql)
+    runs = _runs(tenancy)
+    result = runner.invoke(group, ["for-each-tenant", "sql", str(script)])
+    assert result.exit_code == 2, result.output
+    assert refused in result.output and "Traceback" not in result.output
+    assert _runs(tenancy) == runs and rows(tenancy, "acme", "SELECT stock FROM products") == [(5,)]
+    fine = tmp_path / "fine.sql"
+    local = "SET LOCAL statement_timeout = '5s';\n" if backend == "postgresql" else ""  # SQLite has no SET
+    fine.write_text(local + "UPDATE products SET stock = stock + 1 WHERE id = 1;")
+    done = runner.invoke(group, ["for-each-tenant", "sql", str(fine)])
+    assert done.exit_code == 0, done.output
+    assert rows(tenancy, "acme", "SELECT stock FROM products") == [(6,)]
 
 
 def test_plain_lines_json_report_and_versions(group, runner: CliRunner, tenancy: Tenancy, cli_env) -> None:  # type: ignore[no-untyped-def]

@@ -79,6 +79,7 @@ class CeleryFleetRun(FleetRun):
         with self.engine.connect() as conn:
             self.seen = conn.execute(select(func.coalesce(func.max(tenant_results.c.id), 0))
                                      .where(tenant_results.c.run_id == run_id)).scalar()
+        self.heartbeat.stop()  # the workers beat for the run from now on (tenants.fleet.celery.relay)
         with self.engine.begin() as conn:  # from now on the run holds the fleet lock, not this process
             conn.execute(update(fleet_locks).where(fleet_locks.c.run_id == run_id)
                          .values(host=HANDED_OFF_HOST, pid=0, heartbeat_at=utcnow()))
@@ -139,12 +140,25 @@ class CeleryFleetRun(FleetRun):
             finalise_if_complete(self.engine, run_id)
 
     def _follow(self, run_id: str) -> None:
-        """Show results as the workers record them, until every tenant has one or the run is closed."""
+        """Show results as the workers record them, until every tenant has one, the run is closed or --timeout.
+
+        The watchdog (tenants.fleet.celery.watchdog) sends a stalled slot's task again, or fails
+        its tenants, so the run ends even if a message is lost.
+        """
+        from tenants.fleet.celery.watchdog import watch_run
+
         expected = {item.slug for item in self.plan.pending}
         have: set[str] = set()
         last_check = time.monotonic()
+        timeout = self.options.wait_timeout
+        stall_after = self.tenancy.settings.stall_after
         try:
             while True:
+                if timeout is not None and time.monotonic() - self.report.started > timeout:
+                    self.stop = "wait-timeout"
+                    self.report.notes.append(f"stopped waiting after --timeout {timeout:g} s; the run goes on in "
+                                             f"the workers: 'manage.py run-status {run_id}' reports it")
+                    return
                 for result_id, result in results_since(self.engine, run_id, self.seen):
                     self.seen = result_id
                     self._show(result)
@@ -157,7 +171,9 @@ class CeleryFleetRun(FleetRun):
                         self.report.notes.append(f"run {run_id} was closed while tenants were left: "
                                                  "another run took the fleet lock over")
                         return
-                self._beat()
+                    for note in watch_run(self.tenancy, run_id, stall_after):  # shown next time round
+                        self.report.notes.append(note)
+                        self.emit("note", note)
                 time.sleep(POLL_SECONDS)
         except KeyboardInterrupt:
             self.stop = "interrupted"
@@ -183,6 +199,8 @@ class CeleryFleetRun(FleetRun):
             return "dispatched"
         if self.stop == "interrupted":
             return "interrupted"
+        if self.stop == "wait-timeout":
+            return "running"
         self.report.notes += [note for note in load_report(self.engine, self.report.run_id).notes
                               if note not in self.report.notes]
         return self._run_status(self.report.run_id)

@@ -1,0 +1,61 @@
+"""Operators under faults: run manage.py, keep every output, and check that none shows the password.
+
+Fault tests reach PostgreSQL with a URL carrying SECRET as its password (the local trust login
+ignores it), so a password printed by any code path shows up in some output.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+
+from sqlalchemy.engine import make_url
+
+from tenants.core.settings import PROJECT_ROOT
+from tests.conftest import run_manage
+
+SECRET = "Tr0ub4dor-s3cret"
+
+
+def with_secret(url: str) -> str:
+    """Return `url` with SECRET as its password."""
+    return make_url(url).set(password=SECRET).render_as_string(hide_password=False)
+
+
+class Operator:
+    """Runs manage.py like an operator and keeps every output, to check none shows the password."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.outputs: list[str] = []
+        self.started: list[subprocess.Popen] = []
+
+    def run(self, args: list[str], timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+        result = run_manage(args, {**self.env, **env}, timeout=timeout)
+        self.outputs += [result.stdout, result.stderr]
+        return result
+
+    def start(self, args: list[str], **env: str) -> subprocess.Popen:
+        full = {**os.environ, **self.env, **env, "PYTHONPATH": str(PROJECT_ROOT)}
+        process = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "manage.py"), *args], env=full,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        self.started.append(process)
+        return process
+
+    def wait(self, process: subprocess.Popen, timeout: float = 120) -> tuple[str, str]:
+        out, err = process.communicate(timeout=timeout)
+        self.outputs += [out, err]
+        return out, err
+
+    def close(self) -> None:
+        for process in self.started:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)  # its group: workers it may have left behind too
+            except ProcessLookupError:
+                pass
+            if process.stdout is not None and not process.stdout.closed:
+                process.communicate()
+            process.wait()
+        leaked = [text for text in self.outputs if SECRET in text]
+        assert not leaked, leaked[0]
