@@ -143,19 +143,26 @@ def upgrade_all_tenants_command(target: str, allow_destructive: bool, strict: bo
 
 
 @click.command("downgrade-tenants")
-@click.option("--to", "target", required=True, help="Target revision ('base' removes every table).")
+@click.option("--to", "target", required=True,
+              help="Target revision, or -1, -2, ... when the selected tenants share one ('base' removes every table).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@click.option("--allow-destructive", is_flag=True,
+              help="Let downgrades that drop data through the lint gate (tenants are backed up first).")
+@click.option("--strict", is_flag=True, help="Stop on lock and other lint warnings too.")
+@click.option("--backup", is_flag=True, help="Back up every tenant before it moves.")
 @migration_command
-def downgrade_tenants_command(target: str, yes: bool, **kw: Any) -> None:
-    """Take the selected tenants back to an older revision (asks first: downgrades may drop data).
+def downgrade_tenants_command(target: str, yes: bool, allow_destructive: bool, strict: bool, backup: bool,
+                              **kw: Any) -> None:
+    """Take the selected tenants back to an older revision (asks first), past the lint gate on the downgrade bodies.
 
-    Exit codes as for upgrade-all-tenants.
+    Exit codes as for upgrade-all-tenants; a downgrade that drops data exits 2 without --allow-destructive.
     """
     if kw["as_sql"]:
         return _print_sql(target, True, kw)
     from tenants.fleet.runs import downgrade_tenants
 
-    options = _options(kw, dry_run=kw["dry_run"], replay=False)
+    options = _options(kw, dry_run=kw["dry_run"], replay=False, allow_destructive=allow_destructive, strict=strict,
+                       backup=backup)
     if not yes and not kw["dry_run"]:
         if not sys.stdin.isatty():
             fail("refusing to downgrade tenants without confirmation: pass --yes", 2)

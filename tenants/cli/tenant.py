@@ -77,35 +77,72 @@ def drop_tenant_command(slug: str, yes: bool) -> None:
     click.echo(f"dropped tenant {slug}")
 
 
-def _move(slug: str, to: str, downgrade: bool) -> None:
-    from tenants.migrate.lifecycle import move_tenant
+def _move(slug: str, to: str, downgrade: bool, allow_destructive: bool, strict: bool, backup: bool) -> None:
+    """Move one tenant through the guarded path and say what happened, as upgrade-all-tenants would."""
+    from tenants.fleet.options import RunOptions
+    from tenants.fleet.single import move_tenant
 
-    outcome = move_tenant(get_tenancy(), slug, to, downgrade=downgrade)
-    click.echo(f"{slug}: {outcome.from_revision or 'base'} -> {outcome.to_revision or 'base'} "
-               f"({len(outcome.applied)} revisions, {outcome.duration_ms:.0f} ms)")
+    tenancy = get_tenancy()
+    tenancy.registry.get(slug)  # an unknown slug is bad usage before anything is read
+    options = RunOptions(allow_destructive=allow_destructive, strict=strict, backup=backup, replay=not downgrade)
+    report = move_tenant(tenancy, slug, to, downgrade=downgrade, options=options)
+    for note in report.notes:
+        click.echo(f"note: {mask_secrets(note)}")
+    result = report.final().get(slug)
+    if result is None:
+        item = report.plan.items[0] if report.plan.items else None
+        click.echo(f"{slug}: already at {(item.current if item else None) or 'base'}")
+    elif result.status == "ok":
+        click.echo(f"{slug}: {result.from_revision or 'base'} -> {result.to_revision or 'base'} "
+                   f"({result.detail}, {result.duration_ms:.0f} ms; run {report.run_id})")
+    else:
+        click.echo(f"Error: {mask_secrets(result.error or result.status)}", err=True)
+    sys.exit(report.exit_code)
+
+
+def guard_options(command):  # type: ignore[no-untyped-def]
+    """The lint gate's options, as upgrade-all-tenants has them."""
+    for option in reversed([
+        click.option("--allow-destructive", is_flag=True,
+                     help="Let reviewed data-loss hazards through the lint gate (the tenant is backed up first)."),
+        click.option("--strict", is_flag=True, help="Stop on lock and other lint warnings too."),
+        click.option("--backup", is_flag=True, help="Back the tenant up before it moves."),
+    ]):
+        command = option(command)
+    return command
 
 
 @click.command("upgrade-tenant")
 @click.argument("slug")
 @click.option("--to", default="head", show_default=True, help="Target revision.")
+@guard_options
 @reports_errors
-def upgrade_tenant_command(slug: str, to: str) -> None:
-    """Upgrade one tenant to a revision, all steps in one transaction."""
-    _move(slug, to, downgrade=False)
+def upgrade_tenant_command(slug: str, to: str, allow_destructive: bool, strict: bool, backup: bool) -> None:
+    """Upgrade one tenant to a revision, all steps in one transaction, past the same gate as the fleet.
+
+    Exit codes as for upgrade-all-tenants: 0 done, 1 failed (nothing changed), 2 bad usage or a
+    blocking lint hazard, 3 the tenant is busy or unreachable.
+    """
+    _move(slug, to, False, allow_destructive, strict, backup)
 
 
 @click.command("downgrade-tenant")
 @click.argument("slug")
-@click.option("--to", required=True, help="Target revision ('base' removes every table).")
+@click.option("--to", required=True, help="Target revision, or -1, -2, ... ('base' removes every table).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@guard_options
 @reports_errors
-def downgrade_tenant_command(slug: str, to: str, yes: bool) -> None:
-    """Downgrade one tenant to an older revision (asks first: downgrades may drop data)."""
+def downgrade_tenant_command(slug: str, to: str, yes: bool, allow_destructive: bool, strict: bool,
+                             backup: bool) -> None:
+    """Downgrade one tenant to an older revision (asks first), past the lint gate on the downgrade bodies.
+
+    A downgrade that drops data is refused (exit 2) unless --allow-destructive, which backs the tenant up first.
+    """
     if not yes:
         if not sys.stdin.isatty():
             fail(f"refusing to downgrade tenant {slug!r} without confirmation: pass --yes", 2)
         click.confirm(f"Downgrade tenant {slug!r} to {to}? Data in dropped columns is lost.", abort=True)
-    _move(slug, to, downgrade=True)
+    _move(slug, to, True, allow_destructive, strict, backup)
 
 
 COMMANDS = [

@@ -39,6 +39,9 @@ class RunOptions:
     jobs_per_server: int | None = None  # at most this many tenants of one database server at once
     via: str | None = None  # None: this machine's process pool; "celery": Celery workers
     no_wait: bool = False  # celery: return once the run is handed to the workers
+    # Single-tenant commands run without the fleet lock: the tenant's own lock keeps two runs of
+    # it apart, and a fleet run in progress must not make one tenant's fix wait for the whole fleet.
+    fleet_lock: bool = True
     wait_timeout: float | None = None  # celery: stop following the run after this long (it goes on)
 
     def validate(self) -> None:
@@ -49,6 +52,8 @@ class RunOptions:
             raise InvalidUsage(f"--jobs-per-server must be at least 1, not {self.jobs_per_server}")
         if self.via not in (None, "local", "celery"):
             raise InvalidUsage(f"--via must be 'local' or 'celery', not {self.via!r}")
+        if not self.fleet_lock and self.via == "celery":
+            raise InvalidUsage("a run handed to Celery workers holds the fleet lock: it cannot run without it")
         if self.no_wait and self.via != "celery":
             raise InvalidUsage("--no-wait needs --via celery: a local run ends with this command")
         if self.wait_timeout is not None and (self.via != "celery" or self.no_wait):

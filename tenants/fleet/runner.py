@@ -67,7 +67,7 @@ class FleetRun:
             finish_run(self.engine, report.run_id, "ok", report.ledger_counts())
             return self._finish("ok")
         try:
-            note = self.lock.acquire()
+            note = self.lock.acquire() if self.options.fleet_lock else None
         except TenantError as e:
             # Nothing ran and nothing is recorded; the report still names the tenants left waiting.
             report.notes.append(str(e))
@@ -77,7 +77,8 @@ class FleetRun:
                 report.results.append(result)
                 self.emit("result", (result, index, len(plan.pending)))
             return self._finish("locked")
-        self.heartbeat.start()
+        if self.lock.held:
+            self.heartbeat.start()
         try:
             if note:
                 report.notes.append(note)
@@ -85,7 +86,8 @@ class FleetRun:
             report.notes += self._checks()
             report.run_id = start_run(self.engine, plan.kind, plan.target, self.options.started_by,
                                       self.options.recorded(), total=len(plan.items))
-            self.lock.adopt_run(report.run_id)
+            if self.lock.held:
+                self.lock.adopt_run(report.run_id)
             self.emit("start", report.run_id)
             for item in plan.errors:
                 self._record(TenantResult(item.slug, item.error_status, item.current, None, 0.0, item.error))

@@ -2,12 +2,13 @@
 
 The CLI, the console and schedulers call these and only present the RunReport. A run: control
 plane first -> plan from one bulk read -> (nothing to do: record, return) -> fleet lock ->
-plan checks (the lint gate for upgrades) -> run row -> tenants through this machine's process
+plan checks (the lint gate) -> run row -> tenants through this machine's process
 pool (tenants.fleet.runner) or Celery workers (tenants.fleet.celery.dispatch) -> final status.
 """
 
 from collections.abc import Callable
 
+from tenants.core.errors import InvalidUsage
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.options import PlanCheck, RunOptions
 from tenants.fleet.report import RunReport
@@ -15,9 +16,10 @@ from tenants.fleet.runner import Event, FleetRun
 from tenants.fleet.sql_file import check_sql_file
 from tenants.fleet.tasks import UNIT_PREFIX, get_task
 from tenants.migrate.control import ensure_control
-from tenants.migrate.migrator import resolve_target
+from tenants.migrate.migrator import relative_target, resolve_target
 from tenants.migrate.plan import Plan, Selection, TenantPlan, check_canary, plan_migration, plan_task, select_tenants
 from tenants.migrate.replay import render_pending
+from tenants.migrate.versions import read_versions
 from tenants.safety.gate import LintGate
 
 
@@ -31,8 +33,14 @@ def upgrade_tenants(tenancy: Tenancy, selection: Selection, target: str | None =
 
 def downgrade_tenants(tenancy: Tenancy, selection: Selection, target: str | None,
                       options: RunOptions | None = None, on_event: Event | None = None) -> RunReport:
-    """Take the selected tenants back to `target` ('base' removes every table)."""
-    return _migrate(tenancy, selection, target, True, options or RunOptions(), on_event, None)
+    """Take the selected tenants back to `target` ('base' removes every table), past the lint gate too.
+
+    The gate reads the downgrade bodies: one that drops data stops the run unless it allows
+    destructive changes, and then each tenant it would lose data of is backed up first.
+    """
+    options = options or RunOptions()
+    gate = LintGate(options.allow_destructive, options.strict, options.backup, downgrade=True)
+    return _migrate(tenancy, selection, target, True, options, on_event, gate)
 
 
 def check_executor(tenancy: Tenancy, options: RunOptions) -> None:
@@ -60,10 +68,23 @@ def prepare_migration(tenancy: Tenancy, selection: Selection, target: str | None
     options.validate()
     check_executor(tenancy, options)
     ensure_control(tenancy)
+    if downgrade and isinstance(target, str) and target.startswith("-"):
+        target = _from_relative(tenancy, selection, target)
     resolved = resolve_target(tenancy.scripts, target)
     tenants, skipped = select_tenants(tenancy, selection)
     check_canary(options.canary, tenants)
     return plan_migration(tenancy, tenants, resolved, downgrade=downgrade, skipped=skipped)
+
+
+def _from_relative(tenancy: Tenancy, selection: Selection, target: str) -> str:
+    """Turn a relative downgrade target (-1, -2, ...) into a revision; the selection must share one revision."""
+    tenants, _ = select_tenants(tenancy, selection)
+    reads = read_versions(tenancy, tenants)
+    currents = {reads[t.slug].revision for t in tenants if reads[t.slug].error is None}
+    if len(currents) != 1:
+        raise InvalidUsage(f"--to {target} is relative: the selected tenants must be at one revision, not at "
+                           f"{', '.join(sorted(c or 'base' for c in currents)) or 'none readable'}; name a revision")
+    return relative_target(tenancy.scripts, currents.pop(), target) or "base"
 
 
 def _migrate(tenancy: Tenancy, selection: Selection, target: str | None, downgrade: bool,

@@ -18,7 +18,7 @@ from tenants.core.storage import TenantStorage
 from tenants.core.tenancy import Tenancy
 from tenants.migrate.control import ensure_control
 from tenants.migrate.errors import MigrationTimeout
-from tenants.migrate.migrator import MigrationOutcome, migrate_tenant, resolve_target
+from tenants.migrate.migrator import MigrationOutcome, migrate_tenant
 
 
 def _failure_result(slug: str, from_rev: str | None, error: Exception, started: float) -> TenantResult:
@@ -129,18 +129,4 @@ def drop_tenant(tenancy: Tenancy, slug: str) -> None:
     else:
         storage.drop()
     tenancy.registry.remove(slug)
-
-
-def move_tenant(tenancy: Tenancy, slug: str, target: str | None, *, downgrade: bool = False,
-                started_by: str | None = None) -> MigrationOutcome:
-    """Upgrade (or downgrade) one registered tenant to `target`, recorded in the ledger."""
-    ensure_control(tenancy)
-    tenancy.registry.get(slug)
-    resolve_target(tenancy.scripts, target)  # bad input fails before anything is recorded
-    s = tenancy.settings
-    kind = "downgrade-tenant" if downgrade else "upgrade-tenant"
-    return run_single(tenancy, kind, slug, target,
-                      lambda st: migrate_tenant(st, tenancy.scripts, target, downgrade=downgrade,
-                                                lock_timeout=s.lock_timeout, statement_timeout=s.statement_timeout),
-                      started_by)
 

@@ -4,6 +4,7 @@ Alembic runs in-process on a connection the storage backend has bound to the ten
 script directory is loaded once by the caller and reused for every tenant.
 """
 
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -59,6 +60,26 @@ def resolve_target(scripts: ScriptDirectory, target: str | None) -> str | None:
     if revision is None:
         raise InvalidRevision(f"unknown revision {target!r}: see 'manage.py db history'")
     return revision.revision
+
+
+RELATIVE = re.compile(r"-([1-9][0-9]{0,3})")
+
+
+def relative_target(scripts: ScriptDirectory, current: str | None, target: str) -> str | None:
+    """Return the revision `-N` steps below `current` ('-1': its parent; None: base); raise InvalidRevision."""
+    match = RELATIVE.fullmatch(target)
+    if match is None:
+        raise InvalidRevision(f"invalid relative revision {target!r}: use -1, -2, ...")
+    revision = current
+    for _ in range(int(match.group(1))):
+        if revision is None:
+            raise InvalidRevision(f"{target} goes below base from {current or 'base'}")
+        down = scripts.get_revision(revision).down_revision
+        if isinstance(down, tuple | list):
+            raise InvalidRevision(f"{target} from {current}: revision {revision} merges {', '.join(down)}; "
+                                  "name the revision to go back to")
+        revision = down
+    return revision
 
 
 def current_revision(storage: TenantStorage) -> str | None:

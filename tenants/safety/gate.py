@@ -55,24 +55,31 @@ class GateReport:
 
 def plan_gate(scripts: ScriptDirectory, from_revisions: Iterable[str | None], target: str | None = "head",
               dialects: Collection[str] = ("postgresql",), allow_destructive: bool = False,
-              strict: bool = False) -> GateReport:
-    """Lint every revision pending from the given starting revisions and judge the run."""
-    # pglast loads only when there is something to lint, so a no-op run stays fast.
-    from tenants.safety.lint.chain import lint_pending
+              strict: bool = False, *, downgrade: bool = False) -> GateReport:
+    """Lint every revision body a run from the given starting revisions would run, and judge the run.
 
-    hazards = lint_pending(scripts, set(from_revisions), target, dialects)
+    An upgrade runs upgrade bodies; a downgrade runs the downgrade bodies of the revisions it takes back.
+    """
+    # pglast loads only when there is something to lint, so a no-op run stays fast.
+    from tenants.safety.lint.chain import lint_downgrade, lint_pending
+
+    if downgrade:
+        hazards = lint_downgrade(scripts, set(from_revisions), target, dialects)
+    else:
+        hazards = lint_pending(scripts, set(from_revisions), target, dialects)
     return GateReport(hazards, gate(hazards, allow_destructive, strict),
                       {h.revision for h in hazards if h.severity == DATA_LOSS})
 
 
 class LintGate:
-    """The gate as a plan check of one upgrade run; it keeps its verdict for the backup decision.
+    """The gate as a plan check of one run; it keeps its verdict for the backup decision.
 
     Made afresh for every run, so nothing it learns outlives the run or leaks into its options.
     """
 
-    def __init__(self, allow_destructive: bool, strict: bool, backup_all: bool) -> None:
+    def __init__(self, allow_destructive: bool, strict: bool, backup_all: bool, *, downgrade: bool = False) -> None:
         self.allow_destructive, self.strict, self.backup_all = allow_destructive, strict, backup_all
+        self.downgrade = downgrade
         self.report: GateReport | None = None
 
     def __call__(self, tenancy: Tenancy, plan: Plan, options: object) -> list[str]:
@@ -81,7 +88,8 @@ class LintGate:
             return []
         starts = {item.current for item in plan.pending}
         dialects = dialects_of(tenancy.storage(item.tenant).dialect for item in plan.pending)
-        self.report = plan_gate(tenancy.scripts, starts, plan.target, dialects, self.allow_destructive, self.strict)
+        self.report = plan_gate(tenancy.scripts, starts, plan.target, dialects, self.allow_destructive, self.strict,
+                                downgrade=self.downgrade)
         self.report.raise_if_blocked()
         return [f"migration hazard: {format_hazard(h)}" for h in self.report.hazards]
 

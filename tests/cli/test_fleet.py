@@ -90,7 +90,7 @@ def test_sql_file_that_escapes_the_transaction_is_refused(group, runner: CliRunn
 
 def test_plain_lines_json_report_and_versions(group, runner: CliRunner, tenancy: Tenancy, cli_env) -> None:  # type: ignore[no-untyped-def]
     make_tenants(tenancy, ["acme", "beta"])
-    result = runner.invoke(group, ["downgrade-tenants", "--to", "0002", "--yes", "--jobs", "1"])
+    result = runner.invoke(group, ["downgrade-tenants", "--to", "0002", "--yes", "--jobs", "1", "--allow-destructive"])
     assert result.exit_code == 0, result.output
     assert "[1/2 acme] 0003 -> 0002 ok" in result.output
     dry = runner.invoke(group, ["upgrade-all-tenants", "--dry-run"])
@@ -110,7 +110,7 @@ def test_plain_lines_json_report_and_versions(group, runner: CliRunner, tenancy:
 
 def test_sql_prints_each_tenant_and_touches_nothing(group, runner: CliRunner, tenancy: Tenancy, backend: str) -> None:  # type: ignore[no-untyped-def]
     make_tenants(tenancy, ["acme"])
-    assert runner.invoke(group, ["downgrade-tenants", "--to", "0002", "--yes"]).exit_code == 0
+    assert runner.invoke(group, ["downgrade-tenants", "--to", "0002", "--yes", "--allow-destructive"]).exit_code == 0
     runs = _runs(tenancy)
     result = runner.invoke(group, ["upgrade-all-tenants", "--sql"])
     if backend == "postgresql":

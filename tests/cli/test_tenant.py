@@ -19,7 +19,8 @@ def test_create_list_upgrade_drop_through_cli_runner(runner, tenancy):
     result = runner.invoke(cli, ["list-tenants", "--json"])
     rows = json.loads(result.output)
     assert [(r["slug"], r["status"], r["revision"], r["at_head"]) for r in rows] == [("acme", "active", "0003", True)]
-    assert runner.invoke(cli, ["downgrade-tenant", "acme", "--to", "0002", "--yes"]).exit_code == 0
+    down = runner.invoke(cli, ["downgrade-tenant", "acme", "--to", "0002", "--yes", "--allow-destructive"])
+    assert down.exit_code == 0, down.output
     assert current_revision(tenancy.storage("acme")) == "0002"
     result = runner.invoke(cli, ["list-tenants"])
     assert "acme" in result.output and "0002" in result.output

@@ -197,7 +197,7 @@ def test_downgrade_round_trip_keeps_untouched_data(tenancy: Tenancy) -> None:
     queries = ["SELECT id, name, description FROM roles", "SELECT id, email, full_name, active FROM users",
                "SELECT id, name, sku, price, stock FROM products"]
     before = {s: [rows(tenancy, s, q) for q in queries] for s in ("acme", "beta")}
-    down = downgrade_tenants(tenancy, Selection(), "0002")
+    down = downgrade_tenants(tenancy, Selection(), "0002", RunOptions(allow_destructive=True))
     assert down.exit_code == 0 and live(tenancy, "acme") == "0002"
     assert "console_access" not in columns(tenancy, "acme", "roles")
     up = upgrade_tenants(tenancy, Selection())

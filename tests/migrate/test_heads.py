@@ -59,6 +59,6 @@ def test_views_keep_working_and_show_the_heads(branched):
 
 def test_a_downgrade_dry_run_is_planned_without_a_head(branched):
     _tenancy, env = branched
-    result = run_manage(["downgrade-tenants", "--to", "0002", "--dry-run"], env)
+    result = run_manage(["downgrade-tenants", "--to", "0002", "--dry-run", "--allow-destructive"], env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 pending" in result.stdout and "Traceback" not in result.stderr

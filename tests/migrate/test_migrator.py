@@ -7,10 +7,13 @@ from sqlalchemy import inspect, select
 
 from portal.models import Product
 from tenants.core.binding import tenant_session
+from tenants.core.errors import InvalidUsage
 from tenants.core.ledger import ledger_versions
 from tenants.core.tenancy import Tenancy
-from tenants.migrate.errors import InvalidRevision, MigrationFailed
-from tenants.migrate.lifecycle import create_tenant, move_tenant
+from tenants.fleet.options import RunOptions
+from tenants.fleet.single import move_tenant
+from tenants.migrate.errors import InvalidRevision
+from tenants.migrate.lifecycle import create_tenant
 from tenants.migrate.migrator import current_revision
 from tests.chains import chain_with
 from tests.factories import make_product
@@ -32,12 +35,14 @@ def test_create_brings_tenant_to_head_and_ledger_mirrors_it(tenancy):
 def test_to_a_middle_revision_and_back(tenancy):
     create_tenant(tenancy, "acme")
     storage = tenancy.storage("acme")
-    move_tenant(tenancy, "acme", "0001", downgrade=True)
+    down = move_tenant(tenancy, "acme", "0001", downgrade=True, options=RunOptions(allow_destructive=True))
+    assert down.exit_code == 0, down.to_dict()
     assert current_revision(storage) == "0001"
     assert tables(storage) == {"users", "roles", "users_roles"}
     assert ledger_versions(tenancy.control_engine)["acme"] == "0001"
-    outcome = move_tenant(tenancy, "acme", "0002")
-    assert (outcome.from_revision, outcome.to_revision, outcome.applied) == ("0001", "0002", ["0002"])
+    [result] = move_tenant(tenancy, "acme", "0002").results
+    assert (result.status, result.from_revision, result.to_revision) == ("ok", "0001", "0002")
+    assert result.detail.startswith("applied 0002")
     assert "products" in tables(storage)
     move_tenant(tenancy, "acme", "head")
     assert current_revision(storage) == ledger_versions(tenancy.control_engine)["acme"] == "0003"
@@ -45,7 +50,7 @@ def test_to_a_middle_revision_and_back(tenancy):
 
 def test_upgrading_to_an_older_revision_is_refused(tenancy):
     create_tenant(tenancy, "acme")
-    with pytest.raises(InvalidRevision, match="downgrade"):
+    with pytest.raises(InvalidUsage, match="downgrade"):
         move_tenant(tenancy, "acme", "0001")
     assert current_revision(tenancy.storage("acme")) == "0003"
 
@@ -70,10 +75,10 @@ def test_a_failing_revision_leaves_the_tenant_exactly_where_it_was(tenancy, tmp_
     make_product(storage, sku="KEEP-1")
     broken = Tenancy(replace(tenancy.settings, revision_dir=chain_with(tmp_path, FAILING_HALF_WAY)))
     try:
-        with pytest.raises(MigrationFailed) as failure:
-            move_tenant(broken, "acme", "head")
-        assert failure.value.slug == "acme" and failure.value.revision == "0005"
-        assert "no_such_table" in failure.value.db_message
+        report = move_tenant(broken, "acme", "head")
+        [result] = report.results
+        assert report.exit_code == 1 and result.status == "failed"
+        assert "acme" in result.error and "0005" in result.error and "no_such_table" in result.error
     finally:
         broken.close()
     assert current_revision(storage) == "0003"

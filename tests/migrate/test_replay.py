@@ -74,7 +74,7 @@ def rich_fleet(settings, tmp_path: Path, tenancy: Tenancy):  # type: ignore[no-u
     if not settings.control_url.startswith("postgresql"):
         pytest.skip("the replay fast path is PostgreSQL only; SQLite tenants always run Alembic online")
     make_tenants(tenancy, ["online_t", "replay_t"])
-    assert downgrade_tenants(tenancy, Selection(), "base").exit_code == 0
+    assert downgrade_tenants(tenancy, Selection(), "base", RunOptions(allow_destructive=True)).exit_code == 0
     fleet = Tenancy(with_chain(settings, write_chain(tmp_path, RICH_CHAIN)))
     yield fleet
     fleet.close()

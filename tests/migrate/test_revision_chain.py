@@ -4,7 +4,9 @@ import pytest
 from sqlalchemy import select, text
 
 from tenants.core.control_schema import migration_runs
-from tenants.migrate.lifecycle import create_tenant, move_tenant
+from tenants.fleet.options import RunOptions
+from tenants.fleet.single import move_tenant
+from tenants.migrate.lifecycle import create_tenant
 from tenants.migrate.migrator import current_revision
 from tests.chains import chain_with
 from tests.conftest import run_manage
@@ -26,6 +28,8 @@ def test_autogenerate_against_one_tenant_writes_unqualified_names(tenancy, cli_e
     # the new script serves another tenant too
     create_tenant(tenancy, "globex")
     result = run_manage(["upgrade-tenant", "globex"], env)
+    assert result.returncode == 2 and "drop-table:scratch" in result.stderr  # the gate reads what it would run
+    result = run_manage(["upgrade-tenant", "globex", "--allow-destructive"], env)
     assert result.returncode == 1  # globex has no scratch table: the script really runs there
     assert current_revision(tenancy.storage("globex")) == "0003"
 
@@ -50,7 +54,7 @@ def test_the_hinted_order_works_for_commands_without_their_own_x_option(cli_env,
 ])
 def test_revision_changing_passthrough_is_refused_and_changes_nothing(cli_env, tenancy, args):
     create_tenant(tenancy, "acme")
-    move_tenant(tenancy, "acme", "0002", downgrade=True)
+    move_tenant(tenancy, "acme", "0002", downgrade=True, options=RunOptions(allow_destructive=True))
     runs = len(ledger_runs(tenancy))
     result = run_manage(args, cli_env)
     assert result.returncode == 2, result.stdout + result.stderr

@@ -13,8 +13,8 @@ from sqlalchemy import text
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.options import RunOptions
 from tenants.fleet.runs import downgrade_tenants, upgrade_tenants
-from tenants.migrate.errors import MigrationFailed
-from tenants.migrate.lifecycle import create_tenant, move_tenant
+from tenants.fleet.single import move_tenant
+from tenants.migrate.lifecycle import create_tenant
 from tenants.migrate.migrator import current_revision
 from tenants.migrate.plan import Selection
 from tests.chains import chain_with
@@ -37,22 +37,23 @@ def seeded(tenancy, slug: str = "acme"):  # type: ignore[no-untyped-def]
     return storage
 
 
+DESTRUCTIVE = RunOptions(allow_destructive=True)  # downgrading 0003 drops roles.console_access
 FULL = {"users": 2, "roles": 2, "users_roles": 2, "products": 1}
 
 
 def test_single_tenant_downgrade_and_upgrade_through_a_rebuild_keep_every_row(tenancy):
     storage = seeded(tenancy)
-    move_tenant(tenancy, "acme", "0002", downgrade=True)
+    assert move_tenant(tenancy, "acme", "0002", downgrade=True, options=DESTRUCTIVE).exit_code == 0
     assert current_revision(storage) == "0002"
     assert every_table(storage) == FULL
-    move_tenant(tenancy, "acme", "head")
+    assert move_tenant(tenancy, "acme", "head").exit_code == 0
     assert current_revision(storage) == "0003"
     assert every_table(storage) == FULL
 
 
 def test_fleet_runs_through_a_rebuild_keep_every_row(tenancy):
     storage = seeded(tenancy)
-    assert downgrade_tenants(tenancy, Selection(), "0002", RunOptions(jobs=1)).exit_code == 0
+    assert downgrade_tenants(tenancy, Selection(), "0002", replace(DESTRUCTIVE, jobs=1)).exit_code == 0
     assert every_table(storage) == FULL
     assert upgrade_tenants(tenancy, Selection(), "head", RunOptions(jobs=2)).exit_code == 0
     assert current_revision(storage) == "0003"
@@ -61,7 +62,7 @@ def test_fleet_runs_through_a_rebuild_keep_every_row(tenancy):
 
 def test_cli_single_tenant_commands_through_a_rebuild_keep_every_row(tenancy, cli_env):
     storage = seeded(tenancy)
-    result = run_manage(["downgrade-tenant", "acme", "--to", "0002", "--yes"], cli_env)
+    result = run_manage(["downgrade-tenant", "acme", "--to", "0002", "--yes", "--allow-destructive"], cli_env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert every_table(storage) == FULL
     result = run_manage(["upgrade-tenant", "acme"], cli_env)
@@ -78,9 +79,8 @@ def test_a_revision_that_leaves_a_dangling_reference_fails_and_changes_nothing(s
     storage = seeded(current)
     current.close()
     tenancy = Tenancy(replace(settings, revision_dir=chain_with(tmp_path, DANGLING)))
-    with pytest.raises(MigrationFailed) as failed:
-        move_tenant(tenancy, "acme", "head")
-    assert "0004" in str(failed.value) and "foreign key" in str(failed.value).lower()
+    [failed] = move_tenant(tenancy, "acme", "head").results
+    assert failed.status == "failed" and "0004" in failed.error and "foreign key" in failed.error.lower()
     storage = tenancy.storage("acme")
     assert current_revision(storage) == "0003"
     assert every_table(storage) == FULL
@@ -89,7 +89,7 @@ def test_a_revision_that_leaves_a_dangling_reference_fails_and_changes_nothing(s
 
 def test_foreign_keys_are_enforced_again_after_a_migration(tenancy, backend):
     storage = seeded(tenancy)
-    move_tenant(tenancy, "acme", "0002", downgrade=True)
+    assert move_tenant(tenancy, "acme", "0002", downgrade=True, options=DESTRUCTIVE).exit_code == 0
     if backend == "sqlite":
         with storage.begin() as conn:
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1

@@ -9,7 +9,8 @@ from sqlalchemy import select
 from portal.models import Product, User
 from portal.permissions import Grant
 from tenants.core.control_schema import audit_log, staff
-from tenants.migrate.lifecycle import move_tenant
+from tenants.fleet.options import RunOptions
+from tenants.fleet.single import move_tenant
 from tests.console_support import Console, add_staff, csrf_token, login, signed_in
 
 SCRIPT = "<script>alert(1)</script>"
@@ -178,7 +179,7 @@ def test_history_shows_each_principal_only_what_they_may_view(console: Console, 
 
 
 def test_dashboard_counts_and_flags_tenants_behind_head(console: Console, root) -> None:
-    move_tenant(console.tenancy, console.b, "0002", downgrade=True)
+    move_tenant(console.tenancy, console.b, "0002", downgrade=True, options=RunOptions(allow_destructive=True))
     page = root.get("/admin/").get_data(as_text=True)
     row_a = page.split(f'<tr data-tenant="{console.a}"', 1)[1].split("</tr>", 1)[0]
     assert "<td>2</td><td>2</td><td>2</td>" in row_a  # users, roles, products
@@ -187,7 +188,7 @@ def test_dashboard_counts_and_flags_tenants_behind_head(console: Console, root) 
 
 
 def test_tenants_view_upgrades_selected_tenants(console: Console, root, alice) -> None:
-    move_tenant(console.tenancy, console.b, "0001", downgrade=True)
+    move_tenant(console.tenancy, console.b, "0001", downgrade=True, options=RunOptions(allow_destructive=True))
     page = root.get("/admin/tenants/").get_data(as_text=True)
     assert "0001" in page and 'badge-warning">2<' in page  # two revisions pending
     globex_id = next(i for i, s in enumerate(sorted([console.a, console.b]), 1) if s == console.b)

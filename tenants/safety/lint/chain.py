@@ -68,28 +68,26 @@ def lint_downgrade(scripts: ScriptDirectory, from_revisions: set[str | None], ta
                    dialects: Collection[str] = ("postgresql",)) -> list[Hazard]:
     """Return the hazards of the downgrade bodies a tenant at any of `from_revisions` runs to reach `target`.
 
-    The catalog is replayed from base up to the highest starting revision, then each downgrade
+    For each starting revision the catalog is replayed from base up to it, then each downgrade
     body is analysed in the order it runs, so a dropped column or table is known with its type.
     """
-    taken_back: set[str] = set()
-    for start in from_revisions:
-        if start is not None:
-            taken_back.update(set(revisions_between(scripts, target, start)))
-    if not taken_back:
-        return []
-    analyzer = Analyzer()
-    chain = chain_until(scripts, "head")
-    top = max(chain.index(script) for script in chain if script.revision in taken_back)
-    for script in chain[: top + 1]:
-        rendered = render_revision(scripts, script)
-        analyzer.revision(script.revision, rendered.statements, rendered.error)
-    found = []
-    for script in reversed(chain[: top + 1]):
-        if script.revision not in taken_back:
-            break
-        rendered = render_revision(scripts, script, downgrade=True)
-        hazards = [replace(h, message="downgrade: " + h.message)
-                   for h in analyzer.revision(script.revision, rendered.statements, rendered.error)]
-        found += _acknowledge([h for h in hazards if "postgresql" in dialects or h.kind not in POSTGRES_ONLY],
-                              acknowledgements(script))
-    return found
+    found: dict[tuple[str, str, str], Hazard] = {}
+    for start in sorted(s for s in from_revisions if s is not None):
+        taken_back = set(revisions_between(scripts, target, start))
+        if not taken_back:
+            continue
+        analyzer = Analyzer()
+        chain = chain_until(scripts, start)
+        for script in chain:
+            rendered = render_revision(scripts, script)
+            analyzer.revision(script.revision, rendered.statements, rendered.error)
+        for script in reversed(chain):
+            if script.revision not in taken_back:
+                break
+            rendered = render_revision(scripts, script, downgrade=True)
+            hazards = [replace(h, message="downgrade: " + h.message)
+                       for h in analyzer.revision(script.revision, rendered.statements, rendered.error)
+                       if "postgresql" in dialects or h.kind not in POSTGRES_ONLY]
+            for hazard in _acknowledge(hazards, acknowledgements(script)):
+                found.setdefault((hazard.revision, hazard.key, hazard.message), hazard)
+    return list(found.values())
