@@ -8,8 +8,9 @@ Creates a scratch database on the local PostgreSQL with N tenant schemas and a 1
 (3 tables, column adds, 2 indexes), then measures in the same run:
   floor        the same DDL as plain SQL through psql, each tenant in its own transaction with
                its version row, in one session and in two;
-  naive        one `manage.py db upgrade -x tenant=...` process per tenant, on a sample,
+  naive        one `manage.py upgrade-tenant SLUG` process per tenant, on a sample,
                extrapolated to N (and said so);
+  rehearsal    `upgrade-all-tenants --rehearse` (default jobs): every tenant migrated and rolled back;
   fleet        `manage.py upgrade-all-tenants` with --jobs 1, with the default jobs, and with
                the default jobs but --no-replay (Alembic online per tenant);
   no-op        the same command with every tenant already at head, next to `manage.py --help`;
@@ -261,13 +262,20 @@ def main() -> None:
         sample = slugs[:opts.sample]
         per = []
         for slug in sample:
-            seconds, _, done = measure([*manage, "db", "upgrade", "-x", f"tenant={slug}"], env)
+            seconds, _, done = measure([*manage, "upgrade-tenant", slug], env)
             if done.returncode:
                 raise SystemExit(f"naive baseline failed: {done.stderr[-2000:]}")
             per.append(seconds)
         naive = statistics.mean(per) * n
-        rows.append((f"naive: db upgrade per tenant (extrapolated from {len(sample)})", naive, ""))
+        rows.append((f"naive: upgrade-tenant per tenant (extrapolated from {len(sample)})", naive, ""))
         reset(db_url, slugs)
+
+        # The rehearsal changes nothing: the tenants are still at base for the rows after it.
+        seconds, rss, done = measure([*manage, "upgrade-all-tenants", "--quiet", "--rehearse"], env)
+        if done.returncode:
+            raise SystemExit(f"rehearsal failed ({done.returncode}): {done.stdout[-2000:]} {done.stderr[-2000:]}")
+        rows.append(("upgrade-all-tenants --rehearse (default jobs)", seconds, f"peak RSS {rss / 2**20:.0f} MiB"))
+        print(f"  rehearsal: {seconds:.1f} s", flush=True)
 
         for label, extra in (("upgrade-all-tenants --jobs 1", ["--jobs", "1"]),
                              ("upgrade-all-tenants (default jobs)", []),
@@ -298,6 +306,8 @@ def main() -> None:
                   f"{note}")
         print(f"\nno-op run minus manage.py --help: {noop_s - help_s:+.2f} s")
         local = next(seconds for label, seconds, _ in rows if label == "upgrade-all-tenants (default jobs)")
+        rehearsal = next(seconds for label, seconds, _ in rows if label.startswith("upgrade-all-tenants --rehearse"))
+        print(f"rehearsal / apply (default jobs): {rehearsal / local:.2f}x")
         pool = [(label, seconds) for label, seconds, _ in rows if label.startswith("upgrade-all-tenants --jobs ")]
         for label, seconds, _ in rows:
             if label.startswith("--via celery"):

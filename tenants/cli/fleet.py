@@ -125,9 +125,12 @@ def migration_command(function: Callable[..., Any]) -> Callable[..., Any]:
               help="Let reviewed data-loss hazards through the lint gate (tenants are backed up first).")
 @click.option("--strict", is_flag=True, help="Stop on lock and other lint warnings too.")
 @click.option("--backup", is_flag=True, help="Back up every tenant before it migrates.")
+@click.option("--rehearse", is_flag=True,
+              help="Run each tenant's revisions in its transaction and roll back: report, change nothing.")
+@click.option("--rehearse-first", is_flag=True, help="Rehearse every selected tenant, then apply only if all pass.")
 @migration_command
-def upgrade_all_tenants_command(target: str, allow_destructive: bool, strict: bool, backup: bool,
-                                **kw: Any) -> None:
+def upgrade_all_tenants_command(target: str, allow_destructive: bool, strict: bool, backup: bool, rehearse: bool,
+                                rehearse_first: bool, **kw: Any) -> None:
     """Upgrade the control plane, then every active tenant, each in its own transaction.
 
     Exit codes: 0 all at target; 1 some tenants failed; 2 bad usage (nothing changed);
@@ -137,8 +140,8 @@ def upgrade_all_tenants_command(target: str, allow_destructive: bool, strict: bo
         return _print_sql(target, False, kw)
     from tenants.fleet.runs import upgrade_tenants
 
-    options = _options(kw, dry_run=kw["dry_run"], replay=not kw["no_replay"],
-                       allow_destructive=allow_destructive, strict=strict, backup=backup)
+    options = _options(kw, dry_run=kw["dry_run"], replay=not kw["no_replay"], allow_destructive=allow_destructive,
+                       strict=strict, backup=backup, rehearse=rehearse, rehearse_first=rehearse_first)
     _present(kw, lambda on_event: upgrade_tenants(get_tenancy(), _selection(kw), target, options, on_event))
 
 

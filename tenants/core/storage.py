@@ -69,8 +69,9 @@ class TenantStorage:
 
     @contextmanager
     def begin(self, *, exclusive: bool = False, lock_timeout: float = 5.0,
-              timeouts: tuple[float, float] | None = None, revisions: bool = False) -> Iterator[Connection]:
-        """Yield a connection in a transaction bound to this tenant; commit on success.
+              timeouts: tuple[float, float] | None = None, revisions: bool = False,
+              rehearse: bool = False) -> Iterator[Connection]:
+        """Yield a connection in a transaction bound to this tenant; commit on success (roll back to `rehearse`).
 
         With `exclusive`, the tenant's lock is taken first and TenantBusy is raised when
         another process holds it (SQLite waits up to `lock_timeout` seconds for it).
@@ -132,9 +133,10 @@ class PostgresSchemaStorage(TenantStorage):
 
     @contextmanager
     def begin(self, *, exclusive: bool = False, lock_timeout: float = 5.0,
-              timeouts: tuple[float, float] | None = None, revisions: bool = False) -> Iterator[Connection]:
+              timeouts: tuple[float, float] | None = None, revisions: bool = False,
+              rehearse: bool = False) -> Iterator[Connection]:
         # PostgreSQL's DROP TABLE deletes no rows through foreign-key actions: `revisions` needs nothing here.
-        with self._connect() as conn, conn.begin():
+        with self._connect() as conn, conn.begin() as trans:
             # One round trip: search_path, the transaction's timeouts and the tenant lock. All are
             # transaction-local (set_config(..., true), xact lock): nothing outlives the transaction
             # on the pooled connection.
@@ -145,6 +147,8 @@ class PostgresSchemaStorage(TenantStorage):
             if exclusive and not got:
                 raise TenantBusy(f"tenant {self.slug!r} is locked by another process")
             yield conn
+            if rehearse:
+                trans.rollback()
 
     def set_timeouts(self, connection: Connection, lock_timeout: float, statement_timeout: float) -> None:
         connection.execute(_BEGIN_SQL["timeouts only"], _timeout_values(lock_timeout, statement_timeout))
@@ -199,7 +203,8 @@ class SqliteFileStorage(TenantStorage):
 
     @contextmanager
     def begin(self, *, exclusive: bool = False, lock_timeout: float = 5.0,
-              timeouts: tuple[float, float] | None = None, revisions: bool = False) -> Iterator[Connection]:
+              timeouts: tuple[float, float] | None = None, revisions: bool = False,
+              rehearse: bool = False) -> Iterator[Connection]:
         if not self.path.exists():
             raise StorageUnavailable(f"tenant file {self.path} is missing")
         with self.engine.connect() as conn:
@@ -225,6 +230,8 @@ class SqliteFileStorage(TenantStorage):
                     yield conn
                     if revisions:
                         _check_foreign_keys(conn, self.slug)
+                    if rehearse:
+                        trans.rollback()
             finally:
                 raw.execute("PRAGMA busy_timeout = 5000")
                 if revisions:

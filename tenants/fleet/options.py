@@ -42,6 +42,8 @@ class RunOptions:
     # Single-tenant commands run without the fleet lock: the tenant's own lock keeps two runs of
     # it apart, and a fleet run in progress must not make one tenant's fix wait for the whole fleet.
     fleet_lock: bool = True
+    rehearse: bool = False  # run each tenant's revisions in its transaction and roll back: change nothing
+    rehearse_first: bool = False  # rehearse the whole selection, then apply only if every tenant passed
     wait_timeout: float | None = None  # celery: stop following the run after this long (it goes on)
 
     def validate(self) -> None:
@@ -54,6 +56,10 @@ class RunOptions:
             raise InvalidUsage(f"--via must be 'local' or 'celery', not {self.via!r}")
         if not self.fleet_lock and self.via == "celery":
             raise InvalidUsage("a run handed to Celery workers holds the fleet lock: it cannot run without it")
+        if self.rehearse and self.rehearse_first:
+            raise InvalidUsage("--rehearse and --rehearse-first exclude each other: --rehearse changes nothing")
+        if (self.rehearse or self.rehearse_first) and (self.via == "celery" or self.dry_run):
+            raise InvalidUsage("a rehearsal runs on this machine and does the work: not with --via celery or --dry-run")
         if self.no_wait and self.via != "celery":
             raise InvalidUsage("--no-wait needs --via celery: a local run ends with this command")
         if self.wait_timeout is not None and (self.via != "celery" or self.no_wait):

@@ -40,7 +40,8 @@ class FleetRun:
                  options: RunOptions, on_event: Event | None, checks: tuple[PlanCheck, ...] = ()) -> None:
         self.tenancy, self.plan, self.unit, self.params, self.options = tenancy, plan, unit, params, options
         self.emit = on_event or (lambda event, payload: None)
-        self.report = RunReport(plan.kind, plan.target, plan)
+        # A rehearsal is recorded as a run of its own kind: it never counts as a tenant's last migration.
+        self.report = RunReport(("rehearse-" if options.rehearse else "") + plan.kind, plan.target, plan)
         self.engine = tenancy.control_engine
         self.checks = checks
         # Results are written with commits that do not wait for their WAL flush (see core.engines).
@@ -62,7 +63,7 @@ class FleetRun:
             return self._finish("dry-run")
         self._reconcile_ledger()
         if not plan.pending and not plan.errors:
-            report.run_id = start_run(self.engine, plan.kind, plan.target, self.options.started_by,
+            report.run_id = start_run(self.engine, self.report.kind, plan.target, self.options.started_by,
                                       self.options.recorded(), total=len(plan.items))
             finish_run(self.engine, report.run_id, "ok", report.ledger_counts())
             return self._finish("ok")
@@ -84,7 +85,7 @@ class FleetRun:
                 report.notes.append(note)
                 self.emit("note", note)
             report.notes += self._checks()
-            report.run_id = start_run(self.engine, plan.kind, plan.target, self.options.started_by,
+            report.run_id = start_run(self.engine, self.report.kind, plan.target, self.options.started_by,
                                       self.options.recorded(), total=len(plan.items))
             if self.lock.held:
                 self.lock.adopt_run(report.run_id)

@@ -7,6 +7,7 @@ pool (tenants.fleet.runner) or Celery workers (tenants.fleet.celery.dispatch) ->
 """
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from tenants.core.errors import InvalidUsage
 from tenants.core.tenancy import Tenancy
@@ -25,9 +26,22 @@ from tenants.safety.gate import LintGate
 
 def upgrade_tenants(tenancy: Tenancy, selection: Selection, target: str | None = "head",
                     options: RunOptions | None = None, on_event: Event | None = None) -> RunReport:
-    """Bring the selected tenants to `target` (default head), past the lint gate; see the module docstring."""
+    """Bring the selected tenants to `target` (default head), past the lint gate; see the module docstring.
+
+    `rehearse` changes nothing; `rehearse_first` applies only after every selected tenant rehearsed ok.
+    """
     options = options or RunOptions()
-    gate = LintGate(options.allow_destructive, options.strict, options.backup)
+    if options.rehearse_first:
+        options.validate()
+        rehearsal = upgrade_tenants(tenancy, selection, target, replace(options, rehearse=True, rehearse_first=False),
+                                    on_event)
+        if rehearsal.exit_code != 0:
+            rehearsal.notes.append("the rehearsal did not pass for every tenant: nothing was applied")
+            return rehearsal
+        report = upgrade_tenants(tenancy, selection, target, replace(options, rehearse_first=False), on_event)
+        report.notes.insert(0, f"rehearsal run {rehearsal.run_id}: every tenant would succeed")
+        return report
+    gate = LintGate(options.allow_destructive, options.strict, options.backup and not options.rehearse)
     return _migrate(tenancy, selection, target, False, options, on_event, gate)
 
 
@@ -97,7 +111,8 @@ def _migrate(tenancy: Tenancy, selection: Selection, target: str | None, downgra
         return {"target": plan.target, "downgrade": downgrade, "from": item.current,
                 "outside": item.outside_transaction, "rendered": rendered.get(item.current),
                 "lock_timeout": lock_timeout, "statement_timeout": statement_timeout,
-                "backup": gate is not None and gate.needs_backup(item.steps)}
+                "backup": not options.rehearse and gate is not None and gate.needs_backup(item.steps),
+                "rehearse": options.rehearse}
 
     return fleet_run(tenancy, plan, "migrate", params, options, on_event, (gate,) if gate else ()).execute()
 

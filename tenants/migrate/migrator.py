@@ -101,11 +101,13 @@ def migrate_tenant(
     downgrade: bool = False,
     lock_timeout: float = 5.0,
     statement_timeout: float = 300.0,
+    rehearse: bool = False,
 ) -> MigrationOutcome:
     """Move the tenant to `target` (None = base) in one transaction, under the tenant's lock.
 
     On any failure the transaction rolls back, the tenant stays at its previous revision
-    and MigrationFailed (or MigrationTimeout) names the revision that failed.
+    and MigrationFailed (or MigrationTimeout) names the revision that failed. With `rehearse`
+    every step runs and the transaction is rolled back anyway: the outcome says what would happen.
     """
     target_rev = resolve_target(scripts, target)
     destination = target_rev or "base"
@@ -113,8 +115,8 @@ def migrate_tenant(
     applied: list[str] = []
     failing: str | None = None
     try:
-        with storage.begin(exclusive=True, revisions=True, lock_timeout=lock_timeout,
-                               timeouts=(lock_timeout, statement_timeout)) as conn:
+        with storage.begin(exclusive=True, revisions=True, rehearse=rehearse, lock_timeout=lock_timeout,
+                           timeouts=(lock_timeout, statement_timeout)) as conn:
             opts = alembic_options(storage)
             from_rev = driver.current_revision(conn, opts)
             if not downgrade and target_rev and from_rev and target_rev != from_rev and \

@@ -127,12 +127,15 @@ def batches(rendered: Rendered) -> list[tuple[str, str]]:
 
 
 def replay(storage: TenantStorage, rendered: Rendered, from_rev: str | None, target: str | None, *,
-           lock_timeout: float, statement_timeout: float) -> MigrationOutcome | None:
-    """Run rendered statements in the tenant's locked transaction; None if it is not at `from_rev`."""
+           lock_timeout: float, statement_timeout: float, rehearse: bool = False) -> MigrationOutcome | None:
+    """Run rendered statements in the tenant's locked transaction; None if it is not at `from_rev`.
+
+    With `rehearse` the transaction is rolled back after the last statement.
+    """
     started = time.perf_counter()
     failing: str | None = None
     try:
-        with storage.begin(exclusive=True, revisions=True, lock_timeout=lock_timeout,
+        with storage.begin(exclusive=True, revisions=True, rehearse=rehearse, lock_timeout=lock_timeout,
                            timeouts=(lock_timeout, statement_timeout)) as conn:
             current, has_table = _version(conn, from_rev)
             if current != from_rev:

@@ -59,22 +59,32 @@ def migrate_tenant_unit(tenancy: Tenancy, storage: TenantStorage, params: dict) 
     """Move one tenant to params['target'], in as few transactions as its revisions allow.
 
     params: target, downgrade, from (planned current revision), outside (revisions that must
-    run outside a transaction), rendered (SQL for the planned range, for the replay fast path).
+    run outside a transaction), rendered (SQL for the planned range, for the replay fast path),
+    rehearse (run it all in the tenant's transaction, then roll back: the result says what would happen).
     """
     started = time.perf_counter()
     lock_timeout, statement_timeout = timeouts(tenancy, params)
     target, downgrade = params["target"], params.get("downgrade", False)
     from_rev = params.get("from")
     outside = set(params.get("outside") or ())
+    rehearse = bool(params.get("rehearse"))
+    if rehearse and outside:
+        # Work outside a transaction cannot be rolled back: it is never rehearsed.
+        return TenantResult(storage.slug, "skipped", from_rev, from_rev, 0.0, None,
+                            f"not rehearsed: {', '.join(sorted(outside))} must run outside a transaction")
     if not outside:
         outcome, how = None, "replayed SQL"
         if params.get("rendered") is not None:
-            outcome = replay(storage, params["rendered"], from_rev, target,
-                             lock_timeout=lock_timeout, statement_timeout=statement_timeout)
+            outcome = replay(storage, params["rendered"], from_rev, target, lock_timeout=lock_timeout,
+                             statement_timeout=statement_timeout, rehearse=rehearse)
         if outcome is None:
             how = "Alembic online"
-            outcome = migrate_tenant(storage, tenancy.scripts, target, downgrade=downgrade,
-                                     lock_timeout=lock_timeout, statement_timeout=statement_timeout)
+            outcome = migrate_tenant(storage, tenancy.scripts, target, downgrade=downgrade, lock_timeout=lock_timeout,
+                                     statement_timeout=statement_timeout, rehearse=rehearse)
+        if rehearse:
+            would = f"would succeed: {', '.join(outcome.applied) or 'nothing to apply'} ({how}, rolled back)"
+            return TenantResult(outcome.slug, "ok", outcome.from_revision, outcome.from_revision,
+                                (time.perf_counter() - started) * 1000, None, would)
         return _ok(outcome, started, how)
     # Segments: runs of ordinary revisions share one transaction; each flagged one runs alone.
     from_rev = current_revision(storage)
