@@ -77,14 +77,16 @@ def drop_tenant_command(slug: str, yes: bool) -> None:
     click.echo(f"dropped tenant {slug}")
 
 
-def _move(slug: str, to: str, downgrade: bool, allow_destructive: bool, strict: bool, backup: bool) -> None:
+def _move(slug: str, to: str, downgrade: bool, allow_destructive: bool, strict: bool, backup: bool,
+          accept_live: bool = False) -> None:
     """Move one tenant through the guarded path and say what happened, as upgrade-all-tenants would."""
     from tenants.fleet.options import RunOptions
     from tenants.fleet.single import move_tenant
 
     tenancy = get_tenancy()
     tenancy.registry.get(slug)  # an unknown slug is bad usage before anything is read
-    options = RunOptions(allow_destructive=allow_destructive, strict=strict, backup=backup, replay=not downgrade)
+    options = RunOptions(allow_destructive=allow_destructive, strict=strict, backup=backup, replay=not downgrade,
+                         accept_live=accept_live)
     report = move_tenant(tenancy, slug, to, downgrade=downgrade, options=options)
     for note in report.notes:
         click.echo(f"note: {mask_secrets(note)}")
@@ -115,15 +117,18 @@ def guard_options(command):  # type: ignore[no-untyped-def]
 @click.command("upgrade-tenant")
 @click.argument("slug")
 @click.option("--to", default="head", show_default=True, help="Target revision.")
+@click.option("--accept-live", is_flag=True,
+              help="Upgrade a tenant found below its ledger revision (emptied or replaced) from its live state.")
 @guard_options
 @reports_errors
-def upgrade_tenant_command(slug: str, to: str, allow_destructive: bool, strict: bool, backup: bool) -> None:
+def upgrade_tenant_command(slug: str, to: str, accept_live: bool, allow_destructive: bool, strict: bool,
+                           backup: bool) -> None:
     """Upgrade one tenant to a revision, all steps in one transaction, past the same gate as the fleet.
 
     Exit codes as for upgrade-all-tenants: 0 done, 1 failed (nothing changed), 2 bad usage or a
     blocking lint hazard, 3 the tenant is busy or unreachable.
     """
-    _move(slug, to, False, allow_destructive, strict, backup)
+    _move(slug, to, False, allow_destructive, strict, backup, accept_live)
 
 
 @click.command("downgrade-tenant")

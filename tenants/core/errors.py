@@ -45,3 +45,7 @@ class MultipleHeads(TenantError):
         super().__init__(f"the revision chain has {len(heads)} heads ({', '.join(heads)}): merge them with "
                          "'manage.py db merge heads -m \"merge heads\"', review and commit the merge revision, "
                          "then run again; nothing was changed")
+
+
+class RegistryMissing(TenantError):
+    """Tenants' schemas or files exist but the registry lists none: the control database is new or replaced."""

@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from tenants.core.clock import utcnow
 from tenants.core.control_schema import migration_runs, tenant_results, tenant_versions
 
-RESULT_STATUSES = ("ok", "failed", "busy", "timeout", "skipped", "unreachable")
+RESULT_STATUSES = ("ok", "failed", "busy", "timeout", "skipped", "unreachable", "drifted")
 # Runs that move tenants along the chain; every other run kind is a maintenance task (for-each-tenant).
 MIGRATION_KINDS = ("upgrade", "downgrade", "create-tenant", "upgrade-tenant", "downgrade-tenant", "restore-tenant")
 

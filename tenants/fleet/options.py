@@ -42,6 +42,7 @@ class RunOptions:
     # Single-tenant commands run without the fleet lock: the tenant's own lock keeps two runs of
     # it apart, and a fleet run in progress must not make one tenant's fix wait for the whole fleet.
     fleet_lock: bool = True
+    accept_live: bool = False  # upgrade a tenant found below its ledger revision from its live state
     rehearse: bool = False  # run each tenant's revisions in its transaction and roll back: change nothing
     rehearse_first: bool = False  # rehearse the whole selection, then apply only if every tenant passed
     wait_timeout: float | None = None  # celery: stop following the run after this long (it goes on)

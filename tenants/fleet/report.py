@@ -11,7 +11,7 @@ from tenants.migrate.plan import Plan
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_COULD_NOT_START, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 EXIT_RUNNING = 5  # run-status: the run is still under way in the workers
 
-FAILURES = frozenset({"failed", "timeout", "unreachable"})
+FAILURES = frozenset({"failed", "timeout", "unreachable", "drifted"})
 
 
 @dataclass

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from tenants.core.errors import InvalidUsage
+from tenants.core.ledger import ledger_versions
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.options import PlanCheck, RunOptions
 from tenants.fleet.report import RunReport
@@ -87,7 +88,8 @@ def prepare_migration(tenancy: Tenancy, selection: Selection, target: str | None
     resolved = resolve_target(tenancy.scripts, target)
     tenants, skipped = select_tenants(tenancy, selection)
     check_canary(options.canary, tenants)
-    return plan_migration(tenancy, tenants, resolved, downgrade=downgrade, skipped=skipped)
+    ledger = None if options.accept_live else ledger_versions(tenancy.control_engine)
+    return plan_migration(tenancy, tenants, resolved, downgrade=downgrade, skipped=skipped, ledger=ledger)
 
 
 def _from_relative(tenancy: Tenancy, selection: Selection, target: str) -> str:

@@ -4,12 +4,12 @@ Both views keep working while the chain has unmerged heads: `head` then names ev
 """
 
 from tenants.core.errors import TenantError
-from tenants.core.ledger import last_results
+from tenants.core.ledger import last_results, ledger_versions
 from tenants.core.registry import Tenant
 from tenants.core.tenancy import Tenancy
 from tenants.migrate.control import ensure_control
 from tenants.migrate.plan import plan_migration
-from tenants.migrate.versions import read_versions
+from tenants.migrate.versions import check_registry_not_lost, read_versions
 
 
 def tenant_overview(tenancy: Tenancy) -> list[dict]:
@@ -19,6 +19,7 @@ def tenant_overview(tenancy: Tenancy) -> list[dict]:
     head = ", ".join(heads) or None
     results = last_results(tenancy.control_engine, migrations=True)
     tenants = tenancy.registry.all()
+    check_registry_not_lost(tenancy, tenants)
     reads = read_versions(tenancy, tenants)
     rows = []
     for tenant in tenants:
@@ -44,9 +45,10 @@ def version_rows(tenancy: Tenancy) -> list[dict]:
     """Return one row per tenant: status, revision, head, pending count, last migration and last task results."""
     ensure_control(tenancy)
     tenants = tenancy.registry.all()
+    check_registry_not_lost(tenancy, tenants)
     heads = tenancy.heads()
     if len(heads) == 1:
-        plan = plan_migration(tenancy, tenants, heads[0])
+        plan = plan_migration(tenancy, tenants, heads[0], ledger=ledger_versions(tenancy.control_engine))
         found = {item.slug: (item.current, len(item.steps), item.error,
                              item.status == "error" and item.error_status == "unreachable") for item in plan.items}
     else:  # no single target to count pending revisions towards until the heads are merged

@@ -15,10 +15,10 @@ from tenants.core.ledger import last_results
 from tenants.core.registry import Tenant
 from tenants.core.tenancy import Tenancy
 from tenants.migrate import driver
-from tenants.migrate.versions import read_versions
+from tenants.migrate.versions import check_registry_not_lost, read_versions
 
 # Last results that `--only-failed` picks up again: the tenant did not reach its target.
-FAILED_STATUSES = frozenset({"failed", "timeout", "unreachable", "busy"})
+FAILED_STATUSES = frozenset({"failed", "timeout", "unreachable", "busy", "drifted"})
 
 # A revision whose source says this cannot share the tenant's transaction.
 _OUTSIDE_TRANSACTION = re.compile(r"concurrently|autocommit_block", re.IGNORECASE)
@@ -43,7 +43,7 @@ class TenantPlan:
     steps: list[str] = field(default_factory=list)
     outside_transaction: list[str] = field(default_factory=list)
     error: str | None = None
-    error_status: str = "failed"  # the result an error is recorded as: failed | unreachable
+    error_status: str = "failed"  # the result an error is recorded as: failed | unreachable | drifted
 
     @property
     def slug(self) -> str:
@@ -81,6 +81,7 @@ def select_tenants(tenancy: Tenancy, selection: Selection, *,
     last maintenance result for a maintenance task: one kind of run never hides the other's failure.
     """
     everyone = {tenant.slug: tenant for tenant in tenancy.registry.all()}
+    check_registry_not_lost(tenancy, list(everyone.values()))
     unknown = [slug for slug in (*selection.tenants, *selection.skip) if slug not in everyone]
     if unknown:
         raise TenantNotFound(f"unknown tenant {unknown[0]!r}: see 'manage.py list-tenants'")
@@ -117,9 +118,29 @@ def runs_outside_transaction(scripts: ScriptDirectory, revision: str) -> bool:
     return bool(_OUTSIDE_TRANSACTION.search(Path(script.path).read_text()))
 
 
+def behind_ledger(scripts: ScriptDirectory, slug: str, live: str | None, recorded: str | None) -> str | None:
+    """Return why a tenant whose live revision is below what the ledger recorded must not be upgraded, or None.
+
+    Such a tenant was emptied, replaced or restored behind the portal's back: upgrading it from
+    its live revision would rebuild it and report ok over lost data.
+    """
+    if recorded is None or recorded == live or recorded not in {s.revision for s in scripts.walk_revisions()}:
+        return None
+    if live is not None and live not in driver.ancestors(scripts, recorded):
+        return None  # ahead of the ledger (a run killed after its commit): the run corrects the ledger
+    return (f"drifted: its alembic_version is {live or 'base'} but the ledger recorded {recorded}; it was emptied, "
+            f"replaced or restored outside the portal: restore it (restore-tenant {slug} BACKUP) or accept its "
+            f"live state (upgrade-tenant {slug} --accept-live)")
+
+
 def plan_migration(tenancy: Tenancy, tenants: list[Tenant], target: str | None, *, downgrade: bool = False,
-                   skipped: list[tuple[str, str]] | None = None) -> Plan:
-    """Read every tenant's revision in bulk and compute its pending revisions towards `target`."""
+                   skipped: list[tuple[str, str]] | None = None,
+                   ledger: dict[str, str | None] | None = None) -> Plan:
+    """Read every tenant's revision in bulk and compute its pending revisions towards `target`.
+
+    With the ledger's recorded revisions, an upgrade refuses (as `drifted`) each tenant found
+    below what the ledger recorded.
+    """
     scripts = tenancy.scripts
     known = {script.revision for script in scripts.walk_revisions()}
     reads = read_versions(tenancy, tenants)
@@ -149,6 +170,11 @@ def plan_migration(tenancy: Tenancy, tenants: list[Tenant], target: str | None, 
         read = reads[tenant.slug]
         if read.error:
             items.append(TenantPlan(tenant, "error", None, error=read.error, error_status="unreachable"))
+            continue
+        drift = None if ledger is None or downgrade else behind_ledger(scripts, tenant.slug, read.revision,
+                                                                         ledger.get(tenant.slug))
+        if drift:
+            items.append(TenantPlan(tenant, "error", read.revision, error=drift, error_status="drifted"))
             continue
         if read.revision not in by_current:
             by_current[read.revision] = steps_from(read.revision)

@@ -15,7 +15,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from tenants.core.engines import display_url
-from tenants.core.names import quoted_schema, schema_name
+from tenants.core.errors import RegistryMissing
+from tenants.core.names import SCHEMA_PREFIX, quoted_schema, schema_name
 from tenants.core.registry import Tenant
 from tenants.core.tenancy import Tenancy
 
@@ -133,3 +134,27 @@ def _single_read(conn: Connection, slug: str) -> VersionRead:
     except DBAPIError as e:
         return VersionRead(None, str(getattr(e, "orig", e)).strip().splitlines()[0])
     return _one_revision(rows)
+
+
+def check_registry_not_lost(tenancy: Tenancy, tenants: list[Tenant]) -> None:
+    """Raise RegistryMissing when the registry is empty but tenant schemas or files are there.
+
+    An empty or replaced control database must not make the fleet look empty: every command
+    would then report nothing to do, and create-tenant would reuse the slugs of live tenants.
+    """
+    if tenants:
+        return
+    settings = tenancy.settings
+    found: list[str] = []
+    if settings.control_url.startswith("postgresql"):
+        with tenancy.control_engine.connect() as conn:
+            found = conn.execute(text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :p ORDER BY nspname"),
+                                 {"p": SCHEMA_PREFIX.replace("_", "\\_") + "%"}).scalars().all()
+        found = [name for name in found if not name.startswith(SCHEMA_PREFIX + "verify_")]  # verify-chain's scratch
+    elif Path(settings.tenant_dir).is_dir():
+        found = sorted(p.name for p in Path(settings.tenant_dir).glob("*.sqlite3"))
+    if found:
+        shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+        raise RegistryMissing(f"the tenant registry is empty, but {len(found)} tenant schema(s) or file(s) exist "
+                              f"({shown}): the control database looks new or replaced; point DATABASE_URL at the "
+                              "right one or restore it; nothing was changed")
