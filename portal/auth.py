@@ -14,7 +14,7 @@ from wtforms.validators import DataRequired, Length
 
 from portal.console_sessions import close_session, open_session
 from portal.extensions import login_manager
-from portal.principals import authenticate_staff, authenticate_tenant_admin, load_principal
+from portal.principals import Account, authenticate_staff, authenticate_tenant_admin, load_principal
 from tenants.core.tenancy import Tenancy
 
 FAILED_LOGIN = "Invalid email or password."  # the same words whether or not the account exists
@@ -62,7 +62,7 @@ def _failed(response: Response) -> bool:
     return response.status_code != 302
 
 
-def start_session(kind: str, account_id: int, tenant_slug: str | None, remember: bool) -> None:
+def start_session(kind: str, account: Account, tenant_slug: str | None, remember: bool) -> None:
     """Sign a principal in with a brand-new session token (the old session is ended)."""
     tenancy = _tenancy()
     old = session.get("_user_id")
@@ -71,9 +71,9 @@ def start_session(kind: str, account_id: int, tenant_slug: str | None, remember:
     session.clear()  # nothing from before sign-in survives into the new session
     config = current_app.config
     lifetime = config["REMEMBER_COOKIE_DURATION"] if remember else config["PORTAL_SESSION_LIFETIME"]
-    token = open_session(tenancy.control_engine, kind, lifetime,
-                         staff_id=account_id if kind == "staff" else None,
-                         tenant_slug=tenant_slug, user_id=account_id if kind == "tenant" else None)
+    token = open_session(tenancy.control_engine, kind, lifetime, account.key,
+                         staff_id=account.id if kind == "staff" else None,
+                         tenant_slug=tenant_slug, user_id=account.id if kind == "tenant" else None)
     principal = load_principal(tenancy, token)
     login_user(principal, remember=remember, duration=config["REMEMBER_COOKIE_DURATION"])
 

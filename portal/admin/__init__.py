@@ -14,9 +14,10 @@ def init_app(app: Flask) -> None:
     """Build the console's Admin and views for `app` (one set per app: views hold per-app state)."""
     from portal.admin.base import ConsoleAdmin
     from portal.admin.control_models import AuditEntry, MigrationRun, StaffMember, TenantRecord, TenantResultRecord
-    from portal.admin.control_views import HistoryView, ResultsView, RunsView, StaffView, TenantsView
+    from portal.admin.control_views import ResultsView, RunsView, StaffView, TenantsView
     from portal.admin.dashboard import DashboardView
     from portal.admin.find import FindView
+    from portal.admin.history import HistoryView
     from portal.admin.tenant_views import ProductView, RoleView, TenantHomeView, UserView
     from portal.models import Product, Role, User
     from portal.permissions import visible_slugs

@@ -1,24 +1,23 @@
 """Control-plane pages: Tenants (with the upgrade action), Migration runs, Staff & grants, History."""
 
-import json
 from typing import Any
 
-from flask import current_app, flash, g, url_for
+from flask import current_app, flash, g
 from flask_admin.actions import action
 from flask_login import current_user
 from markupsafe import Markup
-from sqlalchemy import and_, false, or_, select
+from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 from wtforms import PasswordField, SelectChoice, SelectField
 from wtforms.validators import Length, Optional, ValidationError
 
 from portal import audit
 from portal.admin.base import AuditedView, ControlModelView, ReadOnlyControlView, escaped_lines
-from portal.admin.control_models import AuditEntry, MigrationRun, StaffGrant, StaffMember, TenantRecord
+from portal.admin.control_models import MigrationRun, StaffGrant, StaffMember, TenantRecord
 from portal.admin.tenant_actions import upgrade_selected
 from portal.console_sessions import close_staff_sessions
 from portal.extensions import db
-from portal.permissions import CONTROL_MODELS, TENANT_MODELS, can_control
+from portal.permissions import CONTROL_MODELS, TENANT_MODELS
 from tenants.core.clock import utcnow
 from tenants.core.ledger import last_results
 from tenants.core.registry import Tenant
@@ -192,72 +191,6 @@ class StaffView(AuditedView, ControlModelView):
         if not is_created and (form.password.data or not model.active):
             close_staff_sessions(current_app.extensions["tenancy"].control_engine, model.id)
 
-
-def _changes(view: Any, context: Any, model: AuditEntry, name: str) -> Markup | str:
-    if not model.changes:
-        return ""
-    try:
-        changes = json.loads(model.changes)
-    except ValueError:
-        return model.changes
-    lines = []
-    for field, value in sorted(changes.items()):
-        if model.action == "change" and isinstance(value, list) and len(value) == 2:
-            lines.append(Markup("<b>{}</b>: {} &rarr; {}").format(field, json.dumps(value[0]), json.dumps(value[1])))
-        else:
-            lines.append(Markup("<b>{}</b>: {}").format(field, json.dumps(value)))
-    return escaped_lines(lines)
-
-
-class HistoryView(ReadOnlyControlView):
-    """The audit log, read-only; each principal sees the entries of what they may view."""
-
-    grant_model = "history"
-    can_export = True
-    column_list = ["at", "actor", "tenant_slug", "model", "object_id", "object_label", "action", "changes"]
-    column_details_list = column_list
-    column_export_list = column_list
-    column_labels = {"tenant_slug": "Tenant", "object_label": "Object", "object_id": "Object id"}
-    column_filters = ["tenant_slug", "model", "object_id", "action", "actor", "at"]
-    column_searchable_list = ["actor", "object_label"]
-    column_sortable_list = ["at", "actor", "tenant_slug", "model", "action"]
-    column_default_sort = ("at", True)
-    column_formatters = {"changes": _changes}
-    column_formatters_export = {}
-    named_filter_urls = True
-
-    def allowed(self, action: str) -> bool:
-        return current_user.is_authenticated and action == "view"
-
-    def _visible(self) -> Any:
-        principal, c = current_user, AuditEntry.__table__.c
-        if principal.kind == "tenant":
-            return c.tenant_slug == principal.tenant_slug
-        if principal.is_superuser:
-            return None
-        if can_control(principal, "history", "view"):
-            return c.tenant_slug.is_not(None)
-        terms = [and_(c.model == grant.model, c.tenant_slug.is_not(None) if grant.tenant_slug is None
-                      else c.tenant_slug == grant.tenant_slug)
-                 for grant in principal.grants if grant.model in TENANT_MODELS and grant.allows("view")]
-        return or_(*terms) if terms else false()
-
-    def get_query(self) -> Any:
-        visible = self._visible()
-        query = super().get_query()
-        return query if visible is None else query.filter(visible)
-
-    def get_count_query(self) -> Any:
-        visible = self._visible()
-        query = super().get_count_query()
-        return query if visible is None else query.filter(visible)
-
-    def get_one(self, id: Any) -> Any:
-        visible = self._visible()
-        query = self.get_query() if visible is not None else super().get_query()
-        return query.filter(AuditEntry.id == id).first() if str(id).isdigit() else None
-
-    def object_url(self, tenant_slug: str | None, model: str, object_id: Any) -> str:
-        """Return this page filtered to one object's entries."""
-        return url_for(f"{self.endpoint}.index_view", flt0_tenant_equals=tenant_slug or "",
-                       flt1_model_equals=model, flt2_object_id_equals=str(object_id))
+    def after_model_delete(self, model: StaffMember) -> None:
+        super().after_model_delete(model)
+        close_staff_sessions(current_app.extensions["tenancy"].control_engine, model.id)
