@@ -18,6 +18,7 @@ from tenants.core.control_schema import audit_log, tenants
 
 SECRET_FIELDS = frozenset({"password", "password_hash"})
 SECRET_MARK = "(changed)"
+UNRECORDED_FIELDS = frozenset({"account_key"})  # what sessions are bound to: no business of History
 ACTIONS = ("add", "change", "delete", "upgrade")
 
 
@@ -36,7 +37,8 @@ def plain(value: Any) -> Any:
 
 def _fields(obj: Any) -> list[str]:
     mapper = inspect(obj).mapper
-    return [a.key for a in mapper.column_attrs] + [r.key for r in mapper.relationships]
+    names = [a.key for a in mapper.column_attrs] + [r.key for r in mapper.relationships]
+    return [name for name in names if name not in UNRECORDED_FIELDS]
 
 
 def snapshot(obj: Any) -> dict[str, Any]:

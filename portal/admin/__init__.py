@@ -1,13 +1,27 @@
 """The Flask-Admin console: one Admin, tenant views under /t/<tenant>/admin, control views under /admin."""
 
 from flask import Flask
+from flask_admin.model.fields import InlineFieldList
 from flask_admin.theme import Bootstrap4Theme
 from flask_login import current_user
+from wtforms.fields.core import UnboundField
 
 from portal.extensions import db
 from portal.security_headers import csp_nonce, handler_hashes
 
 TENANT_URL = "/t/<tenant>/admin"
+
+
+def inline_field_ids(views: list) -> set[str]:
+    """Return the ids of the inline form lists ("Add Grants" ...) of these views' create and edit forms."""
+    ids = set()
+    for view in views:
+        for form_class in (getattr(view, "_create_form_class", None), getattr(view, "_edit_form_class", None)):
+            for name in dir(form_class) if form_class is not None else ():
+                unbound = getattr(form_class, name, None)
+                if isinstance(unbound, UnboundField) and issubclass(unbound.field_class, InlineFieldList):
+                    ids.add(name)
+    return ids
 
 
 def init_app(app: Flask) -> None:
@@ -44,7 +58,7 @@ def init_app(app: Flask) -> None:
     )
     app.extensions["console_history_view"] = history
     actions = {name for view in admin._views for name in getattr(view, "_actions_data", {})}
-    app.extensions["csp_handler_hashes"] = handler_hashes(actions)
+    app.extensions["csp_handler_hashes"] = handler_hashes(actions, inline_field_ids(admin._views))
 
     @app.context_processor
     def tenant_switcher() -> dict:

@@ -146,6 +146,24 @@ class ResultsView(ReadOnlyControlView):
 
 
 GRANT_MODEL_CHOICES = [SelectChoice(m) for m in (*TENANT_MODELS, *CONTROL_MODELS)]
+EVERY_TENANT = "*"
+
+
+def grant_tenant_choices() -> list[SelectChoice]:
+    """Offer `*` (every tenant) and each registered tenant; anything else is refused as not a choice."""
+    tenants = current_app.extensions["tenancy"].registry.all()
+    return [SelectChoice(EVERY_TENANT, "* (every tenant)")] + [SelectChoice(t.slug) for t in tenants]
+
+
+def grant_tenant(value: Any) -> str | None:
+    """Coerce the form's tenant to the stored one: `*` (or nothing) is NULL, every tenant."""
+    return None if value in (None, "", EVERY_TENANT) else str(value)
+
+
+def grant_lines(conn: Any, staff_id: int) -> list[str]:
+    """Return a staff member's stored grants as History shows them."""
+    rows = conn.execute(select(StaffGrant.__table__).where(StaffGrant.__table__.c.staff_id == staff_id))
+    return sorted(str(StaffGrant(**row._mapping)) for row in rows)
 
 
 class StaffView(AuditedView, ControlModelView):
@@ -166,9 +184,10 @@ class StaffView(AuditedView, ControlModelView):
         description="Write-only: required for a new account, leave blank to keep the current one.")}
     inline_models = [(StaffGrant, {
         "form_columns": ["id", "tenant_slug", "model", "can_view", "can_add", "can_change", "can_delete"],
-        "form_overrides": {"model": SelectField},
+        "form_overrides": {"model": SelectField, "tenant_slug": SelectField},
         "form_args": {"model": {"choices": GRANT_MODEL_CHOICES},
-                      "tenant_slug": {"description": "Empty: every tenant."}},
+                      "tenant_slug": {"label": "Tenant", "choices": grant_tenant_choices, "coerce": grant_tenant,
+                                      "description": "* = every tenant (control models need *)."}},
     })]
 
     def allowed(self, action: str) -> bool:
@@ -177,7 +196,9 @@ class StaffView(AuditedView, ControlModelView):
     def on_model_change(self, form: Any, model: StaffMember, is_created: bool) -> None:
         model.email = (model.email or "").strip().lower()
         for grant in model.grants:
-            grant.tenant_slug = (grant.tenant_slug or "").strip().lower() or None
+            grant.tenant_slug = grant_tenant(grant.tenant_slug)
+            if grant.model in CONTROL_MODELS and grant.tenant_slug is not None:
+                raise ValidationError(f"{grant.model} is a control-plane model: grant it with tenant '*'.")
         if form.password.data:
             model.password_hash = generate_password_hash(form.password.data)
         elif is_created:
@@ -185,6 +206,14 @@ class StaffView(AuditedView, ControlModelView):
         if is_created:
             model.created_at = utcnow()
         super().on_model_change(form, model, is_created)
+        if not is_created:  # the grants as stored against the grants as saved: every change is in History
+            with current_app.extensions["tenancy"].control_engine.connect() as conn:
+                before = grant_lines(conn, model.id)
+            after = sorted(str(grant) for grant in model.grants if grant not in db.session.deleted)
+            changes = {k: v for k, v in (g.audit_changes or {}).items() if k != "grants"}
+            if before != after:
+                changes["grants"] = [before, after]
+            g.audit_changes = changes
 
     def after_model_change(self, form: Any, model: StaffMember, is_created: bool) -> None:
         super().after_model_change(form, model, is_created)
