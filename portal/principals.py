@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from portal.console_sessions import load_session
@@ -76,7 +77,10 @@ def authenticate_tenant_admin(tenancy: Tenancy, slug: str, email: str, password:
         _spend_hash_time(password)
         return None
     with tenant_session(tenancy.storage(tenant)) as session:
-        user = session.scalars(_console_user_query(email=email.strip().lower())).first()
+        try:
+            user = session.scalars(_console_user_query(email=email.strip().lower())).first()
+        except SQLAlchemyError:  # a tenant not at head (or unreadable) cannot vouch for its administrators
+            user = None
         if user is None or not user.password_hash:
             _spend_hash_time(password)
             return None
@@ -109,7 +113,10 @@ def load_principal(tenancy: Tenancy, token: str) -> Principal | None:
     if tenant is None or tenant.status != "active":
         return None
     with tenant_session(tenancy.storage(tenant)) as session:
-        user = session.scalars(_console_user_query(user_id=record.user_id)).first()
+        try:
+            user = session.scalars(_console_user_query(user_id=record.user_id)).first()
+        except SQLAlchemyError:  # not at head or unreadable: nobody is signed in to it for now
+            return None
         if user is None:  # deactivated, deleted, or no longer holds a console role
             return None
         return Principal(token, "tenant", user.id, user.email, user.full_name, False, tenant.slug,

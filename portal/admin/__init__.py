@@ -41,10 +41,11 @@ def init_app(app: Flask) -> None:
         app, name="Tenant Portal", theme=Bootstrap4Theme(base_template="admin/console_base.html", fluid=True),
         index_view=DashboardView(name="Dashboard", url="/admin", endpoint="admin"), csp_nonce_generator=csp_nonce,
     )
+    tenant_home = TenantHomeView(name="Overview", endpoint="tenant_home", url=TENANT_URL)
     history = HistoryView(AuditEntry, db, name="History", endpoint="history", url="/admin/history",
                           category="Control")
     admin.add_views(
-        TenantHomeView(name="Overview", endpoint="tenant_home", url=TENANT_URL),
+        tenant_home,
         UserView(User, name="Users", endpoint="user", url=f"{TENANT_URL}/user"),
         RoleView(Role, name="Roles", endpoint="role", url=f"{TENANT_URL}/role"),
         ProductView(Product, name="Products", endpoint="product", url=f"{TENANT_URL}/product"),
@@ -57,6 +58,7 @@ def init_app(app: Flask) -> None:
         history,
     )
     app.extensions["console_history_view"] = history
+    app.extensions["console_tenant_home"] = tenant_home
     actions = {name for view in admin._views for name in getattr(view, "_actions_data", {})}
     app.extensions["csp_handler_hashes"] = handler_hashes(actions, inline_field_ids(admin._views))
 

@@ -12,6 +12,7 @@ from markupsafe import Markup
 from portal import audit
 from portal.auth import login_url_for_here
 from portal.permissions import can, can_control
+from portal.quarantine import quarantine_state
 from portal.tenancy_request import TenantSessionProxy, current_tenant_slug, menu_tenant_slug
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -147,6 +148,8 @@ class TenantModelView(AuditedView, GrantedModelView):
         super().__init__(model, TenantSessionProxy(), **kwargs)
 
     def allowed(self, action: str) -> bool:
+        if action != "view" and quarantine_state() is not None:  # read-only until the tenant is at head
+            return False
         return current_user.is_authenticated and can(current_user, menu_tenant_slug(), self.grant_model, action)
 
     def audit_tenant_slug(self) -> str | None:

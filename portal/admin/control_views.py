@@ -2,7 +2,8 @@
 
 from typing import Any
 
-from flask import current_app, flash, g
+from flask import abort, current_app, flash, g, redirect, request, url_for
+from flask_admin import expose
 from flask_admin.actions import action
 from flask_login import current_user
 from markupsafe import Markup
@@ -101,16 +102,31 @@ class TenantsView(ReadOnlyControlView):
                                               for d in report.differences)
             flash(f"{report.slug}: drifted: {found}", "error")
 
+    @expose("/upgrade/", methods=["POST"])
+    def upgrade_view(self) -> Any:
+        """Upgrade one tenant to head (the quarantine page's button), then go back to it."""
+        if not self._right("change"):
+            abort(403)
+        slug = request.form.get("slug", "")
+        if slug not in {t.slug for t in current_app.extensions["tenancy"].registry.all()}:
+            abort(404)
+        self.upgrade_slugs([slug])
+        return redirect(url_for("tenant_home.index", tenant=slug))
+
+    def upgrade_slugs(self, slugs: list[str]) -> None:
+        """Upgrade these tenants to head as the CLI does; flash and record each outcome."""
+        tenancy = current_app.extensions["tenancy"]
+        for report in upgrade_selected(tenancy, slugs, started_by=f"console:{current_user.email}"):
+            flash(f"{report.slug}: {report.message}", "success" if report.ok else "error")
+            audit.record(tenancy.control_engine, current_user, report.slug, "tenants", report.slug, report.slug,
+                         "upgrade", {"result": "ok" if report.ok else "failed", "detail": report.message})
+
     @action("upgrade", "Upgrade selected to head", "Upgrade the selected tenants to the head revision?")
     def action_upgrade(self, ids: list[str]) -> None:
         wanted = [int(i) for i in ids if i.isdigit()]
         slugs = db.session.scalars(select(TenantRecord.slug).where(TenantRecord.id.in_(wanted))
                                    .order_by(TenantRecord.slug)).all()
-        tenancy = current_app.extensions["tenancy"]
-        for report in upgrade_selected(tenancy, list(slugs), started_by=f"console:{current_user.email}"):
-            flash(f"{report.slug}: {report.message}", "success" if report.ok else "error")
-            audit.record(tenancy.control_engine, current_user, report.slug, "tenants", report.slug, report.slug,
-                         "upgrade", {"result": "ok" if report.ok else "failed", "detail": report.message})
+        self.upgrade_slugs(list(slugs))
 
 
 def _run_results(view: Any, context: Any, model: MigrationRun, name: str) -> Markup:
