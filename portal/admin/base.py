@@ -43,6 +43,10 @@ class SecureView:
         abort(403)
 
 
+MAX_PAGE = 100_000  # beyond any real list; larger numbers overflow the database's OFFSET
+MAX_LOOKUP_OFFSET = 100_000
+MAX_LOOKUP_LIMIT = 100
+
 # The grant action each Flask-Admin endpoint needs beyond "view".
 ENDPOINT_ACTIONS = {"create_view": "add", "edit_view": "change", "ajax_update": "change", "delete_view": "delete"}
 
@@ -87,10 +91,22 @@ class GrantedModelView(SecureView, ModelView):
         right = self.action_rights.get(name)
         return right is not None and self._right(right) and super().is_action_allowed(name)
 
+    def _get_list_extra_args(self) -> Any:
+        args = super()._get_list_extra_args()
+        args.page = min(max(args.page or 0, 0), MAX_PAGE)  # ?page=-1 or a 20-digit page: clamped
+        if args.page_size is not None and args.page_size not in self.page_size_options:
+            args.page_size = None
+        return args
+
     def _handle_view(self, name: str, **kwargs: Any) -> Any:
         response = super()._handle_view(name, **kwargs)
         if response is not None:
             return response
+        if name == "ajax_lookup":
+            offset = request.args.get("offset", 0, type=int)
+            limit = request.args.get("limit", 10, type=int)
+            if not (0 <= offset <= MAX_LOOKUP_OFFSET and 0 < limit <= MAX_LOOKUP_LIMIT):
+                abort(400)
         needed = ENDPOINT_ACTIONS.get(name)
         if needed and not self._right(needed):
             abort(403)

@@ -88,6 +88,17 @@ class RoleView(TenantModelView):
     column_descriptions = {"console_access": "Users with this role administer this tenant's console."}
     action_rights = {"delete": "delete"}
 
+    @property
+    def _details_columns(self) -> list:
+        # A role's members are users: shown only to those who may view this tenant's users.
+        if can(current_user, menu_tenant_slug(), "users", "view"):
+            return self._all_details_columns
+        return [(name, label) for name, label in self._all_details_columns if name != "users"]
+
+    @_details_columns.setter
+    def _details_columns(self, columns: list) -> None:
+        self._all_details_columns = columns
+
 
 class ProductView(ActivationActions, TenantModelView):
     grant_model = "products"
