@@ -1,5 +1,6 @@
 """The console's base views: who may open them, and how tenant views bind and audit."""
 
+import re
 from typing import Any, ClassVar
 
 from flask import abort, current_app, g, has_request_context, redirect, request
@@ -15,14 +16,17 @@ from portal.permissions import can, can_control
 from portal.quarantine import quarantine_state
 from portal.tenancy_request import TenantSessionProxy, current_tenant_slug, menu_tenant_slug
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet may split a cell on any of these (its separator is a locale setting), and then
+# evaluates every piece that starts with = + - @ (after blanks or a quote).
+FORMULA_AFTER_SEPARATOR = re.compile(r"""(^|[;,\t|\r\n])(\s*["']?)(?=[=+\-@])""")
 
 
 def neutralise_cell(value: Any) -> Any:
-    """Defuse spreadsheet formulas: a text cell starting with = + - @ gets a leading quote."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
+    """Defuse spreadsheet formulas: each piece of a text cell that starts one gets a leading quote."""
+    if not isinstance(value, str):
+        return value
+    value = FORMULA_AFTER_SEPARATOR.sub(lambda m: f"{m.group(1)}{m.group(2)}'", value)
+    return "'" + value if value.startswith(("\t", "\r")) else value
 
 
 class ConsoleAdmin(Admin):
