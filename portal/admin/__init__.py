@@ -26,6 +26,7 @@ def inline_field_ids(views: list) -> set[str]:
 
 def init_app(app: Flask) -> None:
     """Build the console's Admin and views for `app` (one set per app: views hold per-app state)."""
+    from portal.account import AccountView
     from portal.admin.base import ConsoleAdmin
     from portal.admin.control_models import AuditEntry, MigrationRun, StaffMember, TenantRecord, TenantResultRecord
     from portal.admin.control_views import ResultsView, RunsView, StaffView, TenantsView
@@ -50,6 +51,7 @@ def init_app(app: Flask) -> None:
         RoleView(Role, name="Roles", endpoint="role", url=f"{TENANT_URL}/role"),
         ProductView(Product, name="Products", endpoint="product", url=f"{TENANT_URL}/product"),
         FindView(name="Find", endpoint="find", url="/admin/find"),
+        AccountView(name="My account", endpoint="account", url="/admin/account"),
         TenantsView(TenantRecord, db, name="Tenants", endpoint="tenants", url="/admin/tenants", category="Control"),
         RunsView(MigrationRun, db, name="Migration runs", endpoint="runs", url="/admin/runs", category="Control"),
         ResultsView(TenantResultRecord, db, name="Tenant results", endpoint="results", url="/admin/results",
@@ -59,6 +61,7 @@ def init_app(app: Flask) -> None:
     )
     app.extensions["console_history_view"] = history
     app.extensions["console_tenant_home"] = tenant_home
+    app.extensions["console_dashboard"] = admin.index_view
     actions = {name for view in admin._views for name in getattr(view, "_actions_data", {})}
     app.extensions["csp_handler_hashes"] = handler_hashes(actions, inline_field_ids(admin._views))
 
