@@ -1,6 +1,6 @@
 """The Flask-Admin console: one Admin, tenant views under /t/<tenant>/admin, control views under /admin."""
 
-from flask import Flask
+from flask import Flask, request, url_for
 from flask_admin.model.fields import InlineFieldList
 from flask_admin.theme import Bootstrap4Theme
 from flask_login import current_user
@@ -10,6 +10,7 @@ from portal.extensions import db
 from portal.security_headers import csp_nonce, handler_hashes
 
 TENANT_URL = "/t/<tenant>/admin"
+TENANT_VIEW_MODELS = {"user": "users", "role": "roles", "product": "products"}  # endpoint -> grant model
 
 
 def inline_field_ids(views: list) -> set[str]:
@@ -35,8 +36,8 @@ def init_app(app: Flask) -> None:
     from portal.admin.history import HistoryView
     from portal.admin.tenant_views import ProductView, RoleView, TenantHomeView, UserView
     from portal.models import Product, Role, User
-    from portal.permissions import visible_slugs
-    from portal.tenancy_request import menu_tenant_slug, request_tenants
+    from portal.permissions import can, visible_slugs
+    from portal.tenancy_request import current_tenant_slug, menu_tenant_slug, request_tenants
 
     admin = ConsoleAdmin(
         app, name="Tenant Portal", theme=Bootstrap4Theme(base_template="admin/console_base.html", fluid=True),
@@ -74,4 +75,12 @@ def init_app(app: Flask) -> None:
             tenants = [t for t in request_tenants().values() if t.status == "active"]
             allowed = set(visible_slugs(current_user, [t.slug for t in tenants]))
             return [t for t in tenants if t.slug in allowed]
-        return {"switchable_tenants": switchable, "menu_tenant": menu_tenant_slug}
+        def switch_url(slug: str) -> str:
+            """Link to the same model in tenant `slug` when one is open and viewable there, else its overview."""
+            endpoint = (request.endpoint or "").split(".", 1)[0]
+            model = TENANT_VIEW_MODELS.get(endpoint)
+            if model and current_tenant_slug() and can(current_user, slug, model, "view"):
+                return url_for(f"{endpoint}.index_view", tenant=slug)
+            return url_for("tenant_home.index", tenant=slug)
+
+        return {"switchable_tenants": switchable, "menu_tenant": menu_tenant_slug, "switch_url": switch_url}

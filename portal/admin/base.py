@@ -175,6 +175,9 @@ class TenantModelView(AuditedView, GrantedModelView):
     def audit_tenant_slug(self) -> str | None:
         return current_tenant_slug()
 
+    def get_export_name(self, export_type: str = "csv") -> str:
+        return f"{current_tenant_slug()}_{super().get_export_name(export_type)}"  # acme_Products_<time>.csv
+
     def history_url(self, model: Any) -> str:
         """Return the History page filtered to this object."""
         history = current_app.extensions["console_history_view"]
