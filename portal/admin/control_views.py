@@ -16,6 +16,7 @@ from portal import audit
 from portal.admin.base import AuditedView, ControlModelView, ReadOnlyControlView, escaped_lines
 from portal.admin.control_models import MigrationRun, StaffGrant, StaffMember, TenantRecord
 from portal.admin.tenant_actions import upgrade_selected
+from portal.admin.tenant_lifecycle import TenantLifecycle, manage_buttons
 from portal.console_sessions import close_staff_sessions
 from portal.extensions import db
 from portal.permissions import CONTROL_MODELS, TENANT_MODELS
@@ -74,9 +75,10 @@ def _drift(view: Any, context: Any, model: TenantRecord, name: str) -> Any:
     return Markup('<span class="text-danger">drifted</span>') + escaped_lines(lines)
 
 
-class TenantsView(ReadOnlyControlView):
+class TenantsView(TenantLifecycle, ReadOnlyControlView):
     grant_model = "tenants"
-    column_list = ["slug", "display_name", "status", "revision", "pending", "last_result", "database"]
+    list_template = "admin/tenants_list.html"
+    column_list = ["slug", "display_name", "status", "revision", "pending", "last_result", "database", "manage"]
     column_details_list = ["slug", "display_name", "status", "status_reason", "revision", "pending", "last_result",
                            "drift", "database", "created_at", "updated_at"]
     column_labels = {"revision": "Current revision", "display_name": "Name"}
@@ -85,7 +87,7 @@ class TenantsView(ReadOnlyControlView):
     column_sortable_list = ["slug", "display_name", "status"]
     column_default_sort = "slug"
     column_formatters = {"pending": _pending, "last_result": _last_result, "drift": _drift,
-                         "database": lambda v, c, m, n: _storage_label(m)}
+                         "database": lambda v, c, m, n: _storage_label(m), "manage": manage_buttons}
     column_descriptions = {"pending": "Revisions between the current one and head."}
     action_rights = {"upgrade": "change", "drift": "view"}
 

@@ -208,7 +208,8 @@ def _console_pages(served: Served) -> list[str]:
         pages += [f"{base}/", f"{base}/new/", f"{base}/edit/?id=1", f"{base}/details/?id=1"]
     for view in ("tenants", "runs", "results", "staff", "history"):
         pages += [f"/admin/{view}/", f"/admin/{view}/details/?id=1"]
-    return pages + ["/admin/staff/new/", "/admin/staff/edit/?id=1"]
+    return pages + ["/admin/staff/new/", "/admin/staff/edit/?id=1", "/admin/tenants/create/",
+                    f"/admin/tenants/drop/?slug={a}", "/admin/account/password/"]
 
 
 def test_every_console_page_runs_its_inline_handlers_under_the_csp(page, served: Served) -> None:  # type: ignore[no-untyped-def]
