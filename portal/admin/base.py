@@ -11,6 +11,7 @@ from flask_login import current_user
 from markupsafe import Markup
 
 from portal import audit
+from portal.admin.formatting import DETAIL_FORMATTERS, LIST_FORMATTERS
 from portal.auth import login_url_for_here
 from portal.permissions import can, can_control
 from portal.quarantine import quarantine_state
@@ -61,6 +62,8 @@ class GrantedModelView(SecureView, ModelView):
     grant_model: ClassVar[str]
     action_rights: ClassVar[dict[str, str]] = {"delete": "delete"}
     can_view_details = True
+    column_type_formatters = LIST_FORMATTERS
+    column_type_formatters_detail = DETAIL_FORMATTERS
     page_size = 20
     can_set_page_size = True
 

@@ -15,6 +15,7 @@ from wtforms.validators import Length, Optional, ValidationError
 from portal import audit
 from portal.admin.base import AuditedView, ControlModelView, ReadOnlyControlView, escaped_lines
 from portal.admin.control_models import MigrationRun, StaffGrant, StaffMember, TenantRecord
+from portal.admin.formatting import human_duration, human_time
 from portal.admin.tenant_actions import upgrade_selected
 from portal.admin.tenant_lifecycle import TenantLifecycle, manage_buttons
 from portal.console_sessions import close_staff_sessions
@@ -59,7 +60,7 @@ def _last_result(view: Any, context: Any, model: TenantRecord, name: str) -> Any
     last = _fleet_facts()["last"].get(model.slug)
     if last is None:
         return "-"
-    text = f"{last['status']} ({last['started_at']:%Y-%m-%d %H:%M})"
+    text = f"{last['status']} ({human_time(last['started_at'])})"
     if last["status"] in FAILED_RESULTS:
         return Markup('<span class="text-danger" title="{}">{}</span>').format(last["error"] or "", text)
     return text
@@ -134,7 +135,7 @@ class TenantsView(TenantLifecycle, ReadOnlyControlView):
 def _run_results(view: Any, context: Any, model: MigrationRun, name: str) -> Markup:
     rows = [Markup("<tr><td>{}</td><td>{}</td><td>{} &rarr; {}</td><td>{}</td><td>{}</td></tr>").format(
         r.tenant_slug, r.status, r.from_revision or "base", r.to_revision or "-",
-        f"{r.duration_ms:.0f} ms" if r.duration_ms is not None else "", r.error or "") for r in model.results]
+        human_duration(r.duration_ms), r.error or "") for r in model.results]
     head = Markup("<tr><th>tenant</th><th>status</th><th>revisions</th><th>time</th><th>error</th></tr>")
     return Markup('<table class="table table-sm">{}{}</table>').format(head, Markup("").join(rows))
 
@@ -156,7 +157,8 @@ class ResultsView(ReadOnlyControlView):
     grant_model = "runs"
     column_list = ["started_at", "tenant_slug", "status", "from_revision", "to_revision", "duration_ms", "error",
                    "run_id"]
-    column_labels = {"tenant_slug": "Tenant", "run_id": "Run"}
+    column_labels = {"tenant_slug": "Tenant", "run_id": "Run", "duration_ms": "Time"}
+    column_formatters = {"duration_ms": lambda v, c, m, n: human_duration(m.duration_ms)}
     column_filters = ["tenant_slug", "status", "run_id", "started_at"]
     column_sortable_list = ["started_at", "tenant_slug", "status", "duration_ms"]
     column_default_sort = ("started_at", True)
