@@ -11,6 +11,7 @@ from flask_login import current_user
 from markupsafe import Markup
 
 from portal import audit
+from portal.admin.bulk_delete import ConfirmedBulkDelete
 from portal.admin.formatting import DETAIL_FORMATTERS, LIST_FORMATTERS
 from portal.auth import login_url_for_here
 from portal.permissions import can, can_control
@@ -158,7 +159,7 @@ class AuditedView:
         self._audit("delete", obj_id, label, values)
 
 
-class TenantModelView(AuditedView, GrantedModelView):
+class TenantModelView(ConfirmedBulkDelete, AuditedView, GrantedModelView):
     """A tenant table: bound to the tenant of the URL, rights by tenant grant, every change audited."""
 
     can_export = True

@@ -94,10 +94,13 @@ def test_bulk_activate_and_deactivate(console: Console, root) -> None:
 
 
 def test_delete_action_asks_for_confirmation_and_is_audited(console: Console, root) -> None:
-    page = root.get(f"/t/{console.a}/admin/product/").get_data(as_text=True)
-    assert "Are you sure you want to delete selected records?" in page
     token = csrf_token(root, f"/t/{console.a}/admin/product/")
-    root.post(f"/t/{console.a}/admin/product/action/", data={"csrf_token": token, "action": "delete", "rowid": ["1"]})
+    asked = root.post(f"/t/{console.a}/admin/product/action/", data={"csrf_token": token, "action": "delete",
+                                                                     "rowid": ["1"]})
+    assert asked.status_code == 200 and 'id="bulk-delete"' in asked.get_data(as_text=True)
+    assert set(console.products(console.a)) == {1, 2}  # nothing deleted before the confirmation
+    root.post(f"/t/{console.a}/admin/product/action/", data={"csrf_token": token, "action": "delete",
+                                                             "rowid": ["1"], "confirmed": "1"})
     assert set(console.products(console.a)) == {2}
     assert _audit(console)[-1]["action"] == "delete" and "Anvil" in _audit(console)[-1]["object_label"]
 
