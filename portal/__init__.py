@@ -33,11 +33,13 @@ def create_app(config_class: type | None = None, overrides: dict | None = None) 
     csrf.init_app(app)
     app.extensions["tenancy"] = Tenancy(settings)
 
-    from portal import admin, auth, home, security_headers, tenancy_request
+    from portal import admin, auth, error_pages, home, quarantine, security_headers, tenancy_request
 
     home.init_app(app)
     security_headers.init_app(app)
     auth.init_app(app)
     tenancy_request.init_app(app)
+    quarantine.init_app(app)
     admin.init_app(app)
+    error_pages.init_app(app)
     return app

@@ -10,14 +10,15 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, insert, inspect
+from sqlalchemy import Engine, insert, inspect, select
 
 from portal.permissions import Principal
 from tenants.core.clock import utcnow
-from tenants.core.control_schema import audit_log
+from tenants.core.control_schema import audit_log, tenants
 
 SECRET_FIELDS = frozenset({"password", "password_hash"})
 SECRET_MARK = "(changed)"
+UNRECORDED_FIELDS = frozenset({"account_key"})  # what sessions are bound to: no business of History
 ACTIONS = ("add", "change", "delete", "upgrade")
 
 
@@ -36,7 +37,8 @@ def plain(value: Any) -> Any:
 
 def _fields(obj: Any) -> list[str]:
     mapper = inspect(obj).mapper
-    return [a.key for a in mapper.column_attrs] + [r.key for r in mapper.relationships]
+    names = [a.key for a in mapper.column_attrs] + [r.key for r in mapper.relationships]
+    return [name for name in names if name not in UNRECORDED_FIELDS]
 
 
 def snapshot(obj: Any) -> dict[str, Any]:
@@ -74,9 +76,13 @@ def record(engine: Engine, principal: Principal, tenant_slug: str | None, model:
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
     with engine.begin() as conn:
+        # The entry belongs to this incarnation of the tenant: a slug dropped and made again gets a new key.
+        tenant_key = None if tenant_slug is None else conn.execute(
+            select(tenants.c.account_key).where(tenants.c.slug == tenant_slug)).scalar()
         conn.execute(insert(audit_log).values(
             at=utcnow(), staff_id=principal.id if principal.kind == "staff" else None, actor=principal.label[:254],
-            tenant_slug=tenant_slug, model=model, object_id=None if object_id is None else str(object_id)[:64],
+            tenant_slug=tenant_slug, tenant_key=tenant_key, model=model,
+            object_id=None if object_id is None else str(object_id)[:64],
             object_label=label[:300], action=action,
             changes=json.dumps(changes, sort_keys=True, default=str) if changes else None,
         ))

@@ -48,6 +48,7 @@ class Principal(UserMixin):
     is_superuser: bool = False
     tenant_slug: str | None = None  # the tenant of a tenant administrator
     grants: tuple[Grant, ...] = field(default_factory=tuple)
+    tenant_key: str | None = None  # the account key of a tenant administrator's tenant
 
     def get_id(self) -> str:
         # Flask-Login keeps this in the session and the remember cookie: the session token,

@@ -1,8 +1,10 @@
 """Checking credentials and loading the signed-in principal of a console session."""
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from portal.console_sessions import load_session
@@ -10,7 +12,7 @@ from portal.models import Role, User
 from portal.permissions import Grant, Principal
 from tenants.core.binding import tenant_session
 from tenants.core.clock import utcnow
-from tenants.core.control_schema import staff, staff_grants
+from tenants.core.control_schema import staff, staff_grants, tenants
 from tenants.core.errors import TenantError
 from tenants.core.names import validate_slug
 from tenants.core.tenancy import Tenancy
@@ -26,10 +28,18 @@ def _spend_hash_time(password: str) -> None:
     check_password_hash(_dummy_hash(), password)
 
 
-def authenticate_staff(engine: Engine, email: str, password: str) -> int | None:
-    """Return the id of the active staff member with these credentials, or None."""
+@dataclass(frozen=True)
+class Account:
+    """Who signed in: the account's id, and the key its sessions are bound to."""
+
+    id: int
+    key: str
+
+
+def authenticate_staff(engine: Engine, email: str, password: str) -> Account | None:
+    """Return the active staff member with these credentials, or None."""
     with engine.connect() as conn:
-        row = conn.execute(select(staff.c.id, staff.c.password_hash, staff.c.active)
+        row = conn.execute(select(staff.c.id, staff.c.password_hash, staff.c.active, staff.c.account_key)
                            .where(staff.c.email == email.strip().lower())).first()
     if row is None or not row.password_hash:
         _spend_hash_time(password)
@@ -38,7 +48,7 @@ def authenticate_staff(engine: Engine, email: str, password: str) -> int | None:
         return None
     with engine.begin() as conn:
         conn.execute(update(staff).where(staff.c.id == row.id).values(last_login_at=utcnow()))
-    return row.id
+    return Account(row.id, row.account_key)
 
 
 def _console_user_query(user_id: int | None = None, email: str | None = None):  # type: ignore[no-untyped-def]
@@ -50,17 +60,27 @@ def _console_user_query(user_id: int | None = None, email: str | None = None):  
     return query
 
 
-def authenticate_tenant_admin(tenancy: Tenancy, slug: str, email: str, password: str) -> int | None:
-    """Return the id of the tenant's active console-access user with these credentials, or None."""
+def tenant_key(engine: Engine, slug: str) -> str | None:
+    """Return the account key of the tenant registered as `slug` now, or None."""
+    with engine.connect() as conn:
+        return conn.execute(select(tenants.c.account_key).where(tenants.c.slug == slug)).scalar()
+
+
+def authenticate_tenant_admin(tenancy: Tenancy, slug: str, email: str, password: str) -> Account | None:
+    """Return the tenant's active console-access user with these credentials (key: the tenant's), or None."""
     try:
         tenant = tenancy.registry.find(validate_slug(slug.strip().lower()))
     except TenantError:
         tenant = None
-    if tenant is None or tenant.status != "active":
+    key = tenant_key(tenancy.control_engine, tenant.slug) if tenant is not None else None
+    if tenant is None or tenant.status != "active" or key is None:
         _spend_hash_time(password)
         return None
     with tenant_session(tenancy.storage(tenant)) as session:
-        user = session.scalars(_console_user_query(email=email.strip().lower())).first()
+        try:
+            user = session.scalars(_console_user_query(email=email.strip().lower())).first()
+        except SQLAlchemyError:  # a tenant not at head (or unreadable) cannot vouch for its administrators
+            user = None
         if user is None or not user.password_hash:
             _spend_hash_time(password)
             return None
@@ -68,7 +88,7 @@ def authenticate_tenant_admin(tenancy: Tenancy, slug: str, email: str, password:
             return None
         user.last_login_at = utcnow()
         session.commit()
-        return user.id
+        return Account(user.id, key)
 
 
 def load_grants(conn: Connection, staff_id: int) -> tuple[Grant, ...]:
@@ -93,7 +113,11 @@ def load_principal(tenancy: Tenancy, token: str) -> Principal | None:
     if tenant is None or tenant.status != "active":
         return None
     with tenant_session(tenancy.storage(tenant)) as session:
-        user = session.scalars(_console_user_query(user_id=record.user_id)).first()
+        try:
+            user = session.scalars(_console_user_query(user_id=record.user_id)).first()
+        except SQLAlchemyError:  # not at head or unreadable: nobody is signed in to it for now
+            return None
         if user is None:  # deactivated, deleted, or no longer holds a console role
             return None
-        return Principal(token, "tenant", user.id, user.email, user.full_name, False, tenant.slug)
+        return Principal(token, "tenant", user.id, user.email, user.full_name, False, tenant.slug,
+                         tenant_key=record.tenant_key)

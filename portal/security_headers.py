@@ -34,9 +34,10 @@ def _hash(source: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode()).digest()).decode() + "'"
 
 
-def handler_hashes(action_names: Iterable[str]) -> list[str]:
-    """Return the CSP hashes of Flask-Admin's inline handlers for these action names."""
+def handler_hashes(action_names: Iterable[str], inline_fields: Iterable[str] = ()) -> list[str]:
+    """Return the CSP hashes of Flask-Admin's inline handlers for these action names and inline form fields."""
     handlers = list(FIXED_HANDLERS) + [f"return modelActions.execute('{name}');" for name in sorted(set(action_names))]
+    handlers += [f"faForm.addInlineField(this, '{name}');" for name in sorted(set(inline_fields))]
     return [_hash(h) for h in handlers]
 
 

@@ -15,15 +15,17 @@ from typing import Any
 
 from flask import Flask, abort, current_app, g, redirect, session
 from flask_login import current_user
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from portal.auth import login_url_for_here
 from portal.permissions import may_enter, visible_slugs
+from tenants.core.control_schema import tenant_versions, tenants
 from tenants.core.errors import InvalidTenantName
 from tenants.core.names import validate_slug
 from tenants.core.registry import Tenant
-from tenants.core.storage import TenantStorage
+from tenants.core.storage import TenantStorage, unreachable
 
 TENANT_ARG = "tenant"
 
@@ -46,9 +48,19 @@ def current_tenant() -> Tenant:
 
 
 def request_tenants() -> dict[str, Tenant]:
-    """Return every registered tenant by slug, read once per request (one control-plane query)."""
+    """Return every registered tenant by slug, read once per request with its ledger revision (one query)."""
     if "registry_tenants" not in g:
-        g.registry_tenants = {t.slug: t for t in current_app.extensions["tenancy"].registry.all()}
+        t, v = tenants.c, tenant_versions.c
+        query = (select(t.slug, t.display_name, t.status, t.status_reason, t.database_url, t.created_at, v.revision)
+                 .select_from(tenants.outerjoin(tenant_versions, v.tenant_slug == t.slug)).order_by(t.slug))
+        engine = current_app.extensions["tenancy"].control_engine
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(query).all()
+        except OperationalError as e:
+            raise unreachable(str(engine.url), e) from e
+        g.registry_tenants = {row.slug: Tenant(*row[:6]) for row in rows}
+        g.tenant_revisions = {row.slug: row.revision for row in rows}
     return g.registry_tenants
 
 

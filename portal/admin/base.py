@@ -1,5 +1,6 @@
 """The console's base views: who may open them, and how tenant views bind and audit."""
 
+import re
 from typing import Any, ClassVar
 
 from flask import abort, current_app, g, has_request_context, redirect, request
@@ -10,18 +11,24 @@ from flask_login import current_user
 from markupsafe import Markup
 
 from portal import audit
+from portal.admin.bulk_delete import ConfirmedBulkDelete
+from portal.admin.formatting import DETAIL_FORMATTERS, LIST_FORMATTERS
 from portal.auth import login_url_for_here
 from portal.permissions import can, can_control
+from portal.quarantine import quarantine_state
 from portal.tenancy_request import TenantSessionProxy, current_tenant_slug, menu_tenant_slug
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet may split a cell on any of these (its separator is a locale setting), and then
+# evaluates every piece that starts with = + - @ (after blanks or a quote).
+FORMULA_AFTER_SEPARATOR = re.compile(r"""(^|[;,\t|\r\n])(\s*["']?)(?=[=+\-@])""")
 
 
 def neutralise_cell(value: Any) -> Any:
-    """Defuse spreadsheet formulas: a text cell starting with = + - @ gets a leading quote."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
+    """Defuse spreadsheet formulas: each piece of a text cell that starts one gets a leading quote."""
+    if not isinstance(value, str):
+        return value
+    value = FORMULA_AFTER_SEPARATOR.sub(lambda m: f"{m.group(1)}{m.group(2)}'", value)
+    return "'" + value if value.startswith(("\t", "\r")) else value
 
 
 class ConsoleAdmin(Admin):
@@ -42,6 +49,10 @@ class SecureView:
         abort(403)
 
 
+MAX_PAGE = 100_000  # beyond any real list; larger numbers overflow the database's OFFSET
+MAX_LOOKUP_OFFSET = 100_000
+MAX_LOOKUP_LIMIT = 100
+
 # The grant action each Flask-Admin endpoint needs beyond "view".
 ENDPOINT_ACTIONS = {"create_view": "add", "edit_view": "change", "ajax_update": "change", "delete_view": "delete"}
 
@@ -52,6 +63,8 @@ class GrantedModelView(SecureView, ModelView):
     grant_model: ClassVar[str]
     action_rights: ClassVar[dict[str, str]] = {"delete": "delete"}
     can_view_details = True
+    column_type_formatters = LIST_FORMATTERS
+    column_type_formatters_detail = DETAIL_FORMATTERS
     page_size = 20
     can_set_page_size = True
 
@@ -86,10 +99,22 @@ class GrantedModelView(SecureView, ModelView):
         right = self.action_rights.get(name)
         return right is not None and self._right(right) and super().is_action_allowed(name)
 
+    def _get_list_extra_args(self) -> Any:
+        args = super()._get_list_extra_args()
+        args.page = min(max(args.page or 0, 0), MAX_PAGE)  # ?page=-1 or a 20-digit page: clamped
+        if args.page_size is not None and args.page_size not in self.page_size_options:
+            args.page_size = None
+        return args
+
     def _handle_view(self, name: str, **kwargs: Any) -> Any:
         response = super()._handle_view(name, **kwargs)
         if response is not None:
             return response
+        if name == "ajax_lookup":
+            offset = request.args.get("offset", 0, type=int)
+            limit = request.args.get("limit", 10, type=int)
+            if not (0 <= offset <= MAX_LOOKUP_OFFSET and 0 < limit <= MAX_LOOKUP_LIMIT):
+                abort(400)
         needed = ENDPOINT_ACTIONS.get(name)
         if needed and not self._right(needed):
             abort(403)
@@ -134,7 +159,7 @@ class AuditedView:
         self._audit("delete", obj_id, label, values)
 
 
-class TenantModelView(AuditedView, GrantedModelView):
+class TenantModelView(ConfirmedBulkDelete, AuditedView, GrantedModelView):
     """A tenant table: bound to the tenant of the URL, rights by tenant grant, every change audited."""
 
     can_export = True
@@ -147,10 +172,15 @@ class TenantModelView(AuditedView, GrantedModelView):
         super().__init__(model, TenantSessionProxy(), **kwargs)
 
     def allowed(self, action: str) -> bool:
+        if action != "view" and quarantine_state() is not None:  # read-only until the tenant is at head
+            return False
         return current_user.is_authenticated and can(current_user, menu_tenant_slug(), self.grant_model, action)
 
     def audit_tenant_slug(self) -> str | None:
         return current_tenant_slug()
+
+    def get_export_name(self, export_type: str = "csv") -> str:
+        return f"{current_tenant_slug()}_{super().get_export_name(export_type)}"  # acme_Products_<time>.csv
 
     def history_url(self, model: Any) -> str:
         """Return the History page filtered to this object."""

@@ -1,24 +1,26 @@
 """Control-plane pages: Tenants (with the upgrade action), Migration runs, Staff & grants, History."""
 
-import json
 from typing import Any
 
-from flask import current_app, flash, g, url_for
+from flask import abort, current_app, flash, g, redirect, request, url_for
+from flask_admin import expose
 from flask_admin.actions import action
 from flask_login import current_user
 from markupsafe import Markup
-from sqlalchemy import and_, false, or_, select
+from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 from wtforms import PasswordField, SelectChoice, SelectField
 from wtforms.validators import Length, Optional, ValidationError
 
 from portal import audit
 from portal.admin.base import AuditedView, ControlModelView, ReadOnlyControlView, escaped_lines
-from portal.admin.control_models import AuditEntry, MigrationRun, StaffGrant, StaffMember, TenantRecord
+from portal.admin.control_models import MigrationRun, StaffGrant, StaffMember, TenantRecord
+from portal.admin.formatting import human_duration, human_time
 from portal.admin.tenant_actions import upgrade_selected
+from portal.admin.tenant_lifecycle import TenantLifecycle, manage_buttons
 from portal.console_sessions import close_staff_sessions
 from portal.extensions import db
-from portal.permissions import CONTROL_MODELS, TENANT_MODELS, can_control
+from portal.permissions import CONTROL_MODELS, TENANT_MODELS
 from tenants.core.clock import utcnow
 from tenants.core.ledger import last_results
 from tenants.core.registry import Tenant
@@ -58,7 +60,7 @@ def _last_result(view: Any, context: Any, model: TenantRecord, name: str) -> Any
     last = _fleet_facts()["last"].get(model.slug)
     if last is None:
         return "-"
-    text = f"{last['status']} ({last['started_at']:%Y-%m-%d %H:%M})"
+    text = f"{last['status']} ({human_time(last['started_at'])})"
     if last["status"] in FAILED_RESULTS:
         return Markup('<span class="text-danger" title="{}">{}</span>').format(last["error"] or "", text)
     return text
@@ -74,9 +76,10 @@ def _drift(view: Any, context: Any, model: TenantRecord, name: str) -> Any:
     return Markup('<span class="text-danger">drifted</span>') + escaped_lines(lines)
 
 
-class TenantsView(ReadOnlyControlView):
+class TenantsView(TenantLifecycle, ReadOnlyControlView):
     grant_model = "tenants"
-    column_list = ["slug", "display_name", "status", "revision", "pending", "last_result", "database"]
+    list_template = "admin/tenants_list.html"
+    column_list = ["slug", "display_name", "status", "revision", "pending", "last_result", "database", "manage"]
     column_details_list = ["slug", "display_name", "status", "status_reason", "revision", "pending", "last_result",
                            "drift", "database", "created_at", "updated_at"]
     column_labels = {"revision": "Current revision", "display_name": "Name"}
@@ -85,7 +88,7 @@ class TenantsView(ReadOnlyControlView):
     column_sortable_list = ["slug", "display_name", "status"]
     column_default_sort = "slug"
     column_formatters = {"pending": _pending, "last_result": _last_result, "drift": _drift,
-                         "database": lambda v, c, m, n: _storage_label(m)}
+                         "database": lambda v, c, m, n: _storage_label(m), "manage": manage_buttons}
     column_descriptions = {"pending": "Revisions between the current one and head."}
     action_rights = {"upgrade": "change", "drift": "view"}
 
@@ -102,22 +105,37 @@ class TenantsView(ReadOnlyControlView):
                                               for d in report.differences)
             flash(f"{report.slug}: drifted: {found}", "error")
 
+    @expose("/upgrade/", methods=["POST"])
+    def upgrade_view(self) -> Any:
+        """Upgrade one tenant to head (the quarantine page's button), then go back to it."""
+        if not self._right("change"):
+            abort(403)
+        slug = request.form.get("slug", "")
+        if slug not in {t.slug for t in current_app.extensions["tenancy"].registry.all()}:
+            abort(404)
+        self.upgrade_slugs([slug])
+        return redirect(url_for("tenant_home.index", tenant=slug))
+
+    def upgrade_slugs(self, slugs: list[str]) -> None:
+        """Upgrade these tenants to head as the CLI does; flash and record each outcome."""
+        tenancy = current_app.extensions["tenancy"]
+        for report in upgrade_selected(tenancy, slugs, started_by=f"console:{current_user.email}"):
+            flash(f"{report.slug}: {report.message}", "success" if report.ok else "error")
+            audit.record(tenancy.control_engine, current_user, report.slug, "tenants", report.slug, report.slug,
+                         "upgrade", {"result": "ok" if report.ok else "failed", "detail": report.message})
+
     @action("upgrade", "Upgrade selected to head", "Upgrade the selected tenants to the head revision?")
     def action_upgrade(self, ids: list[str]) -> None:
         wanted = [int(i) for i in ids if i.isdigit()]
         slugs = db.session.scalars(select(TenantRecord.slug).where(TenantRecord.id.in_(wanted))
                                    .order_by(TenantRecord.slug)).all()
-        tenancy = current_app.extensions["tenancy"]
-        for report in upgrade_selected(tenancy, list(slugs), started_by=f"console:{current_user.email}"):
-            flash(f"{report.slug}: {report.message}", "success" if report.ok else "error")
-            audit.record(tenancy.control_engine, current_user, report.slug, "tenants", report.slug, report.slug,
-                         "upgrade", {"result": "ok" if report.ok else "failed", "detail": report.message})
+        self.upgrade_slugs(list(slugs))
 
 
 def _run_results(view: Any, context: Any, model: MigrationRun, name: str) -> Markup:
     rows = [Markup("<tr><td>{}</td><td>{}</td><td>{} &rarr; {}</td><td>{}</td><td>{}</td></tr>").format(
         r.tenant_slug, r.status, r.from_revision or "base", r.to_revision or "-",
-        f"{r.duration_ms:.0f} ms" if r.duration_ms is not None else "", r.error or "") for r in model.results]
+        human_duration(r.duration_ms), r.error or "") for r in model.results]
     head = Markup("<tr><th>tenant</th><th>status</th><th>revisions</th><th>time</th><th>error</th></tr>")
     return Markup('<table class="table table-sm">{}{}</table>').format(head, Markup("").join(rows))
 
@@ -139,7 +157,8 @@ class ResultsView(ReadOnlyControlView):
     grant_model = "runs"
     column_list = ["started_at", "tenant_slug", "status", "from_revision", "to_revision", "duration_ms", "error",
                    "run_id"]
-    column_labels = {"tenant_slug": "Tenant", "run_id": "Run"}
+    column_labels = {"tenant_slug": "Tenant", "run_id": "Run", "duration_ms": "Time"}
+    column_formatters = {"duration_ms": lambda v, c, m, n: human_duration(m.duration_ms)}
     column_filters = ["tenant_slug", "status", "run_id", "started_at"]
     column_sortable_list = ["started_at", "tenant_slug", "status", "duration_ms"]
     column_default_sort = ("started_at", True)
@@ -147,6 +166,24 @@ class ResultsView(ReadOnlyControlView):
 
 
 GRANT_MODEL_CHOICES = [SelectChoice(m) for m in (*TENANT_MODELS, *CONTROL_MODELS)]
+EVERY_TENANT = "*"
+
+
+def grant_tenant_choices() -> list[SelectChoice]:
+    """Offer `*` (every tenant) and each registered tenant; anything else is refused as not a choice."""
+    tenants = current_app.extensions["tenancy"].registry.all()
+    return [SelectChoice(EVERY_TENANT, "* (every tenant)")] + [SelectChoice(t.slug) for t in tenants]
+
+
+def grant_tenant(value: Any) -> str | None:
+    """Coerce the form's tenant to the stored one: `*` (or nothing) is NULL, every tenant."""
+    return None if value in (None, "", EVERY_TENANT) else str(value)
+
+
+def grant_lines(conn: Any, staff_id: int) -> list[str]:
+    """Return a staff member's stored grants as History shows them."""
+    rows = conn.execute(select(StaffGrant.__table__).where(StaffGrant.__table__.c.staff_id == staff_id))
+    return sorted(str(StaffGrant(**row._mapping)) for row in rows)
 
 
 class StaffView(AuditedView, ControlModelView):
@@ -167,9 +204,10 @@ class StaffView(AuditedView, ControlModelView):
         description="Write-only: required for a new account, leave blank to keep the current one.")}
     inline_models = [(StaffGrant, {
         "form_columns": ["id", "tenant_slug", "model", "can_view", "can_add", "can_change", "can_delete"],
-        "form_overrides": {"model": SelectField},
+        "form_overrides": {"model": SelectField, "tenant_slug": SelectField},
         "form_args": {"model": {"choices": GRANT_MODEL_CHOICES},
-                      "tenant_slug": {"description": "Empty: every tenant."}},
+                      "tenant_slug": {"label": "Tenant", "choices": grant_tenant_choices, "coerce": grant_tenant,
+                                      "description": "* = every tenant (control models need *)."}},
     })]
 
     def allowed(self, action: str) -> bool:
@@ -178,7 +216,9 @@ class StaffView(AuditedView, ControlModelView):
     def on_model_change(self, form: Any, model: StaffMember, is_created: bool) -> None:
         model.email = (model.email or "").strip().lower()
         for grant in model.grants:
-            grant.tenant_slug = (grant.tenant_slug or "").strip().lower() or None
+            grant.tenant_slug = grant_tenant(grant.tenant_slug)
+            if grant.model in CONTROL_MODELS and grant.tenant_slug is not None:
+                raise ValidationError(f"{grant.model} is a control-plane model: grant it with tenant '*'.")
         if form.password.data:
             model.password_hash = generate_password_hash(form.password.data)
         elif is_created:
@@ -186,78 +226,20 @@ class StaffView(AuditedView, ControlModelView):
         if is_created:
             model.created_at = utcnow()
         super().on_model_change(form, model, is_created)
+        if not is_created:  # the grants as stored against the grants as saved: every change is in History
+            with current_app.extensions["tenancy"].control_engine.connect() as conn:
+                before = grant_lines(conn, model.id)
+            after = sorted(str(grant) for grant in model.grants if grant not in db.session.deleted)
+            changes = {k: v for k, v in (g.audit_changes or {}).items() if k != "grants"}
+            if before != after:
+                changes["grants"] = [before, after]
+            g.audit_changes = changes
 
     def after_model_change(self, form: Any, model: StaffMember, is_created: bool) -> None:
         super().after_model_change(form, model, is_created)
         if not is_created and (form.password.data or not model.active):
             close_staff_sessions(current_app.extensions["tenancy"].control_engine, model.id)
 
-
-def _changes(view: Any, context: Any, model: AuditEntry, name: str) -> Markup | str:
-    if not model.changes:
-        return ""
-    try:
-        changes = json.loads(model.changes)
-    except ValueError:
-        return model.changes
-    lines = []
-    for field, value in sorted(changes.items()):
-        if model.action == "change" and isinstance(value, list) and len(value) == 2:
-            lines.append(Markup("<b>{}</b>: {} &rarr; {}").format(field, json.dumps(value[0]), json.dumps(value[1])))
-        else:
-            lines.append(Markup("<b>{}</b>: {}").format(field, json.dumps(value)))
-    return escaped_lines(lines)
-
-
-class HistoryView(ReadOnlyControlView):
-    """The audit log, read-only; each principal sees the entries of what they may view."""
-
-    grant_model = "history"
-    can_export = True
-    column_list = ["at", "actor", "tenant_slug", "model", "object_id", "object_label", "action", "changes"]
-    column_details_list = column_list
-    column_export_list = column_list
-    column_labels = {"tenant_slug": "Tenant", "object_label": "Object", "object_id": "Object id"}
-    column_filters = ["tenant_slug", "model", "object_id", "action", "actor", "at"]
-    column_searchable_list = ["actor", "object_label"]
-    column_sortable_list = ["at", "actor", "tenant_slug", "model", "action"]
-    column_default_sort = ("at", True)
-    column_formatters = {"changes": _changes}
-    column_formatters_export = {}
-    named_filter_urls = True
-
-    def allowed(self, action: str) -> bool:
-        return current_user.is_authenticated and action == "view"
-
-    def _visible(self) -> Any:
-        principal, c = current_user, AuditEntry.__table__.c
-        if principal.kind == "tenant":
-            return c.tenant_slug == principal.tenant_slug
-        if principal.is_superuser:
-            return None
-        if can_control(principal, "history", "view"):
-            return c.tenant_slug.is_not(None)
-        terms = [and_(c.model == grant.model, c.tenant_slug.is_not(None) if grant.tenant_slug is None
-                      else c.tenant_slug == grant.tenant_slug)
-                 for grant in principal.grants if grant.model in TENANT_MODELS and grant.allows("view")]
-        return or_(*terms) if terms else false()
-
-    def get_query(self) -> Any:
-        visible = self._visible()
-        query = super().get_query()
-        return query if visible is None else query.filter(visible)
-
-    def get_count_query(self) -> Any:
-        visible = self._visible()
-        query = super().get_count_query()
-        return query if visible is None else query.filter(visible)
-
-    def get_one(self, id: Any) -> Any:
-        visible = self._visible()
-        query = self.get_query() if visible is not None else super().get_query()
-        return query.filter(AuditEntry.id == id).first() if str(id).isdigit() else None
-
-    def object_url(self, tenant_slug: str | None, model: str, object_id: Any) -> str:
-        """Return this page filtered to one object's entries."""
-        return url_for(f"{self.endpoint}.index_view", flt0_tenant_equals=tenant_slug or "",
-                       flt1_model_equals=model, flt2_object_id_equals=str(object_id))
+    def after_model_delete(self, model: StaffMember) -> None:
+        super().after_model_delete(model)
+        close_staff_sessions(current_app.extensions["tenancy"].control_engine, model.id)

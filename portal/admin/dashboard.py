@@ -10,7 +10,7 @@ from portal.admin.base import SecureView
 from portal.admin.control_views import FAILED_RESULTS
 from portal.admin.tenant_views import tenant_counts
 from portal.auth import login_url_for_here
-from portal.permissions import can_control, visible_slugs
+from portal.permissions import TENANT_MODELS, can, can_control, visible_slugs
 from tenants.core.binding import tenant_session
 from tenants.core.errors import TenantError
 from tenants.core.ledger import last_results, ledger_versions
@@ -26,7 +26,7 @@ def visible_tenants(tenancy: Tenancy, principal: Any) -> list[Any]:
     return [t for t in tenants if t.slug in allowed]
 
 
-def fleet_rows(tenancy: Tenancy, tenants: list[Any]) -> list[dict[str, Any]]:
+def fleet_rows(tenancy: Tenancy, tenants: list[Any], principal: Any) -> list[dict[str, Any]]:
     """Return one row per tenant: counts (for the first few), ledger revision, last result."""
     head = tenancy.head()
     versions = ledger_versions(tenancy.control_engine)
@@ -42,6 +42,8 @@ def fleet_rows(tenancy: Tenancy, tenants: list[Any]) -> list[dict[str, Any]]:
                 error = str(getattr(e, "orig", e)).splitlines()[0][:200]
         result = last.get(tenant.slug)
         revision = versions.get(tenant.slug)
+        if counts is not None:  # only the tables a grant lets the viewer see
+            counts = {m: n for m, n in counts.items() if can(principal, tenant.slug, m, "view")}
         rows.append({"tenant": tenant, "counts": counts, "error": error, "revision": revision,
                      "behind": revision != head, "last": result,
                      "failed": bool(result and result["status"] in FAILED_RESULTS)})
@@ -57,7 +59,8 @@ class DashboardView(SecureView, AdminIndexView):
         if not current_user.is_authenticated:
             return redirect(login_url_for_here())
         tenancy = current_app.extensions["tenancy"]
-        rows = fleet_rows(tenancy, visible_tenants(tenancy, current_user))
+        rows = fleet_rows(tenancy, visible_tenants(tenancy, current_user), current_user)
         attention = [r for r in rows if r["behind"] or r["failed"]]
-        return self.render("admin/dashboard.html", rows=rows, attention=attention, head=tenancy.head(),
-                           counted=COUNTED_TENANTS, show_tenants_link=can_control(current_user, "tenants", "view"))
+        return self.render("admin/dashboard.html", rows=rows, models=TENANT_MODELS, attention=attention,
+                           head=tenancy.head(), counted=COUNTED_TENANTS,
+                           show_tenants_link=can_control(current_user, "tenants", "view"))

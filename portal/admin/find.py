@@ -1,20 +1,24 @@
 """Find across tenants: a user by email, or a product by SKU or name, in every tenant one may view."""
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
-from flask import current_app, flash, request, url_for
+from flask import current_app, request, url_for
 from flask_admin import BaseView, expose
 from flask_login import current_user
 from sqlalchemy import or_, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from portal.admin.base import SecureView
 from portal.admin.dashboard import visible_tenants
 from portal.models import Product, User
 from portal.permissions import can
 from tenants.core.binding import tenant_session
-from tenants.core.errors import StorageUnavailable
+from tenants.core.errors import TenantError
 from tenants.core.tenancy import Tenancy
+
+log = logging.getLogger(__name__)
 
 KINDS = {"user": ("users", "user"), "product": ("products", "product")}
 PER_TENANT = 20
@@ -46,23 +50,27 @@ def _query(kind: str, text: str) -> Any:
             .order_by(Product.name).limit(PER_TENANT))
 
 
-def find_across(tenancy: Tenancy, principal: Any, kind: str, text: str) -> list[Found]:
-    """Search every tenant `principal` may view `kind` in; only those tenants are opened."""
+def find_across(tenancy: Tenancy, principal: Any, kind: str, text: str) -> tuple[list[Found], list[str]]:
+    """Search every tenant `principal` may view `kind` in; return the matches and the tenants that could not be read."""
     model, endpoint = KINDS[kind]
     found: list[Found] = []
+    unreadable: list[str] = []
     for tenant in visible_tenants(tenancy, principal):
         if tenant.status != "active" or not can(principal, tenant.slug, model, "view"):
             continue
         try:
             with tenant_session(tenancy.storage(tenant)) as session:
-                for obj in session.scalars(_query(kind, text)):
-                    found.append(Found(tenant.slug, tenant.display_name, str(obj),
-                                       url_for(f"{endpoint}.details_view", tenant=tenant.slug, id=obj.id)))
-        except StorageUnavailable as e:  # one unreadable tenant: name it, search the rest
-            flash(str(e), "error")
+                matches = [(str(obj), obj.id) for obj in session.scalars(_query(kind, text))]
+        except (SQLAlchemyError, TenantError) as e:  # one broken tenant must not hide every other's matches
+            log.warning("find: tenant %s could not be read: %s", tenant.slug, str(e).splitlines()[0][:300])
+            unreadable.append(tenant.slug)
+            continue
+        found += [Found(tenant.slug, tenant.display_name, label,
+                        url_for(f"{endpoint}.details_view", tenant=tenant.slug, id=obj_id))
+                  for label, obj_id in matches]
         if len(found) >= MAX_RESULTS:
             break
-    return found[:MAX_RESULTS]
+    return found[:MAX_RESULTS], unreadable
 
 
 class FindView(SecureView, BaseView):
@@ -76,5 +84,7 @@ class FindView(SecureView, BaseView):
         kind = request.args.get("kind", "user")
         kind = kind if kind in KINDS else "user"
         text = request.args.get("q", "").strip()[:200]
-        results = find_across(current_app.extensions["tenancy"], current_user, kind, text) if text else None
-        return self.render("admin/find.html", kind=kind, text=text, results=results, limit=MAX_RESULTS)
+        results, unreadable = find_across(current_app.extensions["tenancy"], current_user, kind, text) if text else (
+            None, [])
+        return self.render("admin/find.html", kind=kind, text=text, results=results, limit=MAX_RESULTS,
+                           unreadable=unreadable)

@@ -53,12 +53,26 @@ class UserView(ActivationActions, TenantModelView):
         model.email = model.email.strip().lower()
         super().on_model_change(form, model, is_created)
 
+    def _end_sessions(self, user_id: int) -> None:
+        close_tenant_user_sessions(current_app.extensions["tenancy"].control_engine, current_tenant_slug(), user_id)
+
     def after_model_change(self, form: Any, model: User, is_created: bool) -> None:
         super().after_model_change(form, model, is_created)
-        if not is_created and form.password.data:
-            # A new password signs the user out of every console session they had.
-            close_tenant_user_sessions(current_app.extensions["tenancy"].control_engine,
-                                       current_tenant_slug(), model.id)
+        if not is_created and (form.password.data or not model.active):
+            # A new password or deactivation signs the user out of every session, for good:
+            # reactivating the account does not bring the old cookies back.
+            self._end_sessions(model.id)
+
+    def after_model_delete(self, model: User) -> None:
+        super().after_model_delete(model)
+        self._end_sessions(model.id)  # the id may be reused (SQLite): no session may pass to its next owner
+
+    def set_active(self, ids: list[str], value: bool) -> int:
+        changed = super().set_active(ids, value)
+        if not value:
+            for user_id in (int(i) for i in ids if i.isdigit()):
+                self._end_sessions(user_id)
+        return changed
 
 
 class RoleView(TenantModelView):
@@ -73,6 +87,17 @@ class RoleView(TenantModelView):
     form_columns = ["name", "description", "console_access"]
     column_descriptions = {"console_access": "Users with this role administer this tenant's console."}
     action_rights = {"delete": "delete"}
+
+    @property
+    def _details_columns(self) -> list:
+        # A role's members are users: shown only to those who may view this tenant's users.
+        if can(current_user, menu_tenant_slug(), "users", "view"):
+            return self._all_details_columns
+        return [(name, label) for name, label in self._all_details_columns if name != "users"]
+
+    @_details_columns.setter
+    def _details_columns(self, columns: list) -> None:
+        self._all_details_columns = columns
 
 
 class ProductView(ActivationActions, TenantModelView):

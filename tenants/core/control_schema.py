@@ -4,6 +4,8 @@ They have their own MetaData (and their own Alembic chain in migrations/control/
 tenant chain's autogenerate never sees them.
 """
 
+import secrets
+
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
@@ -30,6 +32,12 @@ NAMING_CONVENTION = {
 
 TENANT_STATUSES = ("provisioning", "active", "suspended", "failed")
 
+
+def new_account_key() -> str:
+    """Return a random key that names one account (or tenant) for good: ids and slugs get reused, keys never."""
+    return secrets.token_hex(16)
+
+
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 tenants = Table(
@@ -42,6 +50,8 @@ tenants = Table(
     Column("database_url", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Console sessions and History belong to this key: a dropped and re-created slug gets a new one.
+    Column("account_key", String(32), nullable=False, default=new_account_key),
     CheckConstraint("status IN ('provisioning', 'active', 'suspended', 'failed')", name="status"),
 )
 
@@ -141,6 +151,8 @@ staff = Table(
     Column("is_superuser", Boolean, nullable=False, default=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("last_login_at", DateTime(timezone=True)),
+    # Console sessions belong to this key, not to the id (SQLite reuses the ids of deleted rows).
+    Column("account_key", String(32), nullable=False, default=new_account_key),
 )
 
 # Django-style permissions: per staff member, per tenant (NULL = every tenant), per model.
@@ -164,6 +176,8 @@ audit_log = Table(
     Column("staff_id", Integer, ForeignKey("staff.id", ondelete="SET NULL")),
     Column("actor", String(254), nullable=False),
     Column("tenant_slug", String(40), index=True),
+    # The tenant's account_key: a tenant dropped and re-created under its slug has a History of its own.
+    Column("tenant_key", String(32), index=True),
     Column("model", String(40), nullable=False),
     Column("object_id", String(64)),
     Column("object_label", String(300)),
@@ -191,6 +205,8 @@ console_sessions = Table(
     Column("staff_id", Integer, ForeignKey("staff.id", ondelete="CASCADE"), index=True),
     Column("tenant_slug", String(40), index=True),
     Column("user_id", Integer),
+    # The staff member's or the tenant's account_key when the session began: it must still match.
+    Column("account_key", String(32)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     CheckConstraint("kind IN ('staff', 'tenant')", name="kind"),

@@ -95,10 +95,13 @@ def test_bulk_activate_and_deactivate(console: Console, root) -> None:
 
 
 def test_delete_action_asks_for_confirmation_and_is_audited(console: Console, root) -> None:
-    page = root.get(f"/t/{console.a}/admin/product/").get_data(as_text=True)
-    assert "Are you sure you want to delete selected records?" in page
     token = csrf_token(root, f"/t/{console.a}/admin/product/")
-    root.post(f"/t/{console.a}/admin/product/action/", data={"csrf_token": token, "action": "delete", "rowid": ["1"]})
+    asked = root.post(f"/t/{console.a}/admin/product/action/", data={"csrf_token": token, "action": "delete",
+                                                                     "rowid": ["1"]})
+    assert asked.status_code == 200 and 'id="bulk-delete"' in asked.get_data(as_text=True)
+    assert set(console.products(console.a)) == {1, 2}  # nothing deleted before the confirmation
+    root.post(f"/t/{console.a}/admin/product/action/", data={"csrf_token": token, "action": "delete",
+                                                             "rowid": ["1"], "confirmed": "1"})
     assert set(console.products(console.a)) == {2}
     assert _audit(console)[-1]["action"] == "delete" and "Anvil" in _audit(console)[-1]["object_label"]
 
@@ -182,7 +185,8 @@ def test_dashboard_counts_and_flags_tenants_behind_head(console: Console, root) 
     move_tenant(console.tenancy, console.b, "0002", downgrade=True, options=RunOptions(allow_destructive=True))
     page = root.get("/admin/").get_data(as_text=True)
     row_a = page.split(f'<tr data-tenant="{console.a}"', 1)[1].split("</tr>", 1)[0]
-    assert "<td>2</td><td>2</td><td>2</td>" in row_a  # users, roles, products
+    for model in ("users", "roles", "products"):
+        assert f'<td data-count="{model}">2</td>' in row_a
     attention = page.split('id="attention"', 1)[1].split("</div>", 1)[0]
     assert f"{console.b}:" in attention and "behind head" in attention and f"{console.a}:" not in attention
 

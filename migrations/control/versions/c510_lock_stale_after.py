@@ -1,14 +1,14 @@
 """fleet lock holders record their own staleness limit; the watchdog counts re-sent tasks
 
 Revision ID: c510
-Revises: c400
+Revises: c500
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = 'c510'
-down_revision = 'c400'
+down_revision = 'c500'
 branch_labels = None
 depends_on = None
 
