@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 import pytest
 
 from portal.admin.formatting import human_duration, human_time
-from tenants.migrate.lifecycle import move_tenant
+from tenants.fleet.options import RunOptions
+from tenants.fleet.single import move_tenant
 from tests.console_support import Console
 
 
@@ -22,7 +23,7 @@ def test_human_time_is_utc_to_the_minute() -> None:
 
 
 def test_console_lists_show_readable_times_and_durations(console: Console, root) -> None:
-    move_tenant(console.tenancy, console.b, "0002", downgrade=True)
+    move_tenant(console.tenancy, console.b, "0002", downgrade=True, options=RunOptions(allow_destructive=True))
     products = root.get(f"/t/{console.a}/admin/product/").get_data(as_text=True)
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", products)
     assert not re.search(r"\d\d:\d\d:\d\d\.\d{6}", products)  # no microseconds

@@ -3,12 +3,13 @@
 from sqlalchemy import update
 
 from tenants.core.control_schema import tenant_versions
-from tenants.migrate.lifecycle import move_tenant
+from tenants.fleet.options import RunOptions
+from tenants.fleet.single import move_tenant
 from tests.console_support import Console, csrf_token, login, signed_in
 
 
 def _behind(console: Console) -> str:
-    move_tenant(console.tenancy, console.b, "0002", downgrade=True)
+    move_tenant(console.tenancy, console.b, "0002", downgrade=True, options=RunOptions(allow_destructive=True))
     return console.b
 
 
