@@ -20,9 +20,8 @@ from tenants.lifecycle import create_tenant
 from tenants.relay import run_step
 from tenants.runtime import Tenancy
 from tenants.settings import PROJECT_ROOT, TenantSettings
-from tests.conftest import require_postgres, run_manage
+from tests.conftest import run_manage
 from tests.fleet_support import LOGGED, SLOW, live, make_tenants, rows, with_chain, write_chain
-from tests.pg_cluster import second_cluster
 from tests.scale_support import (
     active_sleeps,
     celery_env,
@@ -41,19 +40,11 @@ def slow_logged_chain(tmp_path: Path, seconds: float) -> Path:
                                            "op.drop_table('applied_log')")})
 
 
-@pytest.fixture(scope="module")
-def server2() -> Iterator[str]:
-    """A second PostgreSQL server for this module's tests."""
-    require_postgres()
-    with second_cluster() as url:
-        yield url
-
-
 @pytest.fixture
-def fleet(pg_url: str, server2: str, tmp_path: Path) -> Iterator[dict]:
+def fleet(pg_control_url: str, server2: str, tmp_path: Path) -> Iterator[dict]:
     """Tenants near (schemas of the control database) and far (a database on the second server)."""
     with database_on(server2) as far_url:
-        settings = TenantSettings(control_url=pg_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
+        settings = TenantSettings(control_url=pg_control_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
         tenancy = Tenancy(settings)
         tenancy.ensure_control()
         made: list[Tenancy] = [tenancy]
@@ -66,7 +57,7 @@ def fleet(pg_url: str, server2: str, tmp_path: Path) -> Iterator[dict]:
             return made[-1]
 
         try:
-            yield {"settings": settings, "tenancy": tenancy, "add": add, "urls": [pg_url, far_url]}
+            yield {"settings": settings, "tenancy": tenancy, "add": add, "urls": [pg_control_url, far_url]}
         finally:
             for t in made:
                 t.close()
@@ -112,6 +103,7 @@ def lock_rows(tenancy: Tenancy) -> int:
         return conn.execute(select(func.count()).select_from(fleet_locks)).scalar()
 
 
+@pytest.mark.celery
 def test_two_workers_fifty_tenants_two_servers_once_each_within_bound(fleet: dict, tmp_path: Path) -> None:
     chain = slow_logged_chain(tmp_path, 0.1)
     upgraded = fleet["add"](25, chain)
@@ -151,6 +143,7 @@ def test_two_workers_fifty_tenants_two_servers_once_each_within_bound(fleet: dic
     assert max_overlap(list(spans.values())) == 2  # the two servers did work side by side
 
 
+@pytest.mark.celery
 def test_worker_killed_mid_run_the_other_finishes_nothing_twice(fleet: dict, tmp_path: Path) -> None:
     chain = slow_logged_chain(tmp_path, 0.3)
     upgraded = fleet["add"](10, chain)
@@ -199,8 +192,9 @@ def _under_way(tenancy: Tenancy) -> set[str]:
                                                             d.tenant_slug.not_in(recorded))).scalars())
 
 
-def test_broker_unreachable_exits_3_and_changes_nothing(pg_url: str, tmp_path: Path) -> None:
-    settings = TenantSettings(control_url=pg_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
+@pytest.mark.celery
+def test_broker_unreachable_exits_3_and_changes_nothing(pg_control_url: str, tmp_path: Path) -> None:
+    settings = TenantSettings(control_url=pg_control_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
     tenancy = Tenancy(settings)
     tenancy.ensure_control()
     try:
@@ -246,11 +240,12 @@ def test_bad_usage_exits_2(group, runner: CliRunner, tenancy: Tenancy, backend: 
     assert live(tenancy, "acme") == "0003"
 
 
-def test_fail_fast_stops_each_slot_and_run_status_closes_the_run(pg_url: str, tmp_path: Path) -> None:
+@pytest.mark.celery
+def test_fail_fast_stops_each_slot_and_run_status_closes_the_run(pg_control_url: str, tmp_path: Path) -> None:
     """The relay steps a worker runs, driven here by hand: a failure stops the slot, the rest is not started."""
     from tests.test_fleet import CONSTRAINT_CHAIN
 
-    settings = TenantSettings(control_url=pg_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
+    settings = TenantSettings(control_url=pg_control_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
     tenancy = Tenancy(settings)
     tenancy.ensure_control()
     make_tenants(tenancy, ["aaa_bad"], stock=5000)
