@@ -74,8 +74,8 @@ def test_plain_lines_json_report_and_versions(group, runner: CliRunner, tenancy:
     assert report["status"] == "ok" and report["counts"]["ok"] == 2 and report["target"] == "0003"
     assert {r["slug"]: (r["from"], r["to"], r["status"]) for r in report["results"]} == {
         "acme": ("0002", "0003", "ok"), "beta": ("0002", "0003", "ok")}
-    noop = run_manage(["upgrade-all-tenants"], cli_env)
-    assert noop.returncode == 0 and "0 pending, 2 at target" in noop.stdout
+    noop = runner.invoke(group, ["upgrade-all-tenants"])
+    assert noop.exit_code == 0 and "0 pending, 2 at target" in noop.stdout
 
 
 def test_sql_prints_each_tenant_and_touches_nothing(group, runner: CliRunner, tenancy: Tenancy, backend: str) -> None:  # type: ignore[no-untyped-def]
