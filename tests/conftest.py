@@ -80,17 +80,23 @@ def drop_pg_database(url: str) -> None:
 
 
 class Dropper:
-    """Drops the tests' databases on a thread of its own, in the order they are handed in.
+    """Drops the tests' databases on threads of its own, as soon as they are handed in.
 
     PostgreSQL 15 makes every DROP DATABASE wait for a checkpoint of the whole server; a test
-    hands its database here at teardown instead of waiting for that. `close()` waits for every
-    drop and raises if any failed, so none is left behind silently.
+    hands its database here at teardown instead of waiting for that. Drops that wait at the
+    same time share a checkpoint, hence a few threads (measured: 4 at once took a quarter of
+    the time per database of one after another). `close()` waits for every drop and raises if
+    any failed, so none is left behind silently.
     """
+
+    THREADS = 4
 
     def __init__(self) -> None:
         self._queue: queue.Queue[str | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="drop-test-databases", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name=f"drop-test-databases-{i}", daemon=True)
+                         for i in range(self.THREADS)]
+        for thread in self._threads:
+            thread.start()
         self.failures: list[str] = []
 
     def drop(self, url: str) -> None:
@@ -104,10 +110,60 @@ class Dropper:
                 self.failures.append(f"{make_url(url).database}: {e}")
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
         if self.failures:
             raise RuntimeError("test databases not dropped: " + "; ".join(self.failures))
+
+
+class Copies:
+    """Copies of one template database, each made before a test asks for it, on a thread of its own.
+
+    CREATE DATABASE ... TEMPLATE takes 0.02-0.3 s (longer while other suites use the server): the
+    next test's copy is made while the current test runs. Each copy goes to one test only; the one
+    made ahead and never taken is dropped by `close()`.
+    """
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        self._ready: queue.Queue[str | Exception] = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"copy-{template}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                made: str | Exception = create_pg_database(template=self.template)
+            except Exception as e:  # handed to the test that takes it
+                made = e
+            while True:
+                try:
+                    self._ready.put(made, timeout=0.1)
+                    break
+                except queue.Full:
+                    if self._stop.is_set():
+                        if isinstance(made, str):
+                            drop_pg_database(made)
+                        return
+
+    def take(self) -> str:
+        """Return a fresh copy of the template, made for the caller alone."""
+        made = self._ready.get(timeout=120)
+        if isinstance(made, Exception):
+            raise made
+        return made
+
+    def close(self) -> None:
+        """Stop making copies and drop the one made ahead, if any."""
+        self._stop.set()
+        self._thread.join()
+        while not self._ready.empty():
+            made = self._ready.get_nowait()
+            if isinstance(made, str):
+                drop_pg_database(made)
 
 
 @pytest.fixture(scope="session")
@@ -179,10 +235,18 @@ def pg_control_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         yield name
 
 
+@pytest.fixture(scope="session")
+def pg_control_copies(pg_control_template: str) -> Iterator[Copies]:
+    """Copies of the control-plane template, one made ahead (closed before the template is dropped)."""
+    copies = Copies(pg_control_template)
+    yield copies
+    copies.close()
+
+
 @pytest.fixture
-def pg_control_url(pg_control_template: str, pg_drops: Dropper) -> Iterator[str]:
+def pg_control_url(pg_control_copies: Copies, pg_drops: Dropper) -> Iterator[str]:
     """A PostgreSQL database of this test's own with the control plane already at head (a template copy)."""
-    url = create_pg_database(template=pg_control_template)
+    url = pg_control_copies.take()
     yield url
     pg_drops.drop(url)
 
@@ -195,10 +259,18 @@ def pg_console_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         yield name
 
 
+@pytest.fixture(scope="session")
+def pg_console_copies(pg_console_template: str) -> Iterator[Copies]:
+    """Copies of the console template, one made ahead (closed before the template is dropped)."""
+    copies = Copies(pg_console_template)
+    yield copies
+    copies.close()
+
+
 @pytest.fixture
-def pg_console_url(pg_console_template: str, pg_drops: Dropper) -> Iterator[str]:
+def pg_console_url(pg_console_copies: Copies, pg_drops: Dropper) -> Iterator[str]:
     """A PostgreSQL database of this test's own holding the seeded console world (a template copy)."""
-    url = create_pg_database(template=pg_console_template)
+    url = pg_console_copies.take()
     yield url
     pg_drops.drop(url)
 
@@ -315,7 +387,7 @@ def run_manage(args: list[str], env: dict[str, str], timeout: float = 120, **kwa
 
 
 # Fixtures that put a test on PostgreSQL whatever its backend parameter says.
-PG_FIXTURES = {"pg_url", "pg_control_url", "pg_control_template", "server2"}
+PG_FIXTURES = {"pg_url", "pg_control_url", "pg_console_url", "server2"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
