@@ -103,6 +103,7 @@ def lock_rows(tenancy: Tenancy) -> int:
         return conn.execute(select(func.count()).select_from(fleet_locks)).scalar()
 
 
+@pytest.mark.slow
 @pytest.mark.celery
 def test_two_workers_fifty_tenants_two_servers_once_each_within_bound(fleet: dict, tmp_path: Path) -> None:
     chain = slow_logged_chain(tmp_path, 0.1)
@@ -143,6 +144,7 @@ def test_two_workers_fifty_tenants_two_servers_once_each_within_bound(fleet: dic
     assert max_overlap(list(spans.values())) == 2  # the two servers did work side by side
 
 
+@pytest.mark.slow
 @pytest.mark.celery
 def test_worker_killed_mid_run_the_other_finishes_nothing_twice(fleet: dict, tmp_path: Path) -> None:
     chain = slow_logged_chain(tmp_path, 0.3)
@@ -240,6 +242,7 @@ def test_bad_usage_exits_2(group, runner: CliRunner, tenancy: Tenancy, backend: 
     assert live(tenancy, "acme") == "0003"
 
 
+@pytest.mark.slow
 @pytest.mark.celery
 def test_fail_fast_stops_each_slot_and_run_status_closes_the_run(pg_control_url: str, tmp_path: Path) -> None:
     """The relay steps a worker runs, driven here by hand: a failure stops the slot, the rest is not started."""

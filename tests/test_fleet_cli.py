@@ -110,6 +110,7 @@ def _start(args: list[str], env: dict) -> subprocess.Popen:
                             start_new_session=True)
 
 
+@pytest.mark.slow
 def test_two_runs_at_once_migrate_each_tenant_once(tenancy: Tenancy, settings, cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     slugs = ["t1", "t2", "t3", "t4"]
     make_tenants(tenancy, slugs)
@@ -132,6 +133,7 @@ def test_two_runs_at_once_migrate_each_tenant_once(tenancy: Tenancy, settings, c
         fleet.close()
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_leaves_tenants_consistent_and_rerun_finishes(tenancy: Tenancy, settings, cli_env,  # type: ignore[no-untyped-def]
                                                                      tmp_path: Path) -> None:
     slugs = ["k1", "k2", "k3", "k4", "k5", "k6"]
