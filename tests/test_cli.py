@@ -63,6 +63,7 @@ def test_bad_input_exits_2_and_changes_nothing(runner, tenancy, args, message):
     assert current_revision(tenancy.storage("acme")) == "0003"
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # the process's side of it; both backends: the test above
 def test_bad_input_exits_2_as_a_real_process(cli_env, tenancy):
     create_tenant(tenancy, "acme")
     result = run_manage(["drop-tenant", "acme"], cli_env)  # no terminal on stdin: refused, not asked
