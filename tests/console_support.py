@@ -121,9 +121,14 @@ def seed(console: Console) -> None:
 
 @pytest.fixture
 def console(app: Flask) -> Console:
-    """The seeded console world over this test's backend."""
+    """The seeded console world over this test's backend.
+
+    conftest's `settings` hands a test that uses this fixture its own copy of a world seeded once
+    per session (a PostgreSQL template database, or copied SQLite files); seeded here otherwise.
+    """
     world = Console(app)
-    seed(world)
+    if world.tenancy.registry.find(world.a) is None:
+        seed(world)
     return world
 
 

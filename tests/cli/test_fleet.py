@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from tenants.cli import fleet as fleet_cli
-from tenants.cli import tenant as tenant_cli
+from tenants.cli.tenant import fleet as fleet_cli
+from tenants.cli.tenant import tenant as tenant_cli
 from tenants.core.control_schema import migration_runs, tenant_results
 from tenants.core.ledger import ledger_versions
 from tenants.core.settings import PROJECT_ROOT
@@ -104,8 +104,8 @@ def test_plain_lines_json_report_and_versions(group, runner: CliRunner, tenancy:
     assert report["status"] == "ok" and report["counts"]["ok"] == 2 and report["target"] == "0003"
     assert {r["slug"]: (r["from"], r["to"], r["status"]) for r in report["results"]} == {
         "acme": ("0002", "0003", "ok"), "beta": ("0002", "0003", "ok")}
-    noop = run_manage(["upgrade-all-tenants"], cli_env)
-    assert noop.returncode == 0 and "0 pending, 2 at target" in noop.stdout
+    noop = runner.invoke(group, ["upgrade-all-tenants"])
+    assert noop.exit_code == 0 and "0 pending, 2 at target" in noop.stdout
 
 
 def test_sql_prints_each_tenant_and_touches_nothing(group, runner: CliRunner, tenancy: Tenancy, backend: str) -> None:  # type: ignore[no-untyped-def]
@@ -140,6 +140,7 @@ def _start(args: list[str], env: dict) -> subprocess.Popen:
                             start_new_session=True)
 
 
+@pytest.mark.slow
 def test_two_runs_at_once_migrate_each_tenant_once(tenancy: Tenancy, settings, cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     slugs = ["t1", "t2", "t3", "t4"]
     make_tenants(tenancy, slugs)
@@ -162,6 +163,7 @@ def test_two_runs_at_once_migrate_each_tenant_once(tenancy: Tenancy, settings, c
         fleet.close()
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_leaves_tenants_consistent_and_rerun_finishes(tenancy: Tenancy, settings, cli_env,  # type: ignore[no-untyped-def]
                                                                      tmp_path: Path) -> None:
     slugs = ["k1", "k2", "k3", "k4", "k5", "k6"]

@@ -10,6 +10,7 @@ from alembic.script import ScriptDirectory
 from click.testing import CliRunner
 from sqlalchemy import text
 
+from manage import cli
 from tenants.cli.safety import COMMANDS
 from tenants.core.settings import PROJECT_ROOT
 from tenants.core.tenancy import Tenancy
@@ -113,9 +114,9 @@ def test_lint_command_reports_the_rename_and_exits_1(renamed):
     assert "likely-rename products.name" in result.output.replace(":", " ")
 
 
-def test_lint_command_on_the_real_chain_is_clean(cli_env):
-    done = run_manage(["lint-migrations", ":head"], cli_env)
-    assert done.returncode == 0, done.stderr
+def test_lint_command_on_the_real_chain_is_clean(runner):
+    done = runner.invoke(cli, ["lint-migrations", ":head"])
+    assert done.exit_code == 0, done.output
     # The only finding is reviewed and acknowledged in 0003 (a SQLite rebuild the portal runs safely).
     assert "0 blocking" in done.stdout and "warn " not in done.stdout and "BLOCKS" not in done.stdout
 
@@ -124,26 +125,28 @@ def test_lint_command_on_the_real_chain_is_clean(cli_env):
     ["lint-migrations", "nope:head"], ["lint-migrations", "0001:nope"], ["restore-tenant", "acme", "999", "--yes"],
     ["restore-tenant", "nobody", "1", "--yes"], ["restore-tenant", "acme", "1"], ["prune-backups", "--keep-days", "-1"],
     ["backups", "--bogus"], ["backup-tenant", "Bad-Name"]])
-def test_bad_input_exits_2_and_changes_nothing(tenancy, cli_env, args, tmp_path):
+def test_bad_input_exits_2_and_changes_nothing(tenancy, runner, args, tmp_path):
     create_tenant(tenancy, "acme")
     backup_tenant(tenancy, "acme", None, directory=tmp_path / "backups")
     before = current_revision(tenancy.storage("acme"))
-    done = run_manage(args, cli_env)
-    assert done.returncode == 2, (done.stdout, done.stderr)
-    assert "Traceback" not in done.stderr
+    done = runner.invoke(cli, args)  # manage.py's `cli` in-process; real processes exit 2 in test_cli, test_fleet_gate
+    assert done.exit_code == 2, (done.stdout, done.stderr)
+    assert "Traceback" not in done.output
     assert current_revision(tenancy.storage("acme")) == before
 
 
-def test_bad_retention_setting_exits_2(tenancy, cli_env):
-    done = run_manage(["prune-backups"], {**cli_env, "PORTAL_BACKUP_KEEP_DAYS": "forever"})
-    assert done.returncode == 2 and "PORTAL_BACKUP_KEEP_DAYS" in done.stderr
+def test_bad_retention_setting_exits_2(tenancy, runner):
+    done = runner.invoke(cli, ["prune-backups"], env={"PORTAL_BACKUP_KEEP_DAYS": "forever"})
+    assert done.exit_code == 2 and "PORTAL_BACKUP_KEEP_DAYS" in done.stderr
+    assert "Traceback" not in done.output
 
 
-def test_backup_list_restore_prune_and_check_commands(tenancy, runner, cli_env, tmp_path):
+def test_backup_list_restore_prune_and_check_commands(tenancy, runner, tmp_path):
+    # manage.py's `cli` in-process; the same commands' exit codes from real processes: test_fleet_gate.
     create_tenant(tenancy, "acme")
-    done = run_manage(["backup-tenant", "acme"], cli_env)
-    assert done.returncode == 0, done.stderr
-    listed = json.loads(run_manage(["backups", "acme", "--json"], cli_env).stdout)
+    done = runner.invoke(cli, ["backup-tenant", "acme"])
+    assert done.exit_code == 0, done.output
+    listed = json.loads(runner.invoke(cli, ["backups", "acme", "--json"]).stdout)
     assert [(b["tenant_slug"], b["revision"]) for b in listed] == [("acme", "0003")]
     assert Path(listed[0]["path"]).parent == tmp_path / "backups" / "manual"
 
@@ -160,16 +163,16 @@ def test_backup_list_restore_prune_and_check_commands(tenancy, runner, cli_env, 
     else:
         with storage.begin() as conn:
             conn.execute(text("ALTER TABLE roles ADD COLUMN hand INTEGER"))
-    checked = run_manage(["check-tenants", "--json"], cli_env)
-    assert checked.returncode == 1
+    checked = runner.invoke(cli, ["check-tenants", "--json"])
+    assert checked.exit_code == 1
     assert json.loads(checked.stdout)[0]["differences"][0]["kind"] == "extra-column"
 
-    done = run_manage(["restore-tenant", "acme", str(listed[0]["id"]), "--yes"], cli_env)
-    assert done.returncode == 0, done.stderr
-    assert run_manage(["check-tenants"], cli_env).returncode == 0
+    done = runner.invoke(cli, ["restore-tenant", "acme", str(listed[0]["id"]), "--yes"])
+    assert done.exit_code == 0, done.output
+    assert runner.invoke(cli, ["check-tenants"]).exit_code == 0
     with storage.begin() as conn:
         assert conn.execute(text("SELECT count(*) FROM roles")).scalar() == 0
 
-    done = run_manage(["prune-backups", "--keep-days", "0"], cli_env)
-    assert done.returncode == 0 and "1 backup(s) removed" in done.stdout
+    done = runner.invoke(cli, ["prune-backups", "--keep-days", "0"])
+    assert done.exit_code == 0 and "1 backup(s) removed" in done.stdout
     assert not Path(listed[0]["path"]).exists()

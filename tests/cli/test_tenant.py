@@ -4,6 +4,7 @@ import json
 
 import pytest
 from alembic.script import ScriptDirectory
+from click.testing import CliRunner
 
 from manage import cli
 from tenants.migrate.lifecycle import create_tenant
@@ -37,10 +38,12 @@ def test_bad_slugs_exit_2_with_one_line(runner, slug):
     assert result.output.count("\n") == 1 and "invalid tenant name" in result.output
 
 
+@pytest.mark.empty_control  # the command migrates an empty control database, not a template copy
 def test_migrate_control_reports_head(runner, settings):
     result = runner.invoke(cli, ["migrate-control"])
     head = ScriptDirectory(str(settings.control_revision_dir)).get_current_head()
     assert result.exit_code == 0 and head in result.output
+    assert f"control plane: empty -> {head}" in result.output
 
 
 @pytest.mark.parametrize("args, message", [
@@ -52,23 +55,37 @@ def test_migrate_control_reports_head(runner, settings):
     (["drop-tenant", "acme"], "without confirmation: pass --yes"),
     (["downgrade-tenant", "acme", "--to", "0001"], "without confirmation: pass --yes"),
 ])
-def test_bad_input_exits_2_and_changes_nothing(cli_env, tenancy, args, message):
+def test_bad_input_exits_2_and_changes_nothing(runner, tenancy, args, message):
     create_tenant(tenancy, "acme")
-    result = run_manage(args, cli_env)
-    assert result.returncode == 2, result.stderr
-    assert message in result.stderr and "Traceback" not in result.stderr
+    result = runner.invoke(cli, args)  # the same `cli` as manage.py; exit 2 of a real process: the test below
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "Traceback" not in result.output
     assert tenancy.registry.get("acme").status == "active"
     assert current_revision(tenancy.storage("acme")) == "0003"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # the process's side of it; both backends: the test above
+def test_bad_input_exits_2_as_a_real_process(cli_env, tenancy):
+    create_tenant(tenancy, "acme")
+    result = run_manage(["drop-tenant", "acme"], cli_env)  # no terminal on stdin: refused, not asked
+    assert result.returncode == 2, result.stderr
+    assert "without confirmation: pass --yes" in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert tenancy.registry.get("acme").status == "active"
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_unreachable_control_database_exits_3_without_traceback(cli_env):
     env = {**cli_env, "DATABASE_URL": "postgresql://postgres@127.0.0.1:9/nowhere"}
-    for args in (["list-tenants"], ["create-tenant", "acme"], ["migrate-control"]):
-        result = run_manage(args, env)
-        assert result.returncode == 3, result.stderr
-        assert "cannot reach database postgresql" in result.stderr and "127.0.0.1:9/nowhere" in result.stderr
-        assert "Traceback" not in result.stderr
+    result = run_manage(["list-tenants"], env)  # a real process once; the same `cli` in-process for the rest
+    assert result.returncode == 3, result.stderr
+    assert "cannot reach database postgresql" in result.stderr and "127.0.0.1:9/nowhere" in result.stderr
+    assert "Traceback" not in result.stderr
+    for args in (["create-tenant", "acme"], ["migrate-control"]):
+        invoked = CliRunner(env=env).invoke(cli, args)
+        assert invoked.exit_code == 3, invoked.output
+        assert "cannot reach database postgresql" in invoked.stderr and "127.0.0.1:9/nowhere" in invoked.stderr
+        assert "Traceback" not in invoked.output
 
 
 def test_unreachable_tenant_database_exits_3_and_registers_nothing(cli_env, tenancy):

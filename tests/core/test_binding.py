@@ -62,13 +62,13 @@ def test_eight_threads_switching_tenants_on_a_pooled_engine_never_mix(tenancy):
     assert sum(len(skus(tenancy.storage(s))) for s in slugs) == 8 * 15
 
 
-def test_postgres_pooled_connection_keeps_no_tenant_search_path(pg_url, tmp_path):
+def test_postgres_pooled_connection_keeps_no_tenant_search_path(pg_control_url, tmp_path):
     from sqlalchemy import text
 
     from tenants.core.settings import TenantSettings
     from tenants.core.tenancy import Tenancy
 
-    tenancy = Tenancy(TenantSettings(control_url=pg_url, tenant_dir=tmp_path))
+    tenancy = Tenancy(TenantSettings(control_url=pg_control_url, tenant_dir=tmp_path))
     try:
         ensure_control(tenancy)
         create_tenant(tenancy, "acme")

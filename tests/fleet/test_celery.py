@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from tenants.cli import fleet as fleet_cli
-from tenants.cli import scale as scale_cli
+from tenants.cli.tenant import fleet as fleet_cli
+from tenants.cli.tenant import scale as scale_cli
 from tenants.core.control_schema import dispatched_tenants, fleet_locks, migration_runs, tenant_results
 from tenants.core.ledger import ledger_versions
 from tenants.core.settings import PROJECT_ROOT, TenantSettings
@@ -22,9 +22,8 @@ from tenants.core.tenancy import Tenancy
 from tenants.fleet.celery.relay import run_step
 from tenants.migrate.control import ensure_control
 from tenants.migrate.lifecycle import create_tenant
-from tests.conftest import require_postgres, run_manage
+from tests.conftest import run_manage
 from tests.fleet_support import LOGGED, SLOW, live, make_tenants, rows, with_chain, write_chain
-from tests.pg_cluster import second_cluster
 from tests.scale_support import (
     active_sleeps,
     celery_env,
@@ -43,19 +42,11 @@ def slow_logged_chain(tmp_path: Path, seconds: float) -> Path:
                                            "op.drop_table('applied_log')")})
 
 
-@pytest.fixture(scope="module")
-def server2() -> Iterator[str]:
-    """A second PostgreSQL server for this module's tests."""
-    require_postgres()
-    with second_cluster() as url:
-        yield url
-
-
 @pytest.fixture
-def fleet(pg_url: str, server2: str, tmp_path: Path) -> Iterator[dict]:
+def fleet(pg_control_url: str, server2: str, tmp_path: Path) -> Iterator[dict]:
     """Tenants near (schemas of the control database) and far (a database on the second server)."""
     with database_on(server2) as far_url:
-        settings = TenantSettings(control_url=pg_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
+        settings = TenantSettings(control_url=pg_control_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
         tenancy = Tenancy(settings)
         ensure_control(tenancy)
         made: list[Tenancy] = [tenancy]
@@ -68,7 +59,7 @@ def fleet(pg_url: str, server2: str, tmp_path: Path) -> Iterator[dict]:
             return made[-1]
 
         try:
-            yield {"settings": settings, "tenancy": tenancy, "add": add, "urls": [pg_url, far_url]}
+            yield {"settings": settings, "tenancy": tenancy, "add": add, "urls": [pg_control_url, far_url]}
         finally:
             for t in made:
                 t.close()
@@ -114,6 +105,8 @@ def lock_rows(tenancy: Tenancy) -> int:
         return conn.execute(select(func.count()).select_from(fleet_locks)).scalar()
 
 
+@pytest.mark.slow
+@pytest.mark.celery
 def test_two_workers_fifty_tenants_two_servers_once_each_within_bound(fleet: dict, tmp_path: Path) -> None:
     chain = slow_logged_chain(tmp_path, 0.1)
     upgraded = fleet["add"](25, chain)
@@ -153,6 +146,8 @@ def test_two_workers_fifty_tenants_two_servers_once_each_within_bound(fleet: dic
     assert max_overlap(list(spans.values())) == 2  # the two servers did work side by side
 
 
+@pytest.mark.slow
+@pytest.mark.celery
 def test_worker_killed_mid_run_the_other_finishes_nothing_twice(fleet: dict, tmp_path: Path) -> None:
     chain = slow_logged_chain(tmp_path, 0.3)
     upgraded = fleet["add"](10, chain)
@@ -201,8 +196,9 @@ def _under_way(tenancy: Tenancy) -> set[str]:
                                                             d.tenant_slug.not_in(recorded))).scalars())
 
 
-def test_broker_unreachable_exits_3_and_changes_nothing(pg_url: str, tmp_path: Path) -> None:
-    settings = TenantSettings(control_url=pg_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
+@pytest.mark.celery
+def test_broker_unreachable_exits_3_and_changes_nothing(pg_control_url: str, tmp_path: Path) -> None:
+    settings = TenantSettings(control_url=pg_control_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
     tenancy = Tenancy(settings)
     ensure_control(tenancy)
     try:
@@ -250,11 +246,13 @@ def test_bad_usage_exits_2(group, runner: CliRunner, tenancy: Tenancy, backend: 
     assert live(tenancy, "acme") == "0003"
 
 
-def test_fail_fast_stops_each_slot_and_run_status_closes_the_run(pg_url: str, tmp_path: Path) -> None:
+@pytest.mark.slow
+@pytest.mark.celery
+def test_fail_fast_stops_each_slot_and_run_status_closes_the_run(pg_control_url: str, tmp_path: Path) -> None:
     """The relay steps a worker runs, driven here by hand: a failure stops the slot, the rest is not started."""
     from tests.fleet.test_runner import CONSTRAINT_CHAIN
 
-    settings = TenantSettings(control_url=pg_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
+    settings = TenantSettings(control_url=pg_control_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
     tenancy = Tenancy(settings)
     ensure_control(tenancy)
     make_tenants(tenancy, ["aaa_bad"], stock=5000)

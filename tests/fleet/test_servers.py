@@ -15,20 +15,11 @@ from tenants.fleet.servers import ServerSlots, assign_slots, interleave, server_
 from tenants.migrate.control import ensure_control
 from tenants.migrate.lifecycle import create_tenant
 from tenants.migrate.plan import Selection, TenantPlan
-from tests.conftest import require_postgres
 from tests.fleet_support import SLOW, live, make_tenants, with_chain, write_chain
-from tests.pg_cluster import free_port, second_cluster
+from tests.pg_cluster import free_port
 from tests.scale_support import database_on, intervals, max_overlap
 
 SLOW_CHAIN = {"0004": ("0003", SLOW.format(seconds=0.25), "")}
-
-
-@pytest.fixture(scope="module")
-def server2() -> Iterator[str]:
-    """A second PostgreSQL server for this module's tests."""
-    require_postgres()
-    with second_cluster() as url:
-        yield url
 
 
 @pytest.fixture
@@ -68,8 +59,8 @@ def test_slots_split_each_server_and_the_pool_takes_servers_in_turn(tmp_path: Pa
     assert [i.slug for i in interleave({"x": [_item("x1")], "y": []})] == ["x1"]
 
 
-def test_pool_bound_per_server_keeps_both_servers_busy(pg_url: str, far_db: str, tmp_path: Path) -> None:
-    settings = TenantSettings(control_url=pg_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
+def test_pool_bound_per_server_keeps_both_servers_busy(pg_control_url: str, far_db: str, tmp_path: Path) -> None:
+    settings = TenantSettings(control_url=pg_control_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
     base = Tenancy(settings)
     ensure_control(base)
     fleet = Tenancy(with_chain(settings, write_chain(tmp_path, SLOW_CHAIN)))
@@ -104,8 +95,8 @@ def test_pool_bound_per_server_on_both_backends(tenancy: Tenancy, settings: Tena
         fleet.close()
 
 
-def test_unreachable_server_fails_only_its_own_tenants(pg_url: str, far_db: str, tmp_path: Path) -> None:
-    settings = TenantSettings(control_url=pg_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
+def test_unreachable_server_fails_only_its_own_tenants(pg_control_url: str, far_db: str, tmp_path: Path) -> None:
+    settings = TenantSettings(control_url=pg_control_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
     base = Tenancy(settings)
     ensure_control(base)
     fleet = Tenancy(with_chain(settings, write_chain(tmp_path, {"0004": ("0003", "op.execute('SELECT 1')", "")})))

@@ -1,6 +1,7 @@
 """Backups and restore on real PostgreSQL and SQLite: round trips, ledger records, failures, pruning."""
 
 import shutil
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,6 +39,13 @@ def snapshot(storage) -> dict:  # type: ignore[no-untyped-def]
     with storage.begin() as conn:
         return {t: [tuple(r) for r in conn.execute(text("SELECT * FROM " + t + " ORDER BY " + key))]
                 for t, key in TABLES.items()}
+
+
+@pytest.fixture
+def settings(settings):  # type: ignore[no-untyped-def]
+    """conftest's settings with a 0.5 s lock timeout: only the lock-timeout test waits for it, and
+    proves "busy" as well after 0.5 s as after 2 (no other backup here meets a held lock)."""
+    return replace(settings, lock_timeout=0.5)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from dataclasses import replace
 
 from sqlalchemy import func, select, text
 
+from manage import cli
 from tenants.core.control_schema import migration_runs
 from tenants.core.tenancy import Tenancy
 from tenants.migrate.control import ensure_control
@@ -50,10 +51,11 @@ def test_data_loss_stops_the_run_before_any_tenant_is_touched(settings, cli_env,
     tenancy.close()
 
 
-def test_allowed_data_loss_backs_every_tenant_up_first_and_restore_brings_rows_back(settings, cli_env, tmp_path):
+def test_allowed_data_loss_backs_every_tenant_up_first_and_restore_brings_rows_back(settings, runner, tmp_path):
     tenancy, env = fleet(settings, tmp_path, DROP_NAME)
-    result = run_manage(["upgrade-all-tenants", "--allow-destructive", "--json"], {**cli_env, **env})
-    assert result.returncode == 0, result.stdout + result.stderr
+    # manage.py's `cli` in-process; the other tests here run it as a real process (exit 2, 1).
+    result = runner.invoke(cli, ["upgrade-all-tenants", "--allow-destructive", "--json"], env=env)
+    assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert {r["slug"]: r["status"] for r in report["results"]} == {"acme": "ok", "globex": "ok"}
     backups = list_backups(tenancy)
@@ -82,15 +84,15 @@ def test_a_failed_backup_skips_that_tenant_and_changes_nothing(settings, cli_env
     tenancy.close()
 
 
-def test_lock_hazards_warn_and_strict_stops(settings, cli_env, tmp_path):
+def test_lock_hazards_warn_and_strict_stops(settings, runner, tmp_path):
     tenancy, env = fleet(settings, tmp_path, PLAIN_INDEX)
-    strict = run_manage(["upgrade-all-tenants", "--strict"], {**cli_env, **env})
+    strict = runner.invoke(cli, ["upgrade-all-tenants", "--strict"], env=env)  # manage.py's `cli` in-process
     if tenancy.storage("acme").dialect == "postgresql":
-        assert strict.returncode == 2 and "index-lock" in strict.stderr
+        assert strict.exit_code == 2 and "index-lock" in strict.stderr
         assert current_revision(tenancy.storage("acme")) == "0003"
     else:  # SQLite has no concurrent index builds: nothing to stop
-        assert strict.returncode == 0
-    result = run_manage(["upgrade-all-tenants"], {**cli_env, **env})
-    assert result.returncode == 0, result.stdout + result.stderr
+        assert strict.exit_code == 0
+    result = runner.invoke(cli, ["upgrade-all-tenants"], env=env)
+    assert result.exit_code == 0, result.output
     assert current_revision(tenancy.storage("acme")) == "0004"
     tenancy.close()
