@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from tenants.cli.tenant import fleet as fleet_cli
-from tenants.cli.tenant import tenant as tenant_cli
+from tenants.cli import fleet as fleet_cli
+from tenants.cli import tenant as tenant_cli
 from tenants.core.control_schema import migration_runs, tenant_results
 from tenants.core.ledger import ledger_versions
 from tenants.core.settings import PROJECT_ROOT
