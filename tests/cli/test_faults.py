@@ -82,6 +82,7 @@ def wait_for(condition, timeout: float = 60):  # type: ignore[no-untyped-def]
     raise AssertionError("timed out waiting")
 
 
+@pytest.mark.slow
 def test_a_live_run_keeps_its_lock_through_a_long_tenant(pg_fleet, operator: Operator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     settings, env = pg_fleet
     fleet, chain_env = slow_fleet(settings, env, tmp_path, ["solo"], 7)
@@ -102,6 +103,7 @@ def test_a_live_run_keeps_its_lock_through_a_long_tenant(pg_fleet, operator: Ope
         fleet.close()
 
 
+@pytest.mark.slow
 def test_a_run_that_loses_its_lock_stops_and_exits_3(pg_fleet, operator: Operator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     settings, env = pg_fleet
     fleet, chain_env = slow_fleet(settings, env, tmp_path, ["one", "two"], 3)
@@ -143,6 +145,7 @@ def fleet_connections(url: str) -> int:
         conn.close()
 
 
+@pytest.mark.slow
 def test_workers_die_with_a_sigkilled_runner(pg_fleet, operator: Operator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     settings, env = pg_fleet
     fleet, chain_env = slow_fleet(settings, env, tmp_path, ["w1", "w2", "w3", "w4"], 30)
@@ -166,6 +169,7 @@ def test_workers_die_with_a_sigkilled_runner(pg_fleet, operator: Operator, tmp_p
     ("garbage", "invalid database URL"),
     (f"mysql://root:{SECRET}@127.0.0.1/shop", "unsupported database"),
 ])
+@pytest.mark.slow
 def test_bad_database_url_is_refused_before_anything_is_registered(pg_fleet, operator: Operator, url: str,  # type: ignore[no-untyped-def]
                                                                    message: str) -> None:
     settings, _ = pg_fleet
@@ -201,6 +205,7 @@ def test_a_row_with_a_bad_url_from_before_is_served_and_dropped(pg_fleet, operat
         tenancy.close()
 
 
+@pytest.mark.slow
 def test_a_killed_create_does_not_block_its_slug(pg_fleet, operator: Operator) -> None:  # type: ignore[no-untyped-def]
     settings, _ = pg_fleet
     tenancy = Tenancy(settings)
@@ -278,6 +283,7 @@ def far_fleet(pg_fleet, tmp_path: Path) -> Iterator[tuple[Tenancy, dict[str, str
         drop_pg_database(tenant_url)
 
 
+@pytest.mark.slow
 def test_control_plane_outage_mid_run_gives_one_line_a_summary_and_exit_3(pg_fleet, far_fleet,  # type: ignore[no-untyped-def]
                                                                           operator: Operator) -> None:
     settings, _ = pg_fleet
@@ -302,6 +308,7 @@ def test_control_plane_outage_mid_run_gives_one_line_a_summary_and_exit_3(pg_fle
     assert ledger_versions(fleet.control_engine) == dict.fromkeys(("f1", "f2", "f3"), "0004")
 
 
+@pytest.mark.slow
 def test_ctrl_c_with_one_job_accounts_for_the_tenant_in_flight(pg_fleet, operator: Operator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     settings, env = pg_fleet
     fleet, chain_env = slow_fleet(settings, env, tmp_path, ["i1", "i2", "i3"], 3)
@@ -333,6 +340,7 @@ def corrupt(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_corrupt_sqlite_files_are_unreachable_not_a_traceback(cli_env: dict, tenancy: Tenancy, settings) -> None:  # type: ignore[no-untyped-def]
     make_tenants(tenancy, ["good", "bad"])

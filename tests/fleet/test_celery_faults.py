@@ -17,6 +17,8 @@ from tests.fault_support import Operator, with_secret
 from tests.fleet_support import LOGGED, SLOW, live, make_tenants, with_chain, write_chain
 from tests.scale_support import active_sleeps, celery_env, purge_queue, workers
 
+pytestmark = [pytest.mark.celery, pytest.mark.slow]
+
 
 def lose_queued_messages(env: dict[str, str]) -> int:
     """Delete the messages waiting in the test's queue (a Redis without persistence restarting); return how many."""

@@ -26,6 +26,7 @@ def names(tenancy, slug: str) -> list[str]:  # type: ignore[no-untyped-def]
         return conn.execute(text("SELECT name FROM products")).scalars().all() if "name" in columns else []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["upgrade-tenant", "acme"], ["upgrade-all-tenants", "--tenant", "acme"]])
 def test_a_blocked_revision_is_refused_on_one_tenant_as_on_the_fleet(settings, cli_env, tmp_path, args):
     tenancy, env = fleet(settings, tmp_path, DROP_NAME)
@@ -52,6 +53,7 @@ def test_allowed_data_loss_on_one_tenant_backs_it_up_first(settings, cli_env, tm
     ["downgrade-tenant", "acme", "--to", "0002", "--yes"], ["downgrade-tenant", "acme", "--to", "-1", "--yes"],
     ["downgrade-tenants", "--to", "0002", "--yes"],
 ])
+@pytest.mark.slow
 def test_a_downgrade_that_drops_data_needs_allow_destructive_and_is_backed_up(tenancy, cli_env, args):
     create_tenant(tenancy, "acme")
     refused = run_manage(args, cli_env)
@@ -64,6 +66,7 @@ def test_a_downgrade_that_drops_data_needs_allow_destructive_and_is_backed_up(te
     assert [b.tenant_slug for b in list_backups(tenancy)] == ["acme"]
 
 
+@pytest.mark.slow
 def test_one_tenant_moves_while_a_fleet_run_holds_the_fleet_lock(tenancy, cli_env):
     create_tenant(tenancy, "acme")
     lock = FleetLock(tenancy.control_engine)

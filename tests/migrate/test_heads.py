@@ -33,6 +33,7 @@ def branched(settings, cli_env, tmp_path):  # type: ignore[no-untyped-def]
     ["upgrade-all-tenants"], ["upgrade-tenant", "acme"], ["create-tenant", "globex"], ["lint-migrations"],
     ["upgrade-all-tenants", "--dry-run"],
 ])
+@pytest.mark.slow
 def test_moving_commands_name_both_heads_and_how_to_merge(branched, args):
     tenancy, env = branched
     result = run_manage(args, env)
@@ -43,6 +44,7 @@ def test_moving_commands_name_both_heads_and_how_to_merge(branched, args):
     assert tenancy.registry.find("globex") is None
 
 
+@pytest.mark.slow
 def test_views_keep_working_and_show_the_heads(branched):
     _tenancy, env = branched
     versions = run_manage(["tenant-versions", "--json"], env)
@@ -57,6 +59,7 @@ def test_views_keep_working_and_show_the_heads(branched):
     assert plain.returncode == 0 and "head 0004a, 0004b" in plain.stdout, plain.stdout + plain.stderr
 
 
+@pytest.mark.slow
 def test_a_downgrade_dry_run_is_planned_without_a_head(branched):
     _tenancy, env = branched
     result = run_manage(["downgrade-tenants", "--to", "0002", "--dry-run", "--allow-destructive"], env)

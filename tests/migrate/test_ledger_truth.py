@@ -4,6 +4,7 @@ registry beside live tenant storage is refused, not taken for an empty fleet."""
 import json
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from tenants.migrate.lifecycle import create_tenant
@@ -22,6 +23,7 @@ def empty_out(storage) -> None:  # type: ignore[no-untyped-def]
                 conn.execute(text(f"DROP TABLE {table}"))  # noqa: S608  (fixed names)
 
 
+@pytest.mark.slow
 def test_a_tenant_emptied_behind_the_ledger_is_drifted_not_rebuilt(tenancy, cli_env):
     create_tenant(tenancy, "acme")
     create_tenant(tenancy, "globex")
@@ -42,6 +44,7 @@ def test_a_tenant_emptied_behind_the_ledger_is_drifted_not_rebuilt(tenancy, cli_
     assert run_manage(["upgrade-all-tenants"], cli_env).returncode == 0
 
 
+@pytest.mark.slow
 def test_an_empty_registry_beside_tenant_storage_is_refused(tenancy, cli_env, tmp_path):
     create_tenant(tenancy, "acme")
     if tenancy.settings.control_url.startswith("postgresql"):

@@ -12,6 +12,7 @@ from tests.chains import chain_with
 from tests.conftest import run_manage
 
 
+@pytest.mark.slow
 def test_autogenerate_against_one_tenant_writes_unqualified_names(tenancy, cli_env, tmp_path):
     chain = chain_with(tmp_path, {})
     env = {**cli_env, "PORTAL_REVISION_DIR": str(chain)}
@@ -52,6 +53,7 @@ def test_the_hinted_order_works_for_commands_without_their_own_x_option(cli_env,
     ["db", "downgrade", "0002", "-x", "tenant=acme"], ["db", "-x", "tenant=acme", "stamp", "0001"],
     ["db", "upgrade"],
 ])
+@pytest.mark.slow
 def test_revision_changing_passthrough_is_refused_and_changes_nothing(cli_env, tenancy, args):
     create_tenant(tenancy, "acme")
     move_tenant(tenancy, "acme", "0002", downgrade=True, options=RunOptions(allow_destructive=True))

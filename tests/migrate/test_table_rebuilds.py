@@ -60,6 +60,7 @@ def test_fleet_runs_through_a_rebuild_keep_every_row(tenancy):
     assert every_table(storage) == FULL
 
 
+@pytest.mark.slow
 def test_cli_single_tenant_commands_through_a_rebuild_keep_every_row(tenancy, cli_env):
     storage = seeded(tenancy)
     result = run_manage(["downgrade-tenant", "acme", "--to", "0002", "--yes", "--allow-destructive"], cli_env)

@@ -111,6 +111,7 @@ def redis_prefix() -> str:
     client.close()
 
 
+@pytest.mark.slow
 def test_gunicorn_workers_share_the_throttle_set_in_the_environment(console: Console, cli_env, redis_prefix) -> None:
     port = _free_port()
     env = {**os.environ, **cli_env, "PYTHONPATH": str(PROJECT_ROOT), "RATELIMIT_STORAGE_URI": REDIS_URL,

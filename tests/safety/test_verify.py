@@ -4,6 +4,7 @@ import json
 from contextlib import contextmanager
 
 import psycopg2
+import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
@@ -46,6 +47,7 @@ def test_the_real_chain_holds_on_every_dialect(settings, cli_env, tenancy):
     assert scratch_schemas(settings) == []
 
 
+@pytest.mark.slow
 def test_a_revision_that_deletes_rows_is_named(settings, cli_env, tenancy, tmp_path):
     env = {**cli_env, "PORTAL_REVISION_DIR": str(chain_with(tmp_path, LOSSY))}
     result = run_manage(["verify-chain", *args(settings)], env)
@@ -56,6 +58,7 @@ def test_a_revision_that_deletes_rows_is_named(settings, cli_env, tenancy, tmp_p
     assert scratch_schemas(settings) == []
 
 
+@pytest.mark.slow
 def test_a_downgrade_that_does_not_restore_the_schema_is_named(settings, cli_env, tenancy, tmp_path):
     env = {**cli_env, "PORTAL_REVISION_DIR": str(chain_with(tmp_path, IRREVERSIBLE))}
     result = run_manage(["verify-chain", *args(settings)], env)
