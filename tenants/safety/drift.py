@@ -71,7 +71,8 @@ def _apply_chain(conn: Connection, scripts: ScriptDirectory, revision: str, opts
     driver.run_steps(conn, driver.steps_between(scripts, None, revision), opts)
 
 
-def _reflect(conn: Connection) -> MetaData:
+def reflect_tenant(conn: Connection) -> MetaData:
+    """Return the tables the connection's tenant holds, reflected, without Alembic's version table."""
     metadata = MetaData()
     metadata.reflect(conn)
     if "alembic_version" in metadata.tables:
@@ -89,7 +90,7 @@ def expected_schema(scripts: ScriptDirectory, revision: str | None, storage: Ten
         try:
             with engine.begin() as scratch:
                 _apply_chain(scratch, scripts, revision, {"render_as_batch": True})
-                return _reflect(scratch)
+                return reflect_tenant(scratch)
         finally:
             engine.dispose()
     # PostgreSQL: a scratch schema inside a savepoint that is always rolled back; nothing persists.
@@ -99,7 +100,7 @@ def expected_schema(scripts: ScriptDirectory, revision: str | None, storage: Ten
         conn.execute(text("CREATE SCHEMA " + quote_ident(scratch_schema)))
         conn.execute(text("SELECT set_config('search_path', :p, true)"), {"p": quote_ident(scratch_schema)})
         _apply_chain(conn, scripts, revision, {"version_table_schema": scratch_schema, "transactional_ddl": True})
-        return _reflect(conn)
+        return reflect_tenant(conn)
     finally:
         savepoint.rollback()  # also restores the tenant's search_path
 

@@ -39,7 +39,7 @@ from tenants.core.storage import PostgresSchemaStorage, SqliteFileStorage, Tenan
 from tenants.core.tenancy import Tenancy
 from tenants.migrate.control import ensure_control
 from tenants.migrate.migrator import migrate_tenant
-from tenants.safety.drift import compare_tenant
+from tenants.safety.drift import compare_tenant, reflect_tenant
 
 ROWS_PER_TABLE = 2
 
@@ -69,18 +69,10 @@ class ChainVerdict:
                 "break": None if self.broken is None else self.broken.__dict__, "notes": self.notes}
 
 
-def _tables(conn: Connection) -> MetaData:
-    metadata = MetaData()
-    metadata.reflect(conn)
-    if "alembic_version" in metadata.tables:
-        metadata.remove(metadata.tables["alembic_version"])
-    return metadata
-
-
 def _counts(storage: TenantStorage) -> dict[str, int]:
     with storage.begin() as conn:
         return {name: conn.execute(select(func.count()).select_from(table)).scalar()
-                for name, table in _tables(conn).tables.items()}
+                for name, table in reflect_tenant(conn).tables.items()}
 
 
 def _value(column, n: int, conn: Connection, table: Table):  # type: ignore[no-untyped-def]
@@ -115,7 +107,7 @@ def fill(storage: TenantStorage, start: int) -> int:
     """Give every table at least ROWS_PER_TABLE rows, parents first; return the next free row number."""
     n = start
     with storage.begin() as conn:
-        for table in _tables(conn).sorted_tables:
+        for table in reflect_tenant(conn).sorted_tables:
             have = conn.execute(select(func.count()).select_from(table)).scalar()
             for _ in range(max(0, ROWS_PER_TABLE - have)):
                 n += 1
@@ -162,7 +154,7 @@ def verify_storage(storage: TenantStorage, scripts: ScriptDirectory) -> ChainVer
                 return verdict
             if not downgrade and script.revision not in before_upgrade:
                 with storage.begin() as conn:
-                    before_upgrade[script.revision] = _tables(conn)
+                    before_upgrade[script.revision] = reflect_tenant(conn)
             target = script.down_revision if downgrade else script.revision
             broken = _step(storage, scripts, script.revision, target, downgrade)
             verdict.steps += 1
