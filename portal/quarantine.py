@@ -25,13 +25,18 @@ log = logging.getLogger(__name__)
 READABLE_VIEWS = ("index_view", "details_view", "index")
 
 
+def chain_head(tenancy: Any) -> str | None:
+    """Return the code's head revision; with unmerged heads, all of them joined (no tenant is at 'head' then)."""
+    return ", ".join(tenancy.heads()) or None
+
+
 def quarantine_state() -> dict[str, Any] | None:
     """Return {revision, head} when this request's tenant is not at head, else None."""
     tenant = g.get("tenant")
     if tenant is None:
         return None
     if "quarantine" not in g:
-        head = current_app.extensions["tenancy"].head()
+        head = chain_head(current_app.extensions["tenancy"])
         revision = g.get("tenant_revisions", {}).get(tenant.slug)
         g.quarantine = None if revision == head else {"revision": revision, "head": head,
                                                       "ahead": revision is not None and not _known(revision)}

@@ -21,6 +21,7 @@ from portal.admin.tenant_lifecycle import TenantLifecycle, manage_buttons
 from portal.console_sessions import close_staff_sessions
 from portal.extensions import db
 from portal.permissions import CONTROL_MODELS, TENANT_MODELS
+from portal.quarantine import chain_head
 from tenants.core.clock import utcnow
 from tenants.core.ledger import last_results
 from tenants.core.registry import Tenant
@@ -31,16 +32,18 @@ FAILED_RESULTS = ("failed", "timeout", "unreachable")
 
 def pending_count(tenancy: Any, revision: str | None) -> int:
     """Return how many revisions of the tenant chain lie between `revision` and head."""
-    head = tenancy.head()
-    if revision == head:
+    heads = tenancy.heads()
+    if len(heads) != 1:
+        return 0  # unmerged heads: no single target to count towards (the head column names them)
+    if revision == heads[0]:
         return 0
-    return len(list(tenancy.scripts.iterate_revisions(head, revision or "base")))
+    return len(list(tenancy.scripts.iterate_revisions(heads[0], revision or "base")))
 
 
 def _fleet_facts() -> dict[str, Any]:
     if "fleet_facts" not in g:
         tenancy = current_app.extensions["tenancy"]
-        g.fleet_facts = {"head": tenancy.head(), "last": last_results(tenancy.control_engine)}
+        g.fleet_facts = {"head": chain_head(tenancy), "last": last_results(tenancy.control_engine)}
     return g.fleet_facts
 
 

@@ -11,6 +11,7 @@ from portal.admin.control_views import FAILED_RESULTS
 from portal.admin.tenant_views import tenant_counts
 from portal.auth import login_url_for_here
 from portal.permissions import TENANT_MODELS, can, can_control, visible_slugs
+from portal.quarantine import chain_head
 from tenants.core.binding import tenant_session
 from tenants.core.errors import TenantError
 from tenants.core.ledger import last_results, ledger_versions
@@ -28,7 +29,7 @@ def visible_tenants(tenancy: Tenancy, principal: Any) -> list[Any]:
 
 def fleet_rows(tenancy: Tenancy, tenants: list[Any], principal: Any) -> list[dict[str, Any]]:
     """Return one row per tenant: counts (for the first few), ledger revision, last result."""
-    head = tenancy.head()
+    head = chain_head(tenancy)
     versions = ledger_versions(tenancy.control_engine)
     last = last_results(tenancy.control_engine)
     rows = []
@@ -62,5 +63,5 @@ class DashboardView(SecureView, AdminIndexView):
         rows = fleet_rows(tenancy, visible_tenants(tenancy, current_user), current_user)
         attention = [r for r in rows if r["behind"] or r["failed"]]
         return self.render("admin/dashboard.html", rows=rows, models=TENANT_MODELS, attention=attention,
-                           head=tenancy.head(), counted=COUNTED_TENANTS,
+                           head=chain_head(tenancy), counted=COUNTED_TENANTS,
                            show_tenants_link=can_control(current_user, "tenants", "view"))

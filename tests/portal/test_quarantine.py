@@ -72,3 +72,31 @@ def test_tenant_admin_of_a_tenant_behind_head_gets_no_500(console: Console) -> N
     assert admin.get(f"/t/{slug}/admin/role/").status_code in (200, 302, 503)
     fresh = console.app.test_client()
     assert login(fresh, f"ada@{slug}.example", tenant=slug).status_code in (200, 302)
+
+
+def test_unmerged_heads_in_the_code_give_the_quarantine_page_not_a_500(settings, tmp_path, monkeypatch) -> None:
+    from tenants.core.tenancy import Tenancy
+    from tenants.migrate.control import ensure_control
+    from tenants.migrate.lifecycle import create_tenant
+    from tests.chains import chain_with
+    from tests.conftest import close_app, make_app
+    from tests.console_support import add_staff
+    from tests.migrate.test_heads import TWO_HEADS
+
+    current = Tenancy(settings)
+    ensure_control(current)
+    create_tenant(current, "acme")
+    add_staff(current.control_engine, "root@example.com", superuser=True)
+    current.close()
+    monkeypatch.setenv("PORTAL_REVISION_DIR", str(chain_with(tmp_path, TWO_HEADS)))
+    app = make_app(settings.control_url, tmp_path, settings.tenant_dir)
+    try:
+        client = app.test_client()
+        assert login(client, "root@example.com").status_code == 302
+        for url in ("/admin/", "/admin/tenants/", "/t/acme/admin/", "/t/acme/admin/role/"):
+            page = client.get(url)
+            assert page.status_code in (200, 503), (url, page.status_code)
+        page = client.get("/t/acme/admin/role/new/")
+        assert page.status_code == 503 and "0004a, 0004b" in page.get_data(as_text=True)
+    finally:
+        close_app(app)
