@@ -92,11 +92,16 @@ def admin(url: str, sql: str) -> None:
 
 
 def reset(db_url: str, slugs: list[str]) -> None:
-    """Put every tenant back at base: an empty schema."""
+    """Put every tenant back at base: an empty schema, and a ledger that says so.
+
+    The ledger is cleared with the schemas: a tenant found below its recorded revision is
+    refused as drifted (it was emptied behind the portal's back), which is what reset does.
+    """
     from tenants.core.names import quoted_schema
 
     conn = psycopg2.connect(db_url)
     with conn.cursor() as cur:
+        cur.execute("DELETE FROM tenant_versions WHERE tenant_slug = ANY(%s)", (slugs,))
         for start in range(0, len(slugs), 50):  # commit in batches: each dropped object takes a lock slot
             for slug in slugs[start:start + 50]:
                 cur.execute("DROP SCHEMA IF EXISTS " + quoted_schema(slug) + " CASCADE")
