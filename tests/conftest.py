@@ -15,7 +15,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import click
 import psycopg2
 import pytest
 from click.testing import CliRunner
@@ -55,7 +57,8 @@ def require_postgres() -> None:
     pytest.skip(f"PostgreSQL unreachable: {PG_DOWN}")
 
 
-def _admin_execute(sql: str, admin_url: str = PG_ADMIN_URL) -> None:
+def admin_execute(sql: str, admin_url: str = PG_ADMIN_URL) -> None:
+    """Run one statement on the server as the admin login, outside a transaction (CREATE/DROP DATABASE)."""
     conn = psycopg2.connect(admin_url)
     conn.autocommit = True
     try:
@@ -69,7 +72,7 @@ def create_pg_database(prefix: str = "tp_test", admin_url: str = PG_ADMIN_URL, t
     """Create a uniquely named database on the server of `admin_url`, a copy of `template` if given; return its URL."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     copy = f' TEMPLATE "{template}"' if template else ""
-    _admin_execute(f'CREATE DATABASE "{name}"{copy}', admin_url)  # test scaffolding: names made here, not user input
+    admin_execute(f'CREATE DATABASE "{name}"{copy}', admin_url)  # test scaffolding: names made here, not user input
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
@@ -77,7 +80,7 @@ def drop_pg_database(url: str) -> None:
     """Drop a database made by create_pg_database, ending its sessions."""
     parsed = make_url(url)
     admin_url = parsed.set(database="postgres").render_as_string(hide_password=False)
-    _admin_execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)', admin_url)
+    admin_execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)', admin_url)
 
 
 class Dropper:
@@ -201,7 +204,7 @@ def template_database(prefix: str, build: Callable[[str], None]) -> Iterator[str
     name = make_url(url).database
     try:
         build(url)
-        _admin_execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+        admin_execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
         yield name
     finally:
         drop_pg_database(url)
@@ -378,6 +381,15 @@ def app(settings: TenantSettings, tmp_path: Path) -> Iterator[Flask]:
 def runner(cli_env: dict[str, str]) -> CliRunner:
     """A click runner whose commands see this test's databases."""
     return CliRunner(env=cli_env)
+
+
+def command_group(*modules: Any) -> click.Group:
+    """A click group of the COMMANDS of the given tenants.cli modules: the operator commands without the web app."""
+    group = click.Group()
+    for module in modules:
+        for command in module.COMMANDS:
+            group.add_command(command)
+    return group
 
 
 def run_manage(args: list[str], env: dict[str, str], timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:

@@ -28,7 +28,7 @@ from tenants.core.settings import TenantSettings
 from tenants.core.tenancy import Tenancy
 from tenants.migrate.control import ensure_control
 from tenants.migrate.lifecycle import create_tenant
-from tests.conftest import PG_ADMIN_URL, create_pg_database, drop_pg_database, run_manage
+from tests.conftest import admin_execute, create_pg_database, drop_pg_database, run_manage
 from tests.fault_support import SECRET, Operator, with_secret
 from tests.fleet_support import LOGGED, SLOW, live, make_tenants, with_chain, write_chain
 from tests.scale_support import active_sleeps
@@ -176,12 +176,7 @@ def test_bad_database_url_is_refused_before_anything_is_registered(pg_fleet, ope
     result = operator.run(["create-tenant", "acme", "--database-url", url])
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
-    tenancy = Tenancy(settings)
-    try:
-        ensure_control(tenancy)
-        assert tenancy.registry.find("acme") is None
-    finally:
-        tenancy.close()
+    assert_not_registered(settings, "acme")
     for args in (["list-tenants"], ["tenant-versions"], ["create-tenant", "acme"]):
         done = operator.run(args)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -235,30 +230,15 @@ def test_overlong_name_exits_2_without_traceback_or_password(pg_fleet, operator:
     result = operator.run(["create-tenant", "acme", "--name", "x" * 201, "--database-url", with_secret(pg_url)])
     assert result.returncode == 2, result.stdout + result.stderr
     assert "--name" in result.stderr and "200" in result.stderr and "Traceback" not in result.stderr
-    tenancy = Tenancy(settings)
-    try:
-        ensure_control(tenancy)
-        assert tenancy.registry.find("acme") is None
-    finally:
-        tenancy.close()
-
-
-def _admin(sql: str) -> None:
-    conn = psycopg2.connect(PG_ADMIN_URL)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        conn.close()
+    assert_not_registered(settings, "acme")
 
 
 def control_outage(url: str, down: bool) -> None:
     """Refuse (and end) every session of the control database, or let them in again."""
     name = make_url(url).database
-    _admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {"false" if down else "true"}')  # test's own database
+    admin_execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {"false" if down else "true"}')  # test's own database
     if down:
-        _admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+        admin_execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
 
 
 @pytest.fixture
@@ -379,3 +359,13 @@ def test_find_serves_the_readable_tenants_and_names_a_corrupt_one(console, root,
     with pytest.raises(StorageUnavailable):
         with tenant_session(console.tenancy.storage(console.b)) as session:
             session.execute(text("SELECT 1 FROM users"))
+
+
+def assert_not_registered(settings, slug: str) -> None:  # type: ignore[no-untyped-def]
+    """Assert that the registry holds no row for `slug`."""
+    tenancy = Tenancy(settings)
+    try:
+        ensure_control(tenancy)
+        assert tenancy.registry.find(slug) is None
+    finally:
+        tenancy.close()

@@ -21,19 +21,14 @@ from tenants.core.settings import PROJECT_ROOT
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.runs import upgrade_tenants
 from tenants.migrate.plan import Selection
-from tests.conftest import run_manage
+from tests.conftest import command_group, run_manage
 from tests.fleet_support import LOGGED, SLOW, has_table, live, make_tenants, rows, with_chain, write_chain
 
 
 @pytest.fixture
 def group() -> click.Group:
     """The operator commands without the web app."""
-    g = click.Group()
-    for command in tenant_cli.COMMANDS:
-        g.add_command(command)
-    for command in fleet_cli.COMMANDS:
-        g.add_command(command)
-    return g
+    return command_group(tenant_cli, fleet_cli)
 
 
 def _runs(tenancy: Tenancy) -> int:

@@ -22,7 +22,7 @@ from tenants.core.tenancy import Tenancy
 from tenants.fleet.celery.relay import run_step
 from tenants.migrate.control import ensure_control
 from tenants.migrate.lifecycle import create_tenant
-from tests.conftest import run_manage
+from tests.conftest import command_group, run_manage
 from tests.fleet_support import LOGGED, SLOW, live, make_tenants, rows, with_chain, write_chain
 from tests.scale_support import (
     active_sleeps,
@@ -221,12 +221,7 @@ def test_broker_unreachable_exits_3_and_changes_nothing(pg_control_url: str, tmp
 
 @pytest.fixture
 def group() -> click.Group:
-    g = click.Group()
-    for command in fleet_cli.COMMANDS:
-        g.add_command(command)
-    for command in scale_cli.COMMANDS:
-        g.add_command(command)
-    return g
+    return command_group(fleet_cli, scale_cli)
 
 
 @pytest.mark.parametrize("args, message", [
