@@ -32,6 +32,12 @@ from tenants.migrate.control import ensure_control
 
 pytest_plugins = ["tests.console_support"]
 
+# psycopg2-binary's bundled libpq probes Kerberos (GSSAPI) on every connect, and that probe is not
+# thread-safe: CI once segfaulted in psycopg2.connect while the drop/copy threads below connected
+# at the same time (psycopg/psycopg#1213). No test uses GSS encryption; libpq reads this variable,
+# and the subprocesses the tests start inherit it.
+os.environ["PGGSSENCMODE"] = "disable"
+
 PG_ADMIN_URL = os.environ.get("PORTAL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -57,9 +63,14 @@ def require_postgres() -> None:
     pytest.skip(f"PostgreSQL unreachable: {PG_DOWN}")
 
 
+# The helper threads open their connections one at a time (the statements still run side by side).
+_CONNECTING = threading.Lock()
+
+
 def admin_execute(sql: str, admin_url: str = PG_ADMIN_URL) -> None:
     """Run one statement on the server as the admin login, outside a transaction (CREATE/DROP DATABASE)."""
-    conn = psycopg2.connect(admin_url)
+    with _CONNECTING:
+        conn = psycopg2.connect(admin_url)
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
