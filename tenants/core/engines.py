@@ -113,6 +113,12 @@ def engine_options(url: str, *, durable_commits: bool = True) -> dict:
     if backend != "postgresql":
         return {"hide_parameters": True}
     connect_args: dict = {"connect_timeout": 5, "application_name": "tenant-portal"}
+    # psycopg2-binary's bundled libpq probes for Kerberos credentials on every connect unless told
+    # not to, and that probe is not thread-safe (psycopg/psycopg#1213): threads of the web server
+    # connecting at once can crash the process. GSS encryption stays available by asking for it
+    # in the URL (?gssencmode=prefer), which then wins.
+    if "gssencmode" not in make_url(url).query:
+        connect_args["gssencmode"] = "disable"
     if not durable_commits:
         connect_args.update(options="-c synchronous_commit=off", application_name="tenant-ledger")
     return {"pool_size": 5, "max_overflow": 10, "connect_args": connect_args, "hide_parameters": True}
