@@ -31,7 +31,7 @@ def migrate_control_command() -> None:
 @reports_errors
 def create_tenant_command(slug: str, name: str | None, database_url: str | None) -> None:
     """Create a tenant and bring it to the head revision, or leave nothing behind."""
-    from tenants.migrate.lifecycle import create_tenant
+    from tenants.fleet.create import create_tenant
 
     tenancy = get_tenancy()
     tenant = create_tenant(tenancy, slug, name, database_url)

@@ -1,4 +1,4 @@
-"""Create, drop and move single tenants, with compensating clean-up and ledger records."""
+"""Provision and drop single tenants, with compensating clean-up and ledger records."""
 
 import os
 import re
@@ -6,6 +6,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from tenants.core.clock import utcnow
 from tenants.core.engines import check_database_url
@@ -14,11 +15,12 @@ from tenants.core.ledger import TenantResult, finish_run, record_result, start_r
 from tenants.core.names import validate_slug
 from tenants.core.processes import pid_alive
 from tenants.core.registry import Tenant
-from tenants.core.storage import TenantStorage
+from tenants.core.storage import TenantStorage, storage_for
 from tenants.core.tenancy import Tenancy
-from tenants.migrate.control import ensure_control
 from tenants.migrate.errors import MigrationTimeout
-from tenants.migrate.migrator import MigrationOutcome, migrate_tenant
+from tenants.migrate.migrator import MigrationOutcome
+from tenants.migrate.templates import Template, bring_to_head, create_from
+from tenants.migrate.unit import failure, timeouts
 
 
 def _failure_result(slug: str, from_rev: str | None, error: Exception, started: float) -> TenantResult:
@@ -50,18 +52,39 @@ def run_single(tenancy: Tenancy, kind: str, slug: str, target: str | None,
 MAX_NAME = 200  # tenants.display_name
 
 
-def create_tenant(tenancy: Tenancy, slug: str, display_name: str | None = None,
-                  database_url: str | None = None, started_by: str | None = None) -> Tenant:
-    """Register a tenant, create its storage and bring it to head: all of it or none of it.
+@dataclass(frozen=True)
+class TenantSpec:
+    """A tenant to create: its slug, and optionally a display name and its own database URL."""
 
+    slug: str
+    display_name: str | None = None
+    database_url: str | None = None
+
+    def check(self) -> None:
+        """Refuse a bad slug, name or URL (InvalidUsage, InvalidTenantName) before anything is created."""
+        validate_slug(self.slug)
+        if self.display_name is not None and not 1 <= len(self.display_name) <= MAX_NAME:
+            raise InvalidUsage(f"--name must be 1 to {MAX_NAME} characters, not {len(self.display_name)}; "
+                               "nothing was created")
+        if self.database_url is not None:
+            check_database_url(self.database_url)
+
+    def storage(self, tenancy: Tenancy) -> TenantStorage:
+        """Return where the tenant will live (nothing is created)."""
+        s = tenancy.settings
+        return storage_for(self.slug, self.database_url, s.control_url, s.tenant_dir, tenancy.engines)
+
+
+def provision_tenant(tenancy: Tenancy, spec: TenantSpec, template: Template | None, *, record: bool = True,
+                     started_by: str | None = None, timeouts: tuple[float, float] | None = None,
+                     ) -> tuple[Tenant, MigrationOutcome]:
+    """Register a tenant, create its storage and bring it to head from `template`: all of it or none of it.
+
+    The guarded entry points are in tenants.fleet.create (the creation gate comes with the template).
+    With `record` the creation is a recorded run of its own; a fleet run records its tenants itself.
     A tenant left `failed` by an earlier attempt whose clean-up could not finish is retried.
     """
-    validate_slug(slug)
-    if display_name is not None and not 1 <= len(display_name) <= MAX_NAME:
-        raise InvalidUsage(f"--name must be 1 to {MAX_NAME} characters, not {len(display_name)}; nothing was created")
-    if database_url is not None:
-        check_database_url(database_url)
-    ensure_control(tenancy)
+    slug = spec.slug
     registry = tenancy.registry
     existing = registry.find(slug)
     if existing is not None and existing.status == "provisioning" and not _abandoned(existing):
@@ -71,26 +94,44 @@ def create_tenant(tenancy: Tenancy, slug: str, display_name: str | None = None,
         raise TenantExists(f"tenant {slug!r} already exists ({existing.status})")
     creator = (socket.gethostname(), os.getpid())
     if existing is None:
-        registry.add(slug, display_name or slug.replace("_", " ").title(), database_url, creator)
+        registry.add(slug, spec.display_name or slug.replace("_", " ").title(), spec.database_url, creator)
     else:  # a failed or abandoned attempt: ours to finish
         registry.set_status(slug, "provisioning", f"being created by pid {creator[1]} on {creator[0]}")
     storage: TenantStorage | None = None
     created = False
+    lock_timeout, statement_timeout = timeouts or (tenancy.settings.lock_timeout, tenancy.settings.statement_timeout)
     try:
         storage = tenancy.storage(slug)
         if existing is not None and storage.exists():
             storage.drop()  # what the failed attempt left behind is ours to remove
-        storage.create()
+        create_from(storage, template)
         created = True
-        s = tenancy.settings
-        run_single(tenancy, "create-tenant", slug, "head",
-                   lambda st: migrate_tenant(st, tenancy.scripts, "head", lock_timeout=s.lock_timeout,
-                                             statement_timeout=s.statement_timeout), started_by)
+
+        def work(st: TenantStorage) -> MigrationOutcome:
+            return bring_to_head(st, tenancy.scripts, template, lock_timeout=lock_timeout,
+                                 statement_timeout=statement_timeout)
+
+        outcome = run_single(tenancy, "create-tenant", slug, "head", work, started_by) if record else work(storage)
     except BaseException as error:
         _undo_create(tenancy, storage, slug, created, error)
         raise
     registry.set_status(slug, "active")
-    return registry.get(slug)
+    return registry.get(slug), outcome
+
+
+def create_unit(tenancy: Tenancy, storage: TenantStorage, params: dict) -> TenantResult:
+    """The fleet's unit of work that creates one tenant: its result, never its exception."""
+    started = time.perf_counter()
+    spec = TenantSpec(storage.slug, params.get("name"), params.get("database_url"))
+    template: Template | None = params.get("template")
+    try:
+        _, outcome = provision_tenant(tenancy, spec, template, record=False, timeouts=timeouts(tenancy, params))
+    except TenantError as error:
+        return failure(storage.slug, error, started)
+    how = "Alembic online" if template is None else (
+        "copied the template at head" if template.path else "replayed the chain rendered at head")
+    return TenantResult(storage.slug, "ok", None, outcome.to_revision, (time.perf_counter() - started) * 1000,
+                        None, f"created ({how})")
 
 
 def _abandoned(tenant: Tenant) -> bool:
