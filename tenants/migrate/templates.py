@@ -20,6 +20,7 @@ import json
 import os
 import sqlite3
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,6 +43,11 @@ TEMPLATE_SLUG = "tenant_template"
 
 # Called with the dialect before a template is built: the creation gate (raise to refuse).
 TemplateCheck = Callable[[str], object]
+
+
+# Per loaded chain: its key and its templates, {"key": str, (folder, dialect): Template | None}.
+_KNOWN: "weakref.WeakKeyDictionary[ScriptDirectory, dict]" = weakref.WeakKeyDictionary()
+_UNKNOWN = object()
 
 
 @dataclass(frozen=True)
@@ -82,11 +88,20 @@ def head_template(tenancy: Tenancy, dialect: str, check: TemplateCheck) -> Templ
     if head is None:
         return None
     folder = Path(tenancy.settings.tenant_dir) / TEMPLATE_DIR
+    # A process loads its chain once (Tenancy.scripts), so what it learned of that chain's templates holds.
+    known = _KNOWN.setdefault(tenancy.scripts, {})
+    found = known.get((folder, dialect), _UNKNOWN)
+    if found is not _UNKNOWN and (found is None or found.path is None or found.path.exists()):
+        return found
     folder.mkdir(parents=True, exist_ok=True)
-    key = chain_key(tenancy.scripts, head)
+    if "key" not in known:
+        known["key"] = chain_key(tenancy.scripts, head)
     if dialect == "sqlite":
-        return _sqlite_template(tenancy, folder, key, head, check)
-    return _postgres_template(tenancy, folder, key, head, check)
+        found = _sqlite_template(tenancy, folder, known["key"], head, check)
+    else:
+        found = _postgres_template(tenancy, folder, known["key"], head, check)
+    known[(folder, dialect)] = found
+    return found
 
 
 def _sqlite_template(tenancy: Tenancy, folder: Path, key: str, head: str, check: TemplateCheck) -> Template:
