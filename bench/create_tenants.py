@@ -279,10 +279,11 @@ def main() -> None:
     parser.add_argument("--pg-url", default=os.environ.get("PORTAL_TEST_PG_URL",
                                                            "postgresql://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--skip-bulk", action="store_true", help="only the chain-length rows")
+    parser.add_argument("--skip-chain", action="store_true", help="only the bulk rows")
     opts = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench_create_"))
     try:
-        lines = chain_rows(opts.pg_url, workdir, opts.repeat)
+        lines = [] if opts.skip_chain else chain_rows(opts.pg_url, workdir, opts.repeat)
         if not opts.skip_bulk:
             lines += bulk_rows(opts.pg_url, workdir, opts.bulk)
         print("\n" + "\n".join(lines))

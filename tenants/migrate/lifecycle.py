@@ -6,7 +6,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tenants.core.clock import utcnow
 from tenants.core.engines import check_database_url
@@ -31,9 +31,10 @@ def _failure_result(slug: str, from_rev: str | None, error: Exception, started: 
 
 
 def run_single(tenancy: Tenancy, kind: str, slug: str, target: str | None,
-               work: Callable[[TenantStorage], MigrationOutcome], started_by: str | None = None) -> MigrationOutcome:
+               work: Callable[[TenantStorage], MigrationOutcome], started_by: str | None = None,
+               storage: TenantStorage | None = None) -> MigrationOutcome:
     """Run one tenant's migration as a recorded run of its own; re-raise its failure."""
-    storage = tenancy.storage(slug)
+    storage = storage or tenancy.storage(slug)
     engine = tenancy.control_engine
     run_id = start_run(engine, kind, target, started_by, {"tenant": slug}, total=1)
     started, began = time.perf_counter(), utcnow()
@@ -86,37 +87,47 @@ def provision_tenant(tenancy: Tenancy, spec: TenantSpec, template: Template | No
     """
     slug = spec.slug
     registry = tenancy.registry
-    existing = registry.find(slug)
-    if existing is not None and existing.status == "provisioning" and not _abandoned(existing):
-        raise TenantExists(f"tenant {slug!r} is {existing.status_reason or 'being created by another process'}; "
-                           f"if that process died, run 'manage.py drop-tenant {slug} --yes' and create it again")
-    if existing is not None and existing.status not in ("failed", "provisioning"):
-        raise TenantExists(f"tenant {slug!r} already exists ({existing.status})")
     creator = (socket.gethostname(), os.getpid())
-    if existing is None:
-        registry.add(slug, spec.display_name or slug.replace("_", " ").title(), spec.database_url, creator)
-    else:  # a failed or abandoned attempt: ours to finish
+    try:
+        tenant = registry.add(slug, spec.display_name or slug.replace("_", " ").title(), spec.database_url, creator)
+        existing = None
+    except TenantExists:
+        existing = registry.find(slug)
+        if existing is None:
+            raise
+        if existing.status == "provisioning" and not _abandoned(existing):
+            raise TenantExists(f"tenant {slug!r} is {existing.status_reason or 'being created by another process'}; "
+                               f"if that process died, run 'manage.py drop-tenant {slug} --yes' and create it again"
+                               ) from None
+        if existing.status not in ("failed", "provisioning"):
+            raise TenantExists(f"tenant {slug!r} already exists ({existing.status})") from None
+        # A failed or abandoned attempt: ours to finish.
         registry.set_status(slug, "provisioning", f"being created by pid {creator[1]} on {creator[0]}")
+        tenant = existing
     storage: TenantStorage | None = None
     created = False
     lock_timeout, statement_timeout = timeouts or (tenancy.settings.lock_timeout, tenancy.settings.statement_timeout)
     try:
-        storage = tenancy.storage(slug)
+        s = tenancy.settings
+        storage = storage_for(slug, tenant.database_url, s.control_url, s.tenant_dir, tenancy.engines)
         if existing is not None and storage.exists():
             storage.drop()  # what the failed attempt left behind is ours to remove
-        create_from(storage, template)
-        created = True
+        created = create_from(storage, template)
 
         def work(st: TenantStorage) -> MigrationOutcome:
-            return bring_to_head(st, tenancy.scripts, template, lock_timeout=lock_timeout,
-                                 statement_timeout=statement_timeout)
+            nonlocal created
+            outcome = bring_to_head(st, tenancy.scripts, template, lock_timeout=lock_timeout,
+                                    statement_timeout=statement_timeout)
+            created = True  # committed: from here on a failure must take the storage back
+            return outcome
 
-        outcome = run_single(tenancy, "create-tenant", slug, "head", work, started_by) if record else work(storage)
+        outcome = (run_single(tenancy, "create-tenant", slug, "head", work, started_by, storage) if record
+                   else work(storage))
     except BaseException as error:
         _undo_create(tenancy, storage, slug, created, error)
         raise
     registry.set_status(slug, "active")
-    return registry.get(slug), outcome
+    return replace(tenant, status="active", status_reason=None), outcome
 
 
 def create_unit(tenancy: Tenancy, storage: TenantStorage, params: dict) -> TenantResult:

@@ -30,14 +30,18 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from tenants.core.storage import SqliteFileStorage, TenantStorage
+from tenants.core.engines import display_url
+from tenants.core.errors import TenantExists
+from tenants.core.names import quoted_schema, schema_name
+from tenants.core.storage import PostgresSchemaStorage, SqliteFileStorage, TenantStorage
 from tenants.core.tenancy import Tenancy
 from tenants.migrate.errors import MigrationFailed, MigrationTimeout
 from tenants.migrate.migrator import TIMEOUT_SQLSTATES, MigrationOutcome, migrate_tenant
 from tenants.migrate.plan import runs_outside_transaction
-from tenants.migrate.replay import VERSION_TABLE, Rendered, render_range, replay
+from tenants.migrate.replay import VERSION_TABLE, Rendered, batches, render_range
 
 TEMPLATE_DIR = ".templates"
+DUPLICATE_SCHEMA = "42P06"
 # The scratch tenant a SQLite template is built as (its file lives in the template folder, apart from tenants).
 TEMPLATE_SLUG = "tenant_template"
 
@@ -163,36 +167,38 @@ def _postgres_template(tenancy: Tenancy, folder: Path, key: str, head: str, chec
     return Template("postgresql", head, rendered=rendered)
 
 
-def create_from(storage: TenantStorage, template: Template | None) -> None:
-    """Create the tenant's empty schema, or its file as a copy of the SQLite template."""
+def create_from(storage: TenantStorage, template: Template | None) -> bool:
+    """Create the tenant's file as a copy of the SQLite template, or its empty schema; return whether it did.
+
+    False: a PostgreSQL schema with a rendered template is created in the transaction that brings
+    it to head (bring_to_head), so a failure or a kill leaves no schema behind.
+    """
     if template is not None and isinstance(storage, SqliteFileStorage):
         storage.create(template=template.path)
-    else:
-        storage.create()
+        return True
+    if template is not None and template.rendered is not None and isinstance(storage, PostgresSchemaStorage):
+        return False
+    storage.create()
+    return True
 
 
 def bring_to_head(storage: TenantStorage, scripts: ScriptDirectory, template: Template | None, *,
                   lock_timeout: float, statement_timeout: float) -> MigrationOutcome:
-    """Bring a just-created tenant to head: replay the rendered chain, check the copied file, or run Alembic."""
+    """Bring a new tenant to head: its schema and the rendered chain in one transaction, the copied file checked,
+    or Alembic online."""
     if template is None:
         return migrate_tenant(storage, scripts, "head", lock_timeout=lock_timeout, statement_timeout=statement_timeout)
     started = time.perf_counter()
     if template.rendered is not None:
+        create = "CREATE SCHEMA " + quoted_schema(storage.slug) + ";\n"
         try:
-            with storage.begin(exclusive=True, revisions=True, lock_timeout=lock_timeout,
-                               timeouts=(lock_timeout, statement_timeout)) as conn:
-                # The whole chain in one round trip: a new schema's cost no longer grows per revision.
-                conn.exec_driver_sql(_one_script(template.rendered), execution_options={"no_parameters": True})
-                reached = _version(conn)
-        except DBAPIError as e:
-            if getattr(e.orig, "pgcode", None) in TIMEOUT_SQLSTATES:
-                raise MigrationTimeout(storage.slug, None, _first_line(e)) from e
+            # The whole chain in one round trip: a new schema's cost no longer grows per revision.
+            reached = _run(storage, [(None, create + _one_script(template.rendered))], lock_timeout, statement_timeout)
+        except MigrationFailed as e:
+            if isinstance(e, MigrationTimeout):
+                raise
             # Rolled back: run it again revision by revision, so the error names the revision that fails.
-            outcome = replay(storage, template.rendered, None, template.head, lock_timeout=lock_timeout,
-                             statement_timeout=statement_timeout)
-            if outcome is None:
-                raise MigrationFailed(storage.slug, None, _first_line(e)) from e
-            return outcome
+            reached = _run(storage, [(None, create), *batches(template.rendered)], lock_timeout, statement_timeout)
     else:
         with storage.begin(exclusive=True, lock_timeout=lock_timeout) as conn:  # the copy, read under the tenant lock
             reached = _version(conn)
@@ -200,6 +206,26 @@ def bring_to_head(storage: TenantStorage, scripts: ScriptDirectory, template: Te
         raise MigrationFailed(storage.slug, template.head, f"the new tenant is at {reached}, not at the head")
     applied = [revision for revision, _ in template.rendered or () if revision != VERSION_TABLE]
     return MigrationOutcome(storage.slug, None, reached, applied, (time.perf_counter() - started) * 1000)
+
+
+def _run(storage: TenantStorage, scripts: list[tuple[str | None, str]], lock_timeout: float,
+         statement_timeout: float) -> str | None:
+    """Run (revision, SQL) scripts in one transaction under the tenant's lock; return the revision reached."""
+    failing: str | None = None
+    try:
+        with storage.begin(exclusive=True, revisions=True, lock_timeout=lock_timeout,
+                           timeouts=(lock_timeout, statement_timeout)) as conn:
+            for revision, script in scripts:
+                failing = None if revision == VERSION_TABLE else revision
+                conn.exec_driver_sql(script, execution_options={"no_parameters": True})
+            return _version(conn)
+    except DBAPIError as e:
+        code = getattr(e.orig, "pgcode", None)
+        if code == DUPLICATE_SCHEMA:
+            where = f"schema {schema_name(storage.slug)} already exists in {display_url(storage.url)}"
+            raise TenantExists(where) from e
+        error_class = MigrationTimeout if code in TIMEOUT_SQLSTATES else MigrationFailed
+        raise error_class(storage.slug, failing, _first_line(e)) from e
 
 
 def _version(conn: Connection) -> str | None:
