@@ -226,7 +226,8 @@ def psql_floor(db_url: str, scripts: list[str], sessions: int, workdir: Path) ->
     return time.perf_counter() - started
 
 
-def bulk_rows(pg_url: str, workdir: Path, n: int) -> list[str]:
+def bulk_rows(pg_url: str, workdir: Path, n: int, rounds: int) -> list[str]:
+    """Bulk creation and its floors, in `rounds` interleaved rounds (the machine's noise hits each alike)."""
     from tenants.core.names import quote_ident, quoted_schema
     from tenants.core.settings import TenantSettings
     from tenants.core.tenancy import Tenancy
@@ -234,6 +235,7 @@ def bulk_rows(pg_url: str, workdir: Path, n: int) -> list[str]:
     from tenants.migrate.replay import render_range
 
     name, db_url = scratch_database(pg_url)
+    times: dict[str, list[float]] = {}
     try:
         tenancy = Tenancy(TenantSettings(control_url=db_url, tenant_dir=workdir / "bulk"))
         ensure_control(tenancy)
@@ -244,31 +246,33 @@ def bulk_rows(pg_url: str, workdir: Path, n: int) -> list[str]:
         env = {**os.environ, "DATABASE_URL": db_url, "PORTAL_INSTANCE_PATH": str(workdir),
                "PORTAL_TENANT_DIR": str(workdir / "bulk"), "PYTHONPATH": str(ROOT)}
         manage = [sys.executable, str(ROOT / "manage.py")]
-        rows: list[tuple[str, float]] = []
-        for round_, sessions in enumerate((1, 2)):
-            slugs = [f"p{round_}_{i:05d}" for i in range(n)]
-            scripts = [f"BEGIN;\nCREATE SCHEMA {quoted_schema(s)};\nSET LOCAL search_path TO {quoted_schema(s)};\n"
-                       f"{body}\nCOMMIT;" for s in slugs]
-            rows.append((f"floor: psql, {sessions} session{'s' if sessions > 1 else ''}",
-                         psql_floor(db_url, scripts, sessions, workdir)))
-        for round_, extra in enumerate((["--jobs", "2"], [])):
-            listing = workdir / f"bulk{round_}.txt"
-            listing.write_text("\n".join(f"c{round_}_{i:05d}" for i in range(n)) + "\n")
-            started = time.perf_counter()
-            done = subprocess.run([*manage, "create-tenants", "--from", str(listing), "--quiet", *extra], env=env,
-                                  capture_output=True, text=True)
-            seconds = time.perf_counter() - started
-            if done.returncode:
-                raise SystemExit(f"create-tenants failed ({done.returncode}): {done.stderr[-2000:]}")
-            rows.append((f"manage.py create-tenants {' '.join(extra) or '(default jobs)'}", seconds))
-            print(f"  {rows[-1][0]}: {seconds:.1f} s", flush=True)
+        for round_ in range(rounds):
+            for sessions in (1, 2):
+                slugs = [f"p{round_}{sessions}_{i:05d}" for i in range(n)]
+                scripts = [f"BEGIN;\nCREATE SCHEMA {quoted_schema(s)};\nSET LOCAL search_path TO {quoted_schema(s)};\n"
+                           f"{body}\nCOMMIT;" for s in slugs]
+                label = f"floor: psql, {sessions} session{'s' if sessions > 1 else ''}"
+                times.setdefault(label, []).append(psql_floor(db_url, scripts, sessions, workdir))
+            for jobs in ("1", "2", None):
+                listing = workdir / f"bulk{round_}{jobs}.txt"
+                listing.write_text("\n".join(f"c{round_}{jobs or 0}_{i:05d}" for i in range(n)) + "\n")
+                extra = ["--jobs", jobs] if jobs else []
+                started = time.perf_counter()
+                done = subprocess.run([*manage, "create-tenants", "--from", str(listing), "--quiet", *extra],
+                                      env=env, capture_output=True, text=True)
+                seconds = time.perf_counter() - started
+                if done.returncode:
+                    raise SystemExit(f"create-tenants failed ({done.returncode}): {done.stderr[-2000:]}")
+                times.setdefault(f"manage.py create-tenants {' '.join(extra) or '(default jobs)'}", []).append(seconds)
+            print(f"  bulk round {round_ + 1} of {rounds} done", flush=True)
     finally:
         admin(pg_url, "DROP DATABASE IF EXISTS " + quote_ident(name) + " WITH (FORCE)")
-    floor1, floor2 = rows[0][1], rows[1][1]
-    lines = [f"\n{'bulk creation of ' + str(n) + ' tenants (PostgreSQL)':<48} {'seconds':>8} {'tenants/s':>10} "
-             f"{'x floor1':>9} {'x floor2':>9}"]
+    med = {label: statistics.median(values) for label, values in times.items()}
+    floor1, floor2 = med["floor: psql, 1 session"], med["floor: psql, 2 sessions"]
+    lines = [f"\n{f'bulk creation of {n} tenants (PostgreSQL), median of {rounds}':<48} {'seconds':>8} "
+             f"{'tenants/s':>10} {'x floor1':>9} {'x floor2':>9}"]
     lines += [f"{label:<48} {seconds:8.2f} {n / seconds:10.1f} {seconds / floor1:9.2f} {seconds / floor2:9.2f}"
-              for label, seconds in rows]
+              for label, seconds in med.items()]
     return lines
 
 
@@ -280,12 +284,13 @@ def main() -> None:
                                                            "postgresql://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--skip-bulk", action="store_true", help="only the chain-length rows")
     parser.add_argument("--skip-chain", action="store_true", help="only the bulk rows")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the bulk rows (default 3)")
     opts = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench_create_"))
     try:
         lines = [] if opts.skip_chain else chain_rows(opts.pg_url, workdir, opts.repeat)
         if not opts.skip_bulk:
-            lines += bulk_rows(opts.pg_url, workdir, opts.bulk)
+            lines += bulk_rows(opts.pg_url, workdir, opts.bulk, opts.rounds)
         print("\n" + "\n".join(lines))
         print("\nIndicative figures: the machine is shared with other work.")
     finally:

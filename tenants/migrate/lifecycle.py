@@ -14,7 +14,7 @@ from tenants.core.errors import InvalidUsage, StorageUnavailable, TenantError, T
 from tenants.core.ledger import TenantResult, finish_run, record_result, start_run
 from tenants.core.names import validate_slug
 from tenants.core.processes import pid_alive
-from tenants.core.registry import Tenant
+from tenants.core.registry import Tenant, TenantRegistry
 from tenants.core.storage import TenantStorage, storage_for
 from tenants.core.tenancy import Tenancy
 from tenants.migrate.errors import MigrationTimeout
@@ -126,7 +126,9 @@ def provision_tenant(tenancy: Tenancy, spec: TenantSpec, template: Template | No
     except BaseException as error:
         _undo_create(tenancy, storage, slug, created, error)
         raise
-    registry.set_status(slug, "active")
+    # Without waiting for the WAL flush (as the run ledger writes): a database crash that loses this
+    # commit leaves the row `provisioning` by a process that is gone, which create-tenant finishes.
+    TenantRegistry(tenancy.engines.get(tenancy.settings.control_url, durable_commits=False)).set_status(slug, "active")
     return replace(tenant, status="active", status_reason=None), outcome
 
 
