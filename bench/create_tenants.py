@@ -227,52 +227,65 @@ def psql_floor(db_url: str, scripts: list[str], sessions: int, workdir: Path) ->
 
 
 def bulk_rows(pg_url: str, workdir: Path, n: int, rounds: int) -> list[str]:
-    """Bulk creation and its floors, in `rounds` interleaved rounds (the machine's noise hits each alike)."""
+    """Bulk creation and its floors: each measured in a fresh database with the control plane at head
+    (no row pays for a catalog the others grew), in `rounds` rounds whose order rotates."""
     from tenants.core.names import quote_ident, quoted_schema
     from tenants.core.settings import TenantSettings
     from tenants.core.tenancy import Tenancy
     from tenants.migrate.control import ensure_control
     from tenants.migrate.replay import render_range
 
-    name, db_url = scratch_database(pg_url)
-    times: dict[str, list[float]] = {}
-    try:
-        tenancy = Tenancy(TenantSettings(control_url=db_url, tenant_dir=workdir / "bulk"))
-        ensure_control(tenancy)
-        head = tenancy.head()
-        body = "\n".join(sql for _, statements in render_range(tenancy.scripts, "postgresql", None, head)
-                         for sql in statements)
-        tenancy.close()
+    manage = [sys.executable, str(ROOT / "manage.py")]
+
+    def floor(db_url: str, tag: str, sessions: int) -> float:
+        scripts = [f"BEGIN;\nCREATE SCHEMA {quoted_schema(s)};\nSET LOCAL search_path TO {quoted_schema(s)};\n"
+                   f"{body}\nCOMMIT;" for s in (f"{tag}_{i:05d}" for i in range(n))]
+        return psql_floor(db_url, scripts, sessions, workdir)
+
+    def bulk(db_url: str, tag: str, jobs: str | None) -> float:
+        listing = workdir / f"{tag}.txt"
+        listing.write_text("\n".join(f"{tag}_{i:05d}" for i in range(n)) + "\n")
         env = {**os.environ, "DATABASE_URL": db_url, "PORTAL_INSTANCE_PATH": str(workdir),
                "PORTAL_TENANT_DIR": str(workdir / "bulk"), "PYTHONPATH": str(ROOT)}
-        manage = [sys.executable, str(ROOT / "manage.py")]
-        for round_ in range(rounds):
-            for sessions in (1, 2):
-                slugs = [f"p{round_}{sessions}_{i:05d}" for i in range(n)]
-                scripts = [f"BEGIN;\nCREATE SCHEMA {quoted_schema(s)};\nSET LOCAL search_path TO {quoted_schema(s)};\n"
-                           f"{body}\nCOMMIT;" for s in slugs]
-                label = f"floor: psql, {sessions} session{'s' if sessions > 1 else ''}"
-                times.setdefault(label, []).append(psql_floor(db_url, scripts, sessions, workdir))
-            for jobs in ("1", "2", None):
-                listing = workdir / f"bulk{round_}{jobs}.txt"
-                listing.write_text("\n".join(f"c{round_}{jobs or 0}_{i:05d}" for i in range(n)) + "\n")
-                extra = ["--jobs", jobs] if jobs else []
-                started = time.perf_counter()
-                done = subprocess.run([*manage, "create-tenants", "--from", str(listing), "--quiet", *extra],
-                                      env=env, capture_output=True, text=True)
-                seconds = time.perf_counter() - started
-                if done.returncode:
-                    raise SystemExit(f"create-tenants failed ({done.returncode}): {done.stderr[-2000:]}")
-                times.setdefault(f"manage.py create-tenants {' '.join(extra) or '(default jobs)'}", []).append(seconds)
-            print(f"  bulk round {round_ + 1} of {rounds} done", flush=True)
-    finally:
-        admin(pg_url, "DROP DATABASE IF EXISTS " + quote_ident(name) + " WITH (FORCE)")
+        started = time.perf_counter()
+        done = subprocess.run([*manage, "create-tenants", "--from", str(listing), "--quiet",
+                               *(["--jobs", jobs] if jobs else [])], env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - started
+        if done.returncode:
+            raise SystemExit(f"create-tenants failed ({done.returncode}): {done.stderr[-2000:]}")
+        return seconds
+
+    ways = [("floor: psql, 1 session", lambda url, tag: floor(url, tag, 1)),
+            ("floor: psql, 2 sessions", lambda url, tag: floor(url, tag, 2)),
+            ("manage.py create-tenants --jobs 1", lambda url, tag: bulk(url, tag, "1")),
+            ("manage.py create-tenants --jobs 2", lambda url, tag: bulk(url, tag, "2")),
+            ("manage.py create-tenants (default jobs)", lambda url, tag: bulk(url, tag, None))]
+    times: dict[str, list[float]] = {label: [] for label, _ in ways}
+    body = ""
+    for round_ in range(rounds):
+        for index in range(len(ways)):
+            label, way = ways[(index + round_) % len(ways)]
+            name, db_url = scratch_database(pg_url)
+            try:
+                tenancy = Tenancy(TenantSettings(control_url=db_url, tenant_dir=workdir / "bulk"))
+                ensure_control(tenancy)
+                if not body:
+                    body = "\n".join(sql for _, statements in
+                                     render_range(tenancy.scripts, "postgresql", None, tenancy.head())
+                                     for sql in statements)
+                tenancy.close()
+                times[label].append(way(db_url, f"b{round_}{index}"))
+            finally:
+                admin(pg_url, "DROP DATABASE IF EXISTS " + quote_ident(name) + " WITH (FORCE)")
+        print(f"  bulk round {round_ + 1} of {rounds} done", flush=True)
     med = {label: statistics.median(values) for label, values in times.items()}
     floor1, floor2 = med["floor: psql, 1 session"], med["floor: psql, 2 sessions"]
     lines = [f"\n{f'bulk creation of {n} tenants (PostgreSQL), median of {rounds}':<48} {'seconds':>8} "
              f"{'tenants/s':>10} {'x floor1':>9} {'x floor2':>9}"]
     lines += [f"{label:<48} {seconds:8.2f} {n / seconds:10.1f} {seconds / floor1:9.2f} {seconds / floor2:9.2f}"
               for label, seconds in med.items()]
+    lines.append("every figure: " + "; ".join(f"{label} " + ", ".join(f"{v:.1f}" for v in values)
+                                              for label, values in times.items()))
     return lines
 
 

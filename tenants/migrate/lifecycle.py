@@ -86,7 +86,11 @@ def provision_tenant(tenancy: Tenancy, spec: TenantSpec, template: Template | No
     A tenant left `failed` by an earlier attempt whose clean-up could not finish is retried.
     """
     slug = spec.slug
-    registry = tenancy.registry
+    control_url = tenancy.settings.control_url
+    # A schema in the control database commits durably after its row, and PostgreSQL flushes the WAL in
+    # order: that commit makes the row durable too, so the row need not wait for a flush of its own.
+    same_server = (spec.database_url or control_url) == control_url
+    registry = TenantRegistry(tenancy.engines.get(control_url, durable_commits=not same_server))
     creator = (socket.gethostname(), os.getpid())
     try:
         tenant = registry.add(slug, spec.display_name or slug.replace("_", " ").title(), spec.database_url, creator)
@@ -128,7 +132,7 @@ def provision_tenant(tenancy: Tenancy, spec: TenantSpec, template: Template | No
         raise
     # Without waiting for the WAL flush (as the run ledger writes): a database crash that loses this
     # commit leaves the row `provisioning` by a process that is gone, which create-tenant finishes.
-    TenantRegistry(tenancy.engines.get(tenancy.settings.control_url, durable_commits=False)).set_status(slug, "active")
+    TenantRegistry(tenancy.engines.get(control_url, durable_commits=False)).set_status(slug, "active")
     return replace(tenant, status="active", status_reason=None), outcome
 
 

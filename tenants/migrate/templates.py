@@ -143,7 +143,8 @@ def _build_sqlite(tenancy: Tenancy, path: Path, head: str) -> None:
 def _remove_stale(folder: Path, key: str) -> None:
     """Delete the templates of other chains: a new tenant is only ever made from the current head."""
     for old in folder.iterdir():
-        if not old.name.startswith(key) and not old.name.endswith(".lock"):
+        # Locks stay (another process may hold one); so do scratch files another build is writing.
+        if not old.name.startswith(key) and not old.name.endswith((".lock", ".tmp")):
             old.unlink(missing_ok=True)
 
 
