@@ -44,8 +44,8 @@ from portal.staff import create_staff  # noqa: E402
 from tenants.core.binding import tenant_session  # noqa: E402
 from tenants.core.settings import TenantSettings  # noqa: E402
 from tenants.core.tenancy import Tenancy  # noqa: E402
+from tenants.fleet.create import create_tenant  # noqa: E402
 from tenants.migrate.control import ensure_control  # noqa: E402
-from tenants.migrate.lifecycle import create_tenant  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("PORTAL_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PASSWORD = "bench password 1"

@@ -13,8 +13,8 @@ from portal.staff import upsert_staff
 from tenants.cli.exit_codes import reports_errors
 from tenants.core.binding import tenant_session
 from tenants.core.tenancy import Tenancy
+from tenants.fleet.create import create_tenant
 from tenants.migrate.control import ensure_control
-from tenants.migrate.lifecycle import create_tenant
 
 DEMO_TENANTS = {
     "acme": ("Acme Corporation", ["Anvil", "Rocket Skates", "Giant Magnet", "Bird Seed"]),

@@ -21,7 +21,7 @@ from portal.permissions import Grant
 from tenants.core.binding import tenant_session
 from tenants.core.clock import utcnow
 from tenants.core.control_schema import staff, staff_grants
-from tenants.migrate.lifecycle import create_tenant
+from tenants.fleet.create import create_tenant
 
 PASSWORD = "correct horse battery"
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*?value="([^"]+)"')

@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from tenants.core.settings import TenantSettings
 from tenants.core.tenancy import Tenancy
-from tenants.migrate.lifecycle import create_tenant
+from tenants.fleet.create import create_tenant
 from tenants.migrate.migrator import current_revision
 from tests.chains import add_revision, copy_chain
 

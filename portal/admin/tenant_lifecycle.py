@@ -21,7 +21,8 @@ from portal import audit
 from portal.console_sessions import close_tenant_sessions
 from portal.permissions import can_control
 from tenants.core.errors import TenantError
-from tenants.migrate.lifecycle import create_tenant, drop_tenant
+from tenants.fleet.create import create_tenant
+from tenants.migrate.lifecycle import drop_tenant
 
 
 class CreateTenantForm(FlaskForm):

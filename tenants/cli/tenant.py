@@ -24,18 +24,61 @@ def migrate_control_command() -> None:
 
 
 @click.command("create-tenant")
-@click.argument("slug")
-@click.option("--name", help="Display name (default: from the slug).")
+@click.argument("slugs", nargs=-1, required=True, metavar="SLUG [SLUG ...]")
+@click.option("--name", help="Display name (default: from the slug); one tenant only.")
 @click.option("--database-url",
               help="The tenant's own PostgreSQL database (default: a schema or file by DATABASE_URL).")
+@click.option("--jobs", type=int, help="Worker processes for several tenants (default as upgrade-all-tenants).")
 @reports_errors
-def create_tenant_command(slug: str, name: str | None, database_url: str | None) -> None:
-    """Create a tenant and bring it to the head revision, or leave nothing behind."""
-    from tenants.migrate.lifecycle import create_tenant
+def create_tenant_command(slugs: tuple[str, ...], name: str | None, database_url: str | None,
+                          jobs: int | None) -> None:
+    """Create tenants at the head revision, each all or nothing; several go through the fleet runner.
+
+    Exit codes: 0 created; 1 some tenants failed (nothing of them is left); 2 bad usage or a
+    revision that fails on the tenants' dialect (nothing created); 3 database unreachable.
+    """
+    from tenants.migrate.lifecycle import TenantSpec
+
+    if len(slugs) > 1:
+        if name is not None:
+            fail("--name names one tenant: for several, give names in a file to create-tenants --from", 2)
+        _create_many([TenantSpec(slug, None, database_url) for slug in slugs], jobs, False, False)
+    from tenants.fleet.create import create_tenant
 
     tenancy = get_tenancy()
-    tenant = create_tenant(tenancy, slug, name, database_url)
+    tenant = create_tenant(tenancy, slugs[0], name, database_url)
     click.echo(f"created tenant {tenant.slug} ({tenancy.storage(tenant).describe()}) at {tenancy.head()}")
+
+
+@click.command("create-tenants")
+@click.option("--from", "source", type=click.File("r"), required=True, metavar="FILE",
+              help="One tenant per line: slug[,display name[,database URL]]; blank lines and # comments allowed.")
+@click.option("--jobs", type=int, help="Worker processes (default as upgrade-all-tenants).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON report (for scripts).")
+@click.option("--quiet", is_flag=True, help="Print only failures and the summary.")
+@reports_errors
+def create_tenants_command(source, jobs: int | None, as_json: bool, quiet: bool) -> None:  # type: ignore[no-untyped-def]
+    """Create the tenants a file lists through the fleet runner, each all or nothing.
+
+    A malformed line or a slug listed twice refuses the whole file (exit 2, nothing created).
+    One tenant's failure (slug taken, database unreachable) leaves nothing of it and stops no
+    other: exit 1. Ledger, run row and report as for upgrade-all-tenants.
+    """
+    from tenants.fleet.create import read_tenant_file
+
+    _create_many(read_tenant_file(source.read(), source.name), jobs, as_json, quiet)
+
+
+def _create_many(specs: list, jobs: int | None, as_json: bool, quiet: bool) -> None:
+    """Create tenants through the fleet runner, show the run as upgrade-all-tenants does, and exit with its code."""
+    from tenants.cli.output import Presenter
+    from tenants.fleet.create import create_tenants
+    from tenants.fleet.options import RunOptions
+
+    presenter = Presenter(as_json=as_json, quiet=quiet)
+    report = create_tenants(get_tenancy(), specs, RunOptions(jobs=jobs), presenter.event)
+    presenter.finish(report)
+    sys.exit(report.exit_code)
 
 
 @click.command("list-tenants")
@@ -151,7 +194,7 @@ def downgrade_tenant_command(slug: str, to: str, yes: bool, allow_destructive: b
 
 
 COMMANDS = [
-    migrate_control_command, create_tenant_command, list_tenants_command, drop_tenant_command,
+    migrate_control_command, create_tenant_command, create_tenants_command, list_tenants_command, drop_tenant_command,
     upgrade_tenant_command, downgrade_tenant_command,
 ]
 

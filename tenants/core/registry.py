@@ -74,7 +74,7 @@ class TenantRegistry:
             raise TenantExists(f"tenant {slug!r} already exists") from e
         except OperationalError as e:
             raise unreachable(str(self.engine.url), e) from e
-        return self.get(slug)
+        return Tenant(slug, display_name, "provisioning", reason, database_url, now)
 
     def set_status(self, slug: str, status: str, reason: str | None = None) -> None:
         """Move a tenant to another status, with an optional reason."""

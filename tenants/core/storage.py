@@ -5,6 +5,7 @@ one it holds. On PostgreSQL the tenant's schema is `tenant_<slug>` in the tenant
 database when its record has a URL, else in the control database.
 """
 
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -187,12 +188,15 @@ class SqliteFileStorage(TenantStorage):
     def exists(self) -> bool:
         return self.path.exists()
 
-    def create(self) -> None:
+    def create(self, template: Path | None = None) -> None:
+        """Create the empty file, or a byte copy of `template` (a tenant at head); raise TenantExists."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             # Exclusive creation: two processes cannot both believe they made the file.
-            with open(self.path, "xb"):
-                pass
+            with open(self.path, "xb") as target:
+                if template is not None:
+                    with open(template, "rb") as source:
+                        shutil.copyfileobj(source, target)
         except FileExistsError as e:
             raise TenantExists(f"tenant file {self.path} already exists") from e
 

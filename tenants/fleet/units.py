@@ -18,6 +18,7 @@ from tenants.core.settings import TenantSettings
 from tenants.core.storage import TenantStorage, storage_for
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.tasks import UNIT_PREFIX, get_task, run_task
+from tenants.migrate.lifecycle import create_unit
 from tenants.migrate.unit import failure, migrate_tenant_unit
 
 # A unit: (tenancy, storage, params) -> TenantResult.
@@ -77,9 +78,11 @@ def migrate_unit(tenancy: Tenancy, storage: TenantStorage, params: dict) -> Tena
 
 
 def unit_function(unit: str) -> Unit:
-    """Return the function of unit `unit`: 'migrate', or 'task:NAME' for a maintenance task."""
+    """Return the function of unit `unit`: 'migrate', 'create', or 'task:NAME' for a maintenance task."""
     if unit == "migrate":
         return migrate_unit
+    if unit == "create":
+        return create_unit
     if unit.startswith(UNIT_PREFIX):
         task = get_task(unit[len(UNIT_PREFIX):])
         return lambda tenancy, storage, params: run_task(task, tenancy, storage, params)

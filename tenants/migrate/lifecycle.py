@@ -1,4 +1,4 @@
-"""Create, drop and move single tenants, with compensating clean-up and ledger records."""
+"""Provision and drop single tenants, with compensating clean-up and ledger records."""
 
 import os
 import re
@@ -6,6 +6,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from tenants.core.clock import utcnow
 from tenants.core.engines import check_database_url
@@ -13,12 +14,13 @@ from tenants.core.errors import InvalidUsage, StorageUnavailable, TenantError, T
 from tenants.core.ledger import TenantResult, finish_run, record_result, start_run
 from tenants.core.names import validate_slug
 from tenants.core.processes import pid_alive
-from tenants.core.registry import Tenant
-from tenants.core.storage import TenantStorage
+from tenants.core.registry import Tenant, TenantRegistry
+from tenants.core.storage import TenantStorage, storage_for
 from tenants.core.tenancy import Tenancy
-from tenants.migrate.control import ensure_control
 from tenants.migrate.errors import MigrationTimeout
-from tenants.migrate.migrator import MigrationOutcome, migrate_tenant
+from tenants.migrate.migrator import MigrationOutcome
+from tenants.migrate.templates import Template, bring_to_head, create_from
+from tenants.migrate.unit import failure, timeouts
 
 
 def _failure_result(slug: str, from_rev: str | None, error: Exception, started: float) -> TenantResult:
@@ -29,9 +31,10 @@ def _failure_result(slug: str, from_rev: str | None, error: Exception, started: 
 
 
 def run_single(tenancy: Tenancy, kind: str, slug: str, target: str | None,
-               work: Callable[[TenantStorage], MigrationOutcome], started_by: str | None = None) -> MigrationOutcome:
+               work: Callable[[TenantStorage], MigrationOutcome], started_by: str | None = None,
+               storage: TenantStorage | None = None) -> MigrationOutcome:
     """Run one tenant's migration as a recorded run of its own; re-raise its failure."""
-    storage = tenancy.storage(slug)
+    storage = storage or tenancy.storage(slug)
     engine = tenancy.control_engine
     run_id = start_run(engine, kind, target, started_by, {"tenant": slug}, total=1)
     started, began = time.perf_counter(), utcnow()
@@ -50,47 +53,102 @@ def run_single(tenancy: Tenancy, kind: str, slug: str, target: str | None,
 MAX_NAME = 200  # tenants.display_name
 
 
-def create_tenant(tenancy: Tenancy, slug: str, display_name: str | None = None,
-                  database_url: str | None = None, started_by: str | None = None) -> Tenant:
-    """Register a tenant, create its storage and bring it to head: all of it or none of it.
+@dataclass(frozen=True)
+class TenantSpec:
+    """A tenant to create: its slug, and optionally a display name and its own database URL."""
 
+    slug: str
+    display_name: str | None = None
+    database_url: str | None = None
+
+    def check(self) -> None:
+        """Refuse a bad slug, name or URL (InvalidUsage, InvalidTenantName) before anything is created."""
+        validate_slug(self.slug)
+        if self.display_name is not None and not 1 <= len(self.display_name) <= MAX_NAME:
+            raise InvalidUsage(f"--name must be 1 to {MAX_NAME} characters, not {len(self.display_name)}; "
+                               "nothing was created")
+        if self.database_url is not None:
+            check_database_url(self.database_url)
+
+    def storage(self, tenancy: Tenancy) -> TenantStorage:
+        """Return where the tenant will live (nothing is created)."""
+        s = tenancy.settings
+        return storage_for(self.slug, self.database_url, s.control_url, s.tenant_dir, tenancy.engines)
+
+
+def provision_tenant(tenancy: Tenancy, spec: TenantSpec, template: Template | None, *, record: bool = True,
+                     started_by: str | None = None, timeouts: tuple[float, float] | None = None,
+                     ) -> tuple[Tenant, MigrationOutcome]:
+    """Register a tenant, create its storage and bring it to head from `template`: all of it or none of it.
+
+    The guarded entry points are in tenants.fleet.create (the creation gate comes with the template).
+    With `record` the creation is a recorded run of its own; a fleet run records its tenants itself.
     A tenant left `failed` by an earlier attempt whose clean-up could not finish is retried.
     """
-    validate_slug(slug)
-    if display_name is not None and not 1 <= len(display_name) <= MAX_NAME:
-        raise InvalidUsage(f"--name must be 1 to {MAX_NAME} characters, not {len(display_name)}; nothing was created")
-    if database_url is not None:
-        check_database_url(database_url)
-    ensure_control(tenancy)
-    registry = tenancy.registry
-    existing = registry.find(slug)
-    if existing is not None and existing.status == "provisioning" and not _abandoned(existing):
-        raise TenantExists(f"tenant {slug!r} is {existing.status_reason or 'being created by another process'}; "
-                           f"if that process died, run 'manage.py drop-tenant {slug} --yes' and create it again")
-    if existing is not None and existing.status not in ("failed", "provisioning"):
-        raise TenantExists(f"tenant {slug!r} already exists ({existing.status})")
+    slug = spec.slug
+    control_url = tenancy.settings.control_url
+    # A schema in the control database commits durably after its row, and PostgreSQL flushes the WAL in
+    # order: that commit makes the row durable too, so the row need not wait for a flush of its own.
+    same_server = (spec.database_url or control_url) == control_url
+    registry = TenantRegistry(tenancy.engines.get(control_url, durable_commits=not same_server))
     creator = (socket.gethostname(), os.getpid())
-    if existing is None:
-        registry.add(slug, display_name or slug.replace("_", " ").title(), database_url, creator)
-    else:  # a failed or abandoned attempt: ours to finish
+    try:
+        tenant = registry.add(slug, spec.display_name or slug.replace("_", " ").title(), spec.database_url, creator)
+        existing = None
+    except TenantExists:
+        existing = registry.find(slug)
+        if existing is None:
+            raise
+        if existing.status == "provisioning" and not _abandoned(existing):
+            raise TenantExists(f"tenant {slug!r} is {existing.status_reason or 'being created by another process'}; "
+                               f"if that process died, run 'manage.py drop-tenant {slug} --yes' and create it again"
+                               ) from None
+        if existing.status not in ("failed", "provisioning"):
+            raise TenantExists(f"tenant {slug!r} already exists ({existing.status})") from None
+        # A failed or abandoned attempt: ours to finish.
         registry.set_status(slug, "provisioning", f"being created by pid {creator[1]} on {creator[0]}")
+        tenant = existing
     storage: TenantStorage | None = None
     created = False
+    lock_timeout, statement_timeout = timeouts or (tenancy.settings.lock_timeout, tenancy.settings.statement_timeout)
     try:
-        storage = tenancy.storage(slug)
+        s = tenancy.settings
+        storage = storage_for(slug, tenant.database_url, s.control_url, s.tenant_dir, tenancy.engines)
         if existing is not None and storage.exists():
             storage.drop()  # what the failed attempt left behind is ours to remove
-        storage.create()
-        created = True
-        s = tenancy.settings
-        run_single(tenancy, "create-tenant", slug, "head",
-                   lambda st: migrate_tenant(st, tenancy.scripts, "head", lock_timeout=s.lock_timeout,
-                                             statement_timeout=s.statement_timeout), started_by)
+        created = create_from(storage, template)
+
+        def work(st: TenantStorage) -> MigrationOutcome:
+            nonlocal created
+            outcome = bring_to_head(st, tenancy.scripts, template, lock_timeout=lock_timeout,
+                                    statement_timeout=statement_timeout)
+            created = True  # committed: from here on a failure must take the storage back
+            return outcome
+
+        outcome = (run_single(tenancy, "create-tenant", slug, "head", work, started_by, storage) if record
+                   else work(storage))
     except BaseException as error:
         _undo_create(tenancy, storage, slug, created, error)
         raise
-    registry.set_status(slug, "active")
-    return registry.get(slug)
+    # Without waiting for the WAL flush (as the run ledger writes): a database crash that loses this
+    # commit leaves the row `provisioning` by a process that is gone, which create-tenant finishes.
+    TenantRegistry(tenancy.engines.get(control_url, durable_commits=False)).set_status(slug, "active")
+    return replace(tenant, status="active", status_reason=None), outcome
+
+
+def create_unit(tenancy: Tenancy, storage: TenantStorage, params: dict) -> TenantResult:
+    """The fleet's unit of work that creates one tenant: its result, never its exception."""
+    started = time.perf_counter()
+    spec = TenantSpec(storage.slug, params.get("name"), params.get("database_url"))
+    template: Template | None = params.get("template")
+    try:
+        _, outcome = provision_tenant(tenancy, spec, template, record=False, timeouts=timeouts(tenancy, params))
+    except TenantError as error:
+        return failure(storage.slug, error, started)
+    how = "Alembic online" if template is None else (
+        "copied the template at head" if template.path else "replayed the chain rendered at head")
+    return TenantResult(storage.slug, "ok", None, outcome.to_revision, (time.perf_counter() - started) * 1000,
+                        None, f"created ({how})")
 
 
 def _abandoned(tenant: Tenant) -> bool:

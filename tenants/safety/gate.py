@@ -96,3 +96,21 @@ class LintGate:
     def needs_backup(self, steps: list[str]) -> bool:
         """Return whether a tenant running `steps` must be backed up before it migrates."""
         return self.backup_all or (self.report is not None and self.report.needs_backup(steps))
+
+
+#: Hazards that make a revision fail on a dialect: they refuse even the creation of an empty tenant there.
+FAILS_ON = {"sqlite": frozenset({"sqlite-fails", "sqlite-function"})}
+
+
+def creation_gate(scripts: ScriptDirectory, dialect: str) -> list[str]:
+    """Lint the whole chain for a new tenant on `dialect`; raise GateBlocked for what fails there, else warn.
+
+    An empty tenant has no rows to lose: data-loss hazards do not stop its creation.
+    """
+    from tenants.safety.lint.chain import lint_revisions
+
+    hazards = lint_revisions(scripts, None, "head", (dialect,))
+    blocking = [h for h in hazards if not h.acknowledged and h.kind in FAILS_ON.get(dialect, ())]
+    if blocking:
+        raise GateBlocked(blocking)
+    return [f"migration hazard: {format_hazard(h)}" for h in hazards]

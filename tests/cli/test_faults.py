@@ -26,8 +26,8 @@ from tenants.core.errors import StorageUnavailable
 from tenants.core.ledger import ledger_versions
 from tenants.core.settings import TenantSettings
 from tenants.core.tenancy import Tenancy
+from tenants.fleet.create import create_tenant
 from tenants.migrate.control import ensure_control
-from tenants.migrate.lifecycle import create_tenant
 from tests.conftest import admin_execute, create_pg_database, drop_pg_database, run_manage
 from tests.fault_support import SECRET, Operator, with_secret
 from tests.fleet_support import LOGGED, SLOW, live, make_tenants, with_chain, write_chain

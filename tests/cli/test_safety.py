@@ -14,8 +14,8 @@ from manage import cli
 from tenants.cli.safety import COMMANDS
 from tenants.core.settings import PROJECT_ROOT
 from tenants.core.tenancy import Tenancy
+from tenants.fleet.create import create_tenant
 from tenants.migrate.control import ensure_control
-from tenants.migrate.lifecycle import create_tenant
 from tenants.migrate.migrator import current_revision, migrate_tenant
 from tenants.safety.backups.restore import restore_tenant
 from tenants.safety.backups.store import backup_tenant

@@ -7,7 +7,7 @@ from alembic.script import ScriptDirectory
 from click.testing import CliRunner
 
 from manage import cli
-from tenants.migrate.lifecycle import create_tenant
+from tenants.fleet.create import create_tenant
 from tenants.migrate.migrator import current_revision
 from tests.conftest import run_manage
 from tests.core.test_names import BAD_SLUGS

@@ -6,8 +6,8 @@ from sqlalchemy import select
 
 from portal.models import Product
 from tenants.core.binding import tenant_session
+from tenants.fleet.create import create_tenant
 from tenants.migrate.control import ensure_control
-from tenants.migrate.lifecycle import create_tenant
 from tests.factories import make_product
 
 

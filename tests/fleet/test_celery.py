@@ -20,8 +20,8 @@ from tenants.core.ledger import ledger_versions
 from tenants.core.settings import PROJECT_ROOT, TenantSettings
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.celery.relay import run_step
+from tenants.fleet.create import create_tenant
 from tenants.migrate.control import ensure_control
-from tenants.migrate.lifecycle import create_tenant
 from tests.conftest import command_group, run_manage
 from tests.fleet_support import LOGGED, SLOW, live, make_tenants, rows, with_chain, write_chain
 from tests.scale_support import (

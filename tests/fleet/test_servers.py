@@ -9,11 +9,11 @@ from tenants.core.clock import utcnow
 from tenants.core.registry import Tenant
 from tenants.core.settings import TenantSettings
 from tenants.core.tenancy import Tenancy
+from tenants.fleet.create import create_tenant
 from tenants.fleet.options import RunOptions
 from tenants.fleet.runs import downgrade_tenants, upgrade_tenants
 from tenants.fleet.servers import ServerSlots, assign_slots, interleave, server_key
 from tenants.migrate.control import ensure_control
-from tenants.migrate.lifecycle import create_tenant
 from tenants.migrate.plan import Selection, TenantPlan
 from tests.fleet_support import SLOW, live, make_tenants, with_chain, write_chain
 from tests.pg_cluster import free_port

@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import func, inspect, select, text
 
 from tenants.core.control_schema import migration_runs
+from tenants.fleet.create import create_tenant
 from tenants.fleet.lock import FleetLock
-from tenants.migrate.lifecycle import create_tenant
 from tenants.migrate.migrator import current_revision
 from tenants.safety.backups.store import list_backups
 from tests.conftest import run_manage

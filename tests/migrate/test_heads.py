@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 
 from tenants.core.tenancy import Tenancy
-from tenants.migrate.lifecycle import create_tenant
+from tenants.fleet.create import create_tenant
 from tenants.migrate.migrator import current_revision
 from tests.chains import chain_with
 from tests.conftest import run_manage

@@ -10,10 +10,10 @@ from tenants.core.binding import tenant_session
 from tenants.core.errors import InvalidUsage
 from tenants.core.ledger import ledger_versions
 from tenants.core.tenancy import Tenancy
+from tenants.fleet.create import create_tenant
 from tenants.fleet.options import RunOptions
 from tenants.fleet.single import move_tenant
 from tenants.migrate.errors import InvalidRevision
-from tenants.migrate.lifecycle import create_tenant
 from tenants.migrate.migrator import current_revision
 from tests.chains import chain_with
 from tests.factories import make_product

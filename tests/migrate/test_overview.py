@@ -2,7 +2,7 @@
 
 from sqlalchemy import event
 
-from tenants.migrate.lifecycle import create_tenant
+from tenants.fleet.create import create_tenant
 from tenants.migrate.overview import tenant_overview, version_rows
 
 

@@ -4,9 +4,9 @@ import pytest
 from sqlalchemy import select, text
 
 from tenants.core.control_schema import migration_runs
+from tenants.fleet.create import create_tenant
 from tenants.fleet.options import RunOptions
 from tenants.fleet.single import move_tenant
-from tenants.migrate.lifecycle import create_tenant
 from tenants.migrate.migrator import current_revision
 from tests.chains import chain_with
 from tests.conftest import run_manage

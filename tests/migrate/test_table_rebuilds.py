@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import text
 
 from tenants.core.tenancy import Tenancy
+from tenants.fleet.create import create_tenant
 from tenants.fleet.options import RunOptions
 from tenants.fleet.runs import downgrade_tenants, upgrade_tenants
 from tenants.fleet.single import move_tenant
-from tenants.migrate.lifecycle import create_tenant
 from tenants.migrate.migrator import current_revision
 from tenants.migrate.plan import Selection
 from tests.chains import chain_with

@@ -8,7 +8,8 @@ from sqlalchemy import delete, insert, select
 from portal.models import Product, Role, User
 from tenants.core.clock import utcnow
 from tenants.core.control_schema import new_account_key, staff
-from tenants.migrate.lifecycle import create_tenant, drop_tenant
+from tenants.fleet.create import create_tenant
+from tenants.migrate.lifecycle import drop_tenant
 from tests.console_support import Console, add_staff, csrf_token, login, password_hash, signed_in
 
 

@@ -76,8 +76,8 @@ def test_tenant_admin_of_a_tenant_behind_head_gets_no_500(console: Console) -> N
 
 def test_unmerged_heads_in_the_code_give_the_quarantine_page_not_a_500(settings, tmp_path, monkeypatch) -> None:
     from tenants.core.tenancy import Tenancy
+    from tenants.fleet.create import create_tenant
     from tenants.migrate.control import ensure_control
-    from tenants.migrate.lifecycle import create_tenant
     from tests.chains import chain_with
     from tests.conftest import close_app, make_app
     from tests.console_support import add_staff

@@ -11,7 +11,7 @@ from sqlalchemy import select, text
 from tenants.core.clock import utcnow
 from tenants.core.control_schema import backups, migration_runs
 from tenants.core.ledger import ledger_versions
-from tenants.migrate.lifecycle import create_tenant
+from tenants.fleet.create import create_tenant
 from tenants.migrate.migrator import current_revision, migrate_tenant
 from tenants.safety.backups.restore import restore_tenant
 from tenants.safety.backups.store import backup_tenant, list_backups, prune_backups

@@ -4,7 +4,7 @@ import sqlite3
 
 from sqlalchemy import text
 
-from tenants.migrate.lifecycle import create_tenant
+from tenants.fleet.create import create_tenant
 from tenants.migrate.migrator import migrate_tenant
 from tenants.safety.drift import check_drift
 

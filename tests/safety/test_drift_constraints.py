@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from tenants.core.tenancy import Tenancy
-from tenants.migrate.lifecycle import create_tenant
+from tenants.fleet.create import create_tenant
 from tenants.safety.drift import check_drift
 from tests.chains import add_revision, copy_chain
 

@@ -8,8 +8,8 @@ from sqlalchemy import func, select, text
 from manage import cli
 from tenants.core.control_schema import migration_runs
 from tenants.core.tenancy import Tenancy
+from tenants.fleet.create import create_tenant
 from tenants.migrate.control import ensure_control
-from tenants.migrate.lifecycle import create_tenant
 from tenants.migrate.migrator import current_revision
 from tenants.safety.backups.restore import restore_tenant
 from tenants.safety.backups.store import list_backups
