@@ -160,9 +160,16 @@ def replay(storage: TenantStorage, rendered: Rendered, from_rev: str | None, tar
 def render_pending(tenancy: Tenancy, plan: Plan) -> dict[str | None, Rendered]:
     """Render each distinct pending range once, for PostgreSQL tenants without flagged revisions."""
     rendered: dict[str | None, Rendered] = {}
+    tried: set[str | None] = set()
+    below_target = driver.ancestors(tenancy.scripts, plan.target)
     for item in plan.pending:
         url = item.tenant.database_url or tenancy.settings.control_url
-        if item.current in rendered or item.outside_transaction or not url.startswith("postgresql"):
+        if item.current in tried or item.outside_transaction or not url.startswith("postgresql"):
+            continue
+        tried.add(item.current)
+        # Replay reads one version row and ends at the plan's target: a branched tenant, or one
+        # moving to another branch (0004a -> 0004b ends at both), is run by Alembic online.
+        if len(driver.split_heads(item.current)) > 1 or (item.current and item.current not in below_target):
             continue
         try:
             rendered[item.current] = render_range(tenancy.scripts, "postgresql", item.current, plan.target)

@@ -19,6 +19,7 @@ from tenants.core.errors import RegistryMissing
 from tenants.core.names import SCHEMA_PREFIX, quoted_schema, schema_name
 from tenants.core.registry import Tenant
 from tenants.core.tenancy import Tenancy
+from tenants.migrate.driver import joined_heads
 
 # One UNION ALL over at most this many schemas per statement keeps the statement small.
 CHUNK = 500
@@ -32,7 +33,7 @@ _SCHEMAS = text(
 
 @dataclass(frozen=True)
 class VersionRead:
-    """A tenant's revision as read now; `error` says why it could not be read."""
+    """A tenant's revision as read now (a branched tenant's heads, joined); `error` says why it could not be read."""
 
     revision: str | None
     error: str | None = None
@@ -84,9 +85,8 @@ def _read_sqlite(path: Path) -> VersionRead:
 
 
 def _one_revision(rows: list) -> VersionRead:
-    if len(rows) > 1:
-        return VersionRead(None, "alembic_version holds several revisions: " + ", ".join(r[0] for r in rows))
-    return VersionRead(rows[0][0] if rows else None)
+    # Several rows are a branched state (e.g. after a downgrade below a merge): the tenant is at all of them.
+    return VersionRead(joined_heads(row[0] for row in rows))
 
 
 def _read_postgres(tenancy: Tenancy, url: str, slugs: list[str]) -> dict[str, VersionRead]:
