@@ -28,12 +28,21 @@ def migrate_control_command() -> None:
 @click.option("--name", help="Display name (default: from the slug).")
 @click.option("--database-url",
               help="The tenant's own PostgreSQL database (default: a schema or file by DATABASE_URL).")
+@click.option("--adopt", is_flag=True,
+              help="Register an EXISTING schema or SQLite file at the revision its schema matches; build nothing.")
 @reports_errors
-def create_tenant_command(slug: str, name: str | None, database_url: str | None) -> None:
-    """Create a tenant and bring it to the head revision, or leave nothing behind."""
+def create_tenant_command(slug: str, name: str | None, database_url: str | None, adopt: bool) -> None:
+    """Create a tenant and bring it to the head revision, or leave nothing behind (--adopt: register one)."""
     from tenants.migrate.lifecycle import create_tenant
 
     tenancy = get_tenancy()
+    if adopt:
+        from tenants.safety.adopt import adopt_tenant
+
+        adopted = adopt_tenant(tenancy, slug, name, database_url)
+        click.echo(f"adopted tenant {slug} ({tenancy.storage(adopted.tenant).describe()}) at {adopted.revision}"
+                   + (" (stamped)" if adopted.stamped else ""))
+        return
     tenant = create_tenant(tenancy, slug, name, database_url)
     click.echo(f"created tenant {tenant.slug} ({tenancy.storage(tenant).describe()}) at {tenancy.head()}")
 

@@ -28,7 +28,8 @@ HEAD_SEPARATOR = ", "
 OnApplied = Callable[..., None]
 
 __all__ = ["HEAD_SEPARATOR", "CommandError", "OnApplied", "Steps", "ancestors", "current_revision", "joined_heads",
-           "render_steps", "revision_step", "run_steps", "split_heads", "step_revision", "steps_between"]
+           "render_steps", "revision_step", "run_steps", "split_heads", "stamp", "step_revision",
+           "steps_between"]
 
 
 def joined_heads(heads: Iterable[str]) -> str | None:
@@ -88,6 +89,11 @@ def ancestors(scripts: ScriptDirectory, revision: str | None) -> set[str]:
 def current_revision(conn: Connection, opts: dict) -> str | None:
     """Read the revision recorded in the alembic_version table that `opts` points at (several: branched)."""
     return joined_heads(MigrationContext.configure(conn, opts=opts).get_current_heads())
+
+
+def stamp(conn: Connection, scripts: ScriptDirectory, revision: str, opts: dict) -> None:
+    """Write `revision` (or a branched state's heads) into the alembic_version table `opts` points at; run nothing."""
+    MigrationContext.configure(conn, opts=opts).stamp(scripts, _alembic_revision(revision))  # type: ignore[arg-type]
 
 
 def _context(opts: dict, steps: Steps, on_applied: OnApplied | None, **where: object) -> MigrationContext:
