@@ -15,8 +15,10 @@ from alembic.migration import MigrationContext, MigrationStep
 from alembic.operations import Operations
 from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 from sqlalchemy.engine import Dialect
+
+from tenants.core.names import quote_ident
 
 Steps = list[MigrationStep]
 # A tenant in a branched state (alembic_version holds several rows, e.g. after a downgrade below
@@ -88,6 +90,15 @@ def ancestors(scripts: ScriptDirectory, revision: str | None) -> set[str]:
 
 def current_revision(conn: Connection, opts: dict) -> str | None:
     """Read the revision recorded in the alembic_version table that `opts` points at (several: branched)."""
+    if conn.dialect.name == "postgresql":
+        # Alembic asks the inspector whether the table exists, a query that visits every table
+        # named alembic_version in the catalogue (one per tenant schema): it grew with the fleet.
+        # to_regclass resolves the one name through the catalogue's index.
+        schema = opts.get("version_table_schema")
+        table = (quote_ident(schema) + "." if schema else "") + "alembic_version"
+        if conn.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar() is None:
+            return None
+        return joined_heads(conn.exec_driver_sql("SELECT version_num FROM " + table).scalars())
     return joined_heads(MigrationContext.configure(conn, opts=opts).get_current_heads())
 
 
