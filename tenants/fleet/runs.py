@@ -15,7 +15,6 @@ from tenants.core.tenancy import Tenancy
 from tenants.fleet.options import PlanCheck, RunOptions
 from tenants.fleet.report import RunReport
 from tenants.fleet.runner import Event, FleetRun
-from tenants.fleet.sql_file import check_sql_file
 from tenants.fleet.tasks import UNIT_PREFIX, get_task
 from tenants.migrate.control import ensure_control
 from tenants.migrate.migrator import relative_target, resolve_target
@@ -135,6 +134,9 @@ def for_each_tenant(tenancy: Tenancy, task: str, selection: Selection, task_para
     options.validate()
     get_task(task)
     if task == "sql":
+        # pglast (about 0.2 s to import) loads only for a SQL file: an upgrade, even a no-op, never needs it.
+        from tenants.fleet.sql_file import check_sql_file
+
         check_sql_file((task_params or {}).get("sql", ""), (task_params or {}).get("path", "the SQL file"))
     check_executor(tenancy, options)
     ensure_control(tenancy)

@@ -12,7 +12,6 @@ import time
 
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from tenants.core.names import quoted_schema
@@ -52,7 +51,11 @@ class _StatementBuffer:
 def _dialect(name: str):  # type: ignore[no-untyped-def]
     # "named" paramstyle: '%' in literal SQL is rendered as is, not escaped as '%%' for psycopg2.
     if name == "postgresql":
-        return postgresql.psycopg2.dialect(paramstyle="named")
+        from sqlalchemy.dialects.postgresql import psycopg2
+
+        return psycopg2.dialect(paramstyle="named")
+    from sqlalchemy.dialects import sqlite  # only when rendering for SQLite: a PostgreSQL run never loads it
+
     return sqlite.dialect(paramstyle="named")
 
 
