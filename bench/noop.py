@@ -5,7 +5,8 @@
     python bench/noop.py --tenants 3000 --profile
 
 Creates a scratch database with N tenant schemas at the head of bench/upgrade_all.py's chain
-(built with psql, the floor's SQL), then measures, median of 3, in the same run:
+(built with psql, the floor's SQL), then measures in the same run, median of 7 interleaved pairs
+(wall and client CPU time):
   start-up   `manage.py upgrade-all-tenants --help`: the command's own imports and click, no work;
   no-op      `manage.py upgrade-all-tenants --quiet` with every tenant at head (after one warm-up
              run that records the ledger);
@@ -17,6 +18,7 @@ The scratch database is dropped at the end unless --keep.
 import argparse
 import os
 import pstats
+import resource
 import shutil
 import statistics
 import sys
@@ -30,11 +32,28 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the project's modules (and bench.upgrade_all's helpers) are imported in main()
 
 
+def timed(args: list[str], env: dict, measure) -> tuple[float, float, int]:  # type: ignore[no-untyped-def]
+    """Run a command; return (wall seconds, its CPU seconds, peak RSS); stop on failure."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds, rss, done = measure(args, env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode:
+        raise SystemExit(f"{' '.join(args[1:])} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return seconds, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, rss
+
+
+def medians(samples: list[tuple[float, float, int]]) -> tuple[float, float, int]:
+    """Median wall and CPU seconds, and the largest peak RSS."""
+    return (statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples),
+            max(s[2] for s in samples))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tenants", type=int, default=1000, help="number of tenant schemas (default 1000)")
     parser.add_argument("--pg-url", default=os.environ.get("PORTAL_TEST_PG_URL",
                                                            "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument("--repeat", type=int, default=7, help="interleaved start-up/no-op pairs (default 7)")
     parser.add_argument("--profile", action="store_true", help="also profile one no-op run with cProfile")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     opts = parser.parse_args()
@@ -69,16 +88,19 @@ def main() -> None:
         warm = measure([*manage, "upgrade-all-tenants", "--quiet"], env)[2]  # records the ledger once
         if warm.returncode:
             raise SystemExit(f"warm-up failed ({warm.returncode}): {warm.stdout[-2000:]} {warm.stderr[-2000:]}")
-        startup = statistics.median(measure([*manage, "upgrade-all-tenants", "--help"], env)[0] for _ in range(3))
-        runs = [measure([*manage, "upgrade-all-tenants", "--quiet"], env) for _ in range(3)]
-        if any(done.returncode for _, _, done in runs):
-            raise SystemExit("a no-op run failed: " + next(d.stderr for _, _, d in runs if d.returncode)[-2000:])
-        noop = statistics.median(seconds for seconds, _, _ in runs)
-        rss = max(peak for _, peak, _ in runs) / 2**20
-        print(f"{n} tenants at head, {len(rendered)}-revision chain, database {name}")
-        print(f"upgrade-all-tenants --help (its start-up), median of 3: {startup:.2f} s")
-        print(f"no-op upgrade-all-tenants, median of 3:                 {noop:.2f} s (peak RSS {rss:.0f} MiB)")
-        print(f"no-op minus its start-up: {noop - startup:+.2f} s = {(noop - startup) / n * 1000:.3f} ms per tenant")
+        # Interleaved pairs, so that load from other processes on a shared machine hits both alike;
+        # client CPU time (user + sys of the process) is reported too: it hardly moves with that load.
+        startups, noops = [], []
+        for _ in range(opts.repeat):
+            startups.append(timed([*manage, "upgrade-all-tenants", "--help"], env, measure))
+            noops.append(timed([*manage, "upgrade-all-tenants", "--quiet"], env, measure))
+        (startup, startup_cpu, _), (noop, noop_cpu, rss) = medians(startups), medians(noops)
+        print(f"{n} tenants at head, {len(rendered)}-revision chain, database {name}; median of {opts.repeat}")
+        print(f"upgrade-all-tenants --help (its start-up): {startup:.2f} s wall, {startup_cpu:.2f} s CPU")
+        print(f"no-op upgrade-all-tenants:                 {noop:.2f} s wall, {noop_cpu:.2f} s CPU "
+              f"(peak RSS {rss / 2**20:.0f} MiB)")
+        print(f"no-op minus its start-up: {noop - startup:+.2f} s wall ({(noop - startup) / n * 1000:.3f} ms per "
+              f"tenant), {noop_cpu - startup_cpu:+.2f} s CPU")
         if opts.profile:
             out = ROOT / "bench" / f"noop-{n}.prof"
             done = measure([sys.executable, "-m", "cProfile", "-o", str(out), str(ROOT / "manage.py"),
