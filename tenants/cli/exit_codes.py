@@ -27,7 +27,7 @@ from tenants.core.errors import (
 from tenants.fleet.errors import BrokerUnreachable, FleetLocked, RunNotHere, UnknownRun
 from tenants.fleet.report import EXIT_COULD_NOT_START, EXIT_FAILED, EXIT_USAGE
 from tenants.migrate.errors import InvalidRevision, MigrationFailed, MigrationTimeout
-from tenants.safety.errors import BackupFailed, BackupNotFound, GateBlocked, InvalidBackupSetting
+from tenants.safety.errors import AdoptionRefused, BackupFailed, BackupNotFound, GateBlocked, InvalidBackupSetting
 
 #: The exit code of each error class; a subclass not listed takes its nearest listed base's code.
 EXIT_CODES: dict[type[TenantError], int] = {
@@ -48,6 +48,7 @@ EXIT_CODES: dict[type[TenantError], int] = {
     BackupFailed: EXIT_FAILED,
     BackupNotFound: EXIT_USAGE,
     InvalidBackupSetting: EXIT_USAGE,
+    AdoptionRefused: EXIT_USAGE,
     FleetLocked: EXIT_COULD_NOT_START,
     BrokerUnreachable: EXIT_COULD_NOT_START,
     RunNotHere: EXIT_COULD_NOT_START,

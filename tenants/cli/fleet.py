@@ -153,20 +153,25 @@ def upgrade_all_tenants_command(target: str, allow_destructive: bool, strict: bo
               help="Let downgrades that drop data through the lint gate (tenants are backed up first).")
 @click.option("--strict", is_flag=True, help="Stop on lock and other lint warnings too.")
 @click.option("--backup", is_flag=True, help="Back up every tenant before it moves.")
+@click.option("--rehearse", is_flag=True,
+              help="Run each tenant's downgrade in its transaction and roll back: report, change nothing.")
+@click.option("--rehearse-first", is_flag=True, help="Rehearse every selected tenant, then apply only if all pass.")
 @migration_command
 def downgrade_tenants_command(target: str, yes: bool, allow_destructive: bool, strict: bool, backup: bool,
-                              **kw: Any) -> None:
+                              rehearse: bool, rehearse_first: bool, **kw: Any) -> None:
     """Take the selected tenants back to an older revision (asks first), past the lint gate on the downgrade bodies.
 
     Exit codes as for upgrade-all-tenants; a downgrade that drops data exits 2 without --allow-destructive.
+    --rehearse changes nothing, so it does not ask.
     """
     if kw["as_sql"]:
         return _print_sql(target, True, kw)
     from tenants.fleet.runs import downgrade_tenants
 
     options = _options(kw, dry_run=kw["dry_run"], replay=False, allow_destructive=allow_destructive, strict=strict,
-                       backup=backup)
-    if not yes and not kw["dry_run"]:
+                       backup=backup, rehearse=rehearse, rehearse_first=rehearse_first)
+    options.validate()  # bad usage (e.g. --rehearse with --rehearse-first) before the question
+    if not yes and not kw["dry_run"] and not rehearse:
         if not sys.stdin.isatty():
             fail("refusing to downgrade tenants without confirmation: pass --yes", 2)
         click.confirm(f"Downgrade the selected tenants to {target}? Data in dropped columns is lost.", abort=True)

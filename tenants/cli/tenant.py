@@ -29,16 +29,29 @@ def migrate_control_command() -> None:
 @click.option("--database-url",
               help="The tenant's own PostgreSQL database (default: a schema or file by DATABASE_URL).")
 @click.option("--jobs", type=int, help="Worker processes for several tenants (default as upgrade-all-tenants).")
+@click.option("--adopt", is_flag=True,
+              help="Register an EXISTING schema or SQLite file at the revision its schema matches; build nothing.")
 @reports_errors
 def create_tenant_command(slugs: tuple[str, ...], name: str | None, database_url: str | None,
-                          jobs: int | None) -> None:
+                          jobs: int | None, adopt: bool) -> None:
     """Create tenants at the head revision, each all or nothing; several go through the fleet runner.
 
+    `--adopt` registers one existing schema or file instead, at the revision its schema matches.
     Exit codes: 0 created; 1 some tenants failed (nothing of them is left); 2 bad usage or a
     revision that fails on the tenants' dialect (nothing created); 3 database unreachable.
     """
     from tenants.migrate.lifecycle import TenantSpec
 
+    if adopt:
+        if len(slugs) > 1:
+            fail("--adopt registers one tenant: give one slug", 2)
+        from tenants.safety.adopt import adopt_tenant
+
+        tenancy = get_tenancy()
+        adopted = adopt_tenant(tenancy, slugs[0], name, database_url)
+        click.echo(f"adopted tenant {slugs[0]} ({tenancy.storage(adopted.tenant).describe()}) at {adopted.revision}"
+                   + (" (stamped)" if adopted.stamped else ""))
+        return
     if len(slugs) > 1:
         if name is not None:
             fail("--name names one tenant: for several, give names in a file to create-tenants --from", 2)

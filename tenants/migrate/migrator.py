@@ -70,6 +70,9 @@ def relative_target(scripts: ScriptDirectory, current: str | None, target: str) 
     match = RELATIVE.fullmatch(target)
     if match is None:
         raise InvalidRevision(f"invalid relative revision {target!r}: use -1, -2, ...")
+    if len(driver.split_heads(current)) > 1:
+        raise InvalidRevision(f"{target} from {current}: the tenant is at several heads (a branched state); "
+                              "name the revision to go back to")
     revision = current
     for _ in range(int(match.group(1))):
         if revision is None:

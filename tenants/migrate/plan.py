@@ -124,9 +124,11 @@ def behind_ledger(scripts: ScriptDirectory, slug: str, live: str | None, recorde
     Such a tenant was emptied, replaced or restored behind the portal's back: upgrading it from
     its live revision would rebuild it and report ok over lost data.
     """
-    if recorded is None or recorded == live or recorded not in {s.revision for s in scripts.walk_revisions()}:
+    if recorded is None or recorded == live:
         return None
-    if live is not None and live not in driver.ancestors(scripts, recorded):
+    if not set(driver.split_heads(recorded)) <= {s.revision for s in scripts.walk_revisions()}:
+        return None
+    if not set(driver.split_heads(live)) <= driver.ancestors(scripts, recorded):
         return None  # ahead of the ledger (a run killed after its commit): the run corrects the ledger
     return (f"drifted: its alembic_version is {live or 'base'} but the ledger recorded {recorded}; it was emptied, "
             f"replaced or restored outside the portal: restore it (restore-tenant {slug} BACKUP) or accept its "
@@ -151,19 +153,21 @@ def plan_migration(tenancy: Tenancy, tenants: list[Tenant], target: str | None, 
     def steps_from(current: str | None) -> tuple[str, list[str], str | None]:
         if current == target:
             return "at-target", [], None
-        if current is not None and current not in known:
-            return "error", [], f"alembic_version holds {current}, which is not in the revision chain"
+        unknown = [head for head in driver.split_heads(current) if head not in known]
+        if unknown:
+            return "error", [], f"alembic_version holds {', '.join(unknown)}, which is not in the revision chain"
         way = "downgrade" if downgrade else "upgrade"
         if downgrade and (current is None or (target is not None and target not in driver.ancestors(scripts, current))):
             return "at-target", [], None  # already at or below the target: nothing to take back
-        if not downgrade and target in driver.ancestors(scripts, current):
+        if not downgrade and target is not None and target in driver.ancestors(scripts, current):
             newer.add(current)
             return "error", [], f"at {current}, newer than {target}: use downgrade-tenants to go back"
         try:
             steps = [s.revision.revision for s in driver.steps_between(scripts, current, target, downgrade=downgrade)]
         except driver.CommandError as e:
             return "error", [], f"cannot {way} from {current} to {target or 'base'}: {e}"
-        return "pending", steps, None
+        # e.g. a branched tenant (0004a, 0004b) taken back to 0004a: it is already there
+        return ("pending", steps, None) if steps else ("at-target", [], None)
 
     items = []
     for tenant in tenants:

@@ -185,7 +185,8 @@ def _check_one(tenancy: Tenancy, slug: str, ledger: str | None, cache: dict) -> 
                                                  f"alembic_version is {live or 'base'}, "
                                                  f"the ledger says {ledger or 'nothing'}"))
         try:
-            resolve_target(tenancy.scripts, live)
+            for head in driver.split_heads(live):  # a branched tenant is at each of its heads
+                resolve_target(tenancy.scripts, head)
         except InvalidRevision:
             report.differences.append(Difference("unknown-revision", None, live,
                                                  f"revision {live} is not in the chain"))

@@ -1,6 +1,6 @@
 """Errors of migration safety: the gate's refusal and backups that cannot be taken or used."""
 
-from tenants.core.errors import TenantError
+from tenants.core.errors import InvalidUsage, TenantError
 from tenants.safety.lint.hazards import Hazard, format_hazard
 
 
@@ -29,3 +29,7 @@ class BackupNotFound(TenantError):
 
 class InvalidBackupSetting(TenantError):
     """A backup setting from the environment is not usable."""
+
+
+class AdoptionRefused(InvalidUsage):
+    """An existing schema or file matches no revision of the chain (or not the one it says): nothing registered."""

@@ -64,23 +64,31 @@ def render_revision(scripts: ScriptDirectory, script: Script, dialect: str = "po
     return rendered
 
 
+def _heads(scripts: ScriptDirectory, revision: str | None) -> tuple[str, ...]:
+    """Resolve a revision (or each head of a branched state) to full ids; () for base."""
+    if revision in (None, "base"):
+        return ()
+    return tuple(sorted(filter(None, (resolve_target(scripts, head) for head in driver.split_heads(revision)))))
+
+
 def chain_until(scripts: ScriptDirectory, to_rev: str | None) -> list[Script]:
-    """Return the revisions from base up to `to_rev`, in upgrade order."""
-    target = resolve_target(scripts, to_rev)
-    if target is None:
+    """Return the revisions from base up to `to_rev` (every head of a branched state), in upgrade order."""
+    target = _heads(scripts, to_rev)
+    if not target:
         return []
-    return list(reversed(list(scripts.iterate_revisions(target, "base"))))
+    return list(reversed(list(scripts.iterate_revisions(target if len(target) > 1 else target[0], "base"))))
 
 
 def revisions_between(scripts: ScriptDirectory, from_rev: str | None, to_rev: str | None) -> list[str]:
-    """Return the ids a tenant at `from_rev` runs to reach `to_rev`, in upgrade order."""
-    start = resolve_target(scripts, from_rev)
-    target = resolve_target(scripts, to_rev)
-    if target is None or start == target:
+    """Return the ids a tenant at `from_rev` (branched or not) runs to reach `to_rev`, in upgrade order."""
+    start, target = _heads(scripts, from_rev), _heads(scripts, to_rev)
+    if not target or start == target:
         return []
-    if start is not None and start not in driver.ancestors(scripts, target):
+    done = driver.ancestors(scripts, driver.joined_heads(start))
+    if set(target) <= done:
         raise InvalidRevision(f"revision {from_rev!r} is not below {to_rev!r}: nothing to upgrade")
-    return [s.revision for s in reversed(list(scripts.iterate_revisions(target, start or "base")))]
+    # A target on another branch (0004a -> 0004b) runs that branch only, as Alembic does.
+    return [s.revision for s in chain_until(scripts, to_rev) if s.revision not in done]
 
 
 def acknowledgements(script: Script) -> dict[str, str]:

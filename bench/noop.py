@@ -1,0 +1,120 @@
+#!/usr/bin/env python
+"""Benchmark the no-op `upgrade-all-tenants` (every tenant at head) against the same command's own start-up.
+
+    python bench/noop.py                      # N = 1000 tenants
+    python bench/noop.py --tenants 3000 --profile
+
+Creates a scratch database with N tenant schemas at the head of bench/upgrade_all.py's chain
+(built with psql, the floor's SQL), then measures in the same run, median of 7 interleaved pairs
+(wall and client CPU time):
+  start-up   `manage.py upgrade-all-tenants --help`: the command's own imports and click, no work;
+  no-op      `manage.py upgrade-all-tenants --quiet` with every tenant at head (after one warm-up
+             run that records the ledger);
+and prints the no-op's overhead over its start-up, per tenant too. `--profile` writes a cProfile
+of one no-op run (bench/noop-N.prof) and prints its top functions by cumulative time.
+The scratch database is dropped at the end unless --keep.
+"""
+
+import argparse
+import os
+import pstats
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the project's modules (and bench.upgrade_all's helpers) are imported in main()
+
+
+def timed(args: list[str], env: dict, measure) -> tuple[float, float, int]:  # type: ignore[no-untyped-def]
+    """Run a command; return (wall seconds, its CPU seconds, peak RSS); stop on failure."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds, rss, done = measure(args, env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode:
+        raise SystemExit(f"{' '.join(args[1:])} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return seconds, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, rss
+
+
+def medians(samples: list[tuple[float, float, int]]) -> tuple[float, float, int]:
+    """Median wall and CPU seconds, and the largest peak RSS."""
+    return (statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples),
+            max(s[2] for s in samples))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tenants", type=int, default=1000, help="number of tenant schemas (default 1000)")
+    parser.add_argument("--pg-url", default=os.environ.get("PORTAL_TEST_PG_URL",
+                                                           "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument("--repeat", type=int, default=7, help="interleaved start-up/no-op pairs (default 7)")
+    parser.add_argument("--profile", action="store_true", help="also profile one no-op run with cProfile")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    opts = parser.parse_args()
+    from bench.upgrade_all import admin, measure, psql_floor, write_chain
+    from tenants.core.names import quote_ident, quoted_schema
+    from tenants.core.settings import TenantSettings
+    from tenants.core.tenancy import Tenancy
+    from tenants.migrate.control import ensure_control
+    from tenants.migrate.replay import render_range
+
+    n = opts.tenants
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    db_url = make_url(opts.pg_url).set(database=name).render_as_string(hide_password=False)
+    workdir = Path(tempfile.mkdtemp(prefix="bench_noop_"))
+    admin(opts.pg_url, "CREATE DATABASE " + quote_ident(name))
+    tenancy = None
+    try:
+        chain = write_chain(workdir)
+        tenancy = Tenancy(TenantSettings(control_url=db_url, tenant_dir=workdir / "tenants", revision_dir=chain))
+        ensure_control(tenancy)
+        slugs = [f"t{i:05d}" for i in range(n)]
+        for slug in slugs:
+            tenancy.registry.add(slug, slug, None)
+            tenancy.registry.set_status(slug, "active")
+        rendered = render_range(tenancy.scripts, "postgresql", None, tenancy.head())
+        body = "\n".join(sql for _, statements in rendered for sql in statements)
+        psql_floor(db_url, [f"BEGIN;\nCREATE SCHEMA {quoted_schema(s)};\nSET LOCAL search_path TO {quoted_schema(s)};"
+                            f"\n{body}\nCOMMIT;" for s in slugs], 2, workdir)
+        env = {**os.environ, "DATABASE_URL": db_url, "PORTAL_REVISION_DIR": str(chain),
+               "PORTAL_INSTANCE_PATH": str(workdir), "PYTHONPATH": str(ROOT)}
+        manage = [sys.executable, str(ROOT / "manage.py")]
+        warm = measure([*manage, "upgrade-all-tenants", "--quiet"], env)[2]  # records the ledger once
+        if warm.returncode:
+            raise SystemExit(f"warm-up failed ({warm.returncode}): {warm.stdout[-2000:]} {warm.stderr[-2000:]}")
+        # Interleaved pairs, so that load from other processes on a shared machine hits both alike;
+        # client CPU time (user + sys of the process) is reported too: it hardly moves with that load.
+        startups, noops = [], []
+        for _ in range(opts.repeat):
+            startups.append(timed([*manage, "upgrade-all-tenants", "--help"], env, measure))
+            noops.append(timed([*manage, "upgrade-all-tenants", "--quiet"], env, measure))
+        (startup, startup_cpu, _), (noop, noop_cpu, rss) = medians(startups), medians(noops)
+        print(f"{n} tenants at head, {len(rendered)}-revision chain, database {name}; median of {opts.repeat}")
+        print(f"upgrade-all-tenants --help (its start-up): {startup:.2f} s wall, {startup_cpu:.2f} s CPU")
+        print(f"no-op upgrade-all-tenants:                 {noop:.2f} s wall, {noop_cpu:.2f} s CPU "
+              f"(peak RSS {rss / 2**20:.0f} MiB)")
+        print(f"no-op minus its start-up: {noop - startup:+.2f} s wall ({(noop - startup) / n * 1000:.3f} ms per "
+              f"tenant), {noop_cpu - startup_cpu:+.2f} s CPU")
+        if opts.profile:
+            out = ROOT / "bench" / f"noop-{n}.prof"
+            done = measure([sys.executable, "-m", "cProfile", "-o", str(out), str(ROOT / "manage.py"),
+                            "upgrade-all-tenants", "--quiet"], env)[2]
+            if done.returncode:
+                raise SystemExit(f"profiled run failed: {done.stderr[-2000:]}")
+            pstats.Stats(str(out)).sort_stats("cumulative").print_stats(40)
+    finally:
+        if tenancy is not None:
+            tenancy.close()
+        if not opts.keep:
+            admin(opts.pg_url, "DROP DATABASE IF EXISTS " + quote_ident(name) + " WITH (FORCE)")
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
