@@ -15,8 +15,8 @@ from tenants.core.errors import InvalidTenantName, InvalidUsage, TenantExists
 from tenants.core.ledger import last_results, ledger_versions
 from tenants.core.storage import TenantStorage, storage_for
 from tenants.core.tenancy import Tenancy
-from tenants.fleet.runs import upgrade_tenants
 from tenants.fleet.create import create_tenant
+from tenants.fleet.runs import upgrade_tenants
 from tenants.migrate.migrator import current_revision, migrate_tenant
 from tenants.migrate.plan import Selection
 from tenants.safety.adopt import adopt_tenant
