@@ -320,6 +320,16 @@ def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+@pytest.fixture(autouse=True)
+def _backups_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep every backup a test takes (in-process, or in the manage.py processes it starts) in its own folder.
+
+    Without this, runs that back tenants up outside a CLI environment wrote into the checkout's
+    instance/backups, which outlived the test.
+    """
+    monkeypatch.setenv("PORTAL_BACKUP_DIR", str(tmp_path / "backups"))
+
+
 @pytest.fixture
 def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> TenantSettings:
     """Tenancy settings for this test: a control database and tenant storage of its own.

@@ -116,9 +116,14 @@ def backups_command(slug: str | None, as_json: bool) -> None:
 @click.argument("slug")
 @click.argument("backup")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@click.option("--no-backup", is_flag=True,
+              help="Do not back up the tenant's current state first (for a tenant too broken to back up).")
 @reports_errors
-def restore_tenant_command(slug: str, backup: str, yes: bool) -> None:
-    """Replace a tenant's schema and data with BACKUP (an id from 'backups', or its path)."""
+def restore_tenant_command(slug: str, backup: str, yes: bool, no_backup: bool) -> None:
+    """Replace a tenant's schema and data with BACKUP (an id from 'backups', or its path).
+
+    The current state is backed up first, so a restore can itself be undone.
+    """
     from tenants.safety.backups.restore import restore_tenant
     from tenants.safety.backups.store import get_backup
 
@@ -131,7 +136,10 @@ def restore_tenant_command(slug: str, backup: str, yes: bool) -> None:
             fail(f"refusing to restore tenant {slug!r} without confirmation: pass --yes", 2)
         click.confirm(f"Replace ALL data of tenant {slug!r} with backup {found.id} "
                       f"({found.created_at:%Y-%m-%d %H:%M}, revision {found.revision})?", abort=True)
-    outcome = restore_tenant(tenancy, slug, found)
+    restored = restore_tenant(tenancy, slug, found, keep_current=not no_backup)
+    if restored.kept is not None:
+        click.echo(f"{slug}: the state before the restore is backup {restored.kept.id} ({restored.kept.path})")
+    outcome = restored.outcome
     click.echo(f"{slug}: restored backup {found.id}: {outcome.from_revision or 'base'} -> "
                f"{outcome.to_revision or 'base'} ({outcome.duration_ms:.0f} ms)")
 

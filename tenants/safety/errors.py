@@ -20,6 +20,7 @@ class BackupFailed(TenantError):
 
     def __init__(self, slug: str, message: str) -> None:
         self.slug = slug
+        self.reason = message
         super().__init__(f"backup of tenant {slug!r} failed: {message}")
 
 

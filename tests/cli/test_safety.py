@@ -169,10 +169,11 @@ def test_backup_list_restore_prune_and_check_commands(tenancy, runner, tmp_path)
 
     done = runner.invoke(cli, ["restore-tenant", "acme", str(listed[0]["id"]), "--yes"])
     assert done.exit_code == 0, done.output
+    assert "acme: the state before the restore is backup " in done.stdout  # with the hand-added column
     assert runner.invoke(cli, ["check-tenants"]).exit_code == 0
     with storage.begin() as conn:
         assert conn.execute(text("SELECT count(*) FROM roles")).scalar() == 0
 
     done = runner.invoke(cli, ["prune-backups", "--keep-days", "0"])
-    assert done.exit_code == 0 and "1 backup(s) removed" in done.stdout
+    assert done.exit_code == 0 and "2 backup(s) removed" in done.stdout
     assert not Path(listed[0]["path"]).exists()

@@ -77,7 +77,7 @@ def test_backup_and_restore_round_trip(tenancy, acme, backend, method, tmp_path)
     migrate_tenant(acme, tenancy.scripts, "0001", downgrade=True)
     assert current_revision(acme) == "0001"
 
-    outcome = restore_tenant(tenancy, "acme", backup)
+    outcome = restore_tenant(tenancy, "acme", backup).outcome
     assert (outcome.from_revision, outcome.to_revision) == ("0001", "0003")
     assert current_revision(acme) == "0003"
     assert snapshot(acme) == before
@@ -142,3 +142,38 @@ def test_prune_removes_only_old_backups(tenancy, acme, tmp_path):
     assert [b.id for b in removed] == [old.id]
     assert not Path(old.path).exists() and not (tmp_path / "backups" / "old-run").exists()
     assert Path(new.path).exists() and [b.id for b in list_backups(tenancy, "acme")] == [new.id]
+
+
+def test_restore_backs_up_the_current_state_first_so_it_can_be_undone(tenancy, acme, tmp_path):
+    backup = backup_tenant(tenancy, "acme", "run-3", directory=tmp_path / "backups")
+    with acme.begin() as conn:  # written after the backup: a restore would lose it
+        conn.execute(text("DELETE FROM users_roles WHERE user_id = 2"))
+        conn.execute(text("INSERT INTO products (name, sku, price, stock, active, created_at) "
+                          "VALUES ('Late', 'L-1', 1, 1, true, '2026-05-06 07:08:09+00')"))
+    later = snapshot(acme)
+
+    restored = restore_tenant(tenancy, "acme", backup)
+    assert restored.kept is not None and restored.kept.id != backup.id and restored.kept.run_id is None
+    assert snapshot(acme) != later
+    restore_tenant(tenancy, "acme", restored.kept, keep_current=False)  # the undo
+    assert snapshot(acme) == later
+    assert [b.id for b in list_backups(tenancy, "acme")] == [restored.kept.id, backup.id]
+
+
+def test_restore_refuses_when_the_current_state_cannot_be_kept(tenancy, acme, tmp_path, monkeypatch):
+    backup = backup_tenant(tenancy, "acme", "run-4", directory=tmp_path / "backups")
+    with acme.begin() as conn:
+        conn.execute(text("DELETE FROM users_roles"))
+    damaged = snapshot(acme)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the backup folder should be")
+    monkeypatch.setenv("PORTAL_BACKUP_DIR", str(blocker))
+
+    with pytest.raises(BackupFailed, match="nothing was restored"):
+        restore_tenant(tenancy, "acme", backup)
+    assert snapshot(acme) == damaged
+    with tenancy.control_engine.connect() as conn:
+        assert conn.execute(select(migration_runs).where(migration_runs.c.kind == "restore-tenant")).all() == []
+
+    restored = restore_tenant(tenancy, "acme", backup, keep_current=False)  # the operator's explicit choice
+    assert restored.kept is None and snapshot(acme)["users_roles"] != []

@@ -1,6 +1,7 @@
 """Put a tenant back to a backup: schema, rows and alembic_version, in one step, recorded as a run."""
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from tenants.core.storage import SqliteFileStorage, TenantStorage
@@ -11,12 +12,25 @@ from tenants.migrate.lifecycle import run_single
 from tenants.migrate.migrator import MigrationOutcome, current_revision, resolve_target
 from tenants.safety.backups import pg as backup_pg
 from tenants.safety.backups.sqlite import restore_file
-from tenants.safety.backups.store import Backup
-from tenants.safety.errors import BackupNotFound
+from tenants.safety.backups.store import Backup, backup_tenant
+from tenants.safety.errors import BackupFailed, BackupNotFound
 
 
-def restore_tenant(tenancy: Tenancy, slug: str, backup: Backup, started_by: str | None = None) -> MigrationOutcome:
-    """Put the tenant back to the backup: schema, rows and alembic_version; record a `restore-tenant` run."""
+@dataclass(frozen=True)
+class Restored:
+    outcome: MigrationOutcome
+    kept: Backup | None  # the tenant's state just before the restore, unless the caller declined it
+
+
+def restore_tenant(tenancy: Tenancy, slug: str, backup: Backup, started_by: str | None = None, *,
+                   keep_current: bool = True) -> Restored:
+    """Put the tenant back to the backup: schema, rows and alembic_version; record a `restore-tenant` run.
+
+    A restore replaces every row written since the backup, so by default the current state is
+    backed up first (the guard's backup before data loss): a restore of the wrong backup can
+    itself be undone. If that backup fails nothing is restored; `keep_current=False` skips it,
+    for a tenant too broken to back up.
+    """
     ensure_control(tenancy)
     tenancy.registry.get(slug)
     if backup.tenant_slug != slug:
@@ -29,8 +43,16 @@ def restore_tenant(tenancy: Tenancy, slug: str, backup: Backup, started_by: str 
             resolve_target(tenancy.scripts, backup.revision)
         except InvalidRevision as e:
             raise BackupNotFound(f"backup {backup.id} is at {backup.revision}, which the chain no longer has") from e
-    return run_single(tenancy, "restore-tenant", slug, backup.revision,
-                      lambda storage: _restore(tenancy, storage, backup, path), started_by)
+    kept = None
+    if keep_current:
+        try:
+            kept = backup_tenant(tenancy, slug, None)
+        except BackupFailed as e:
+            raise BackupFailed(slug, f"{e.reason}; nothing was restored (--no-backup restores without keeping "
+                                     "the current state)") from e
+    outcome = run_single(tenancy, "restore-tenant", slug, backup.revision,
+                         lambda storage: _restore(tenancy, storage, backup, path), started_by)
+    return Restored(outcome, kept)
 
 
 def _restore(tenancy: Tenancy, storage: TenantStorage, backup: Backup, path: Path) -> MigrationOutcome:
