@@ -19,7 +19,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, delete, func, insert, select, table, text
+from sqlalchemy import Connection, delete, func, insert, select, text
+from sqlalchemy import table as table_clause
 
 from tenants.core.autocommit import autocommit_session
 from tenants.core.clock import utcnow
@@ -169,8 +170,8 @@ def run_sql_file(conn: Connection, storage: TenantStorage, params: dict) -> str:
 def refresh_stats(conn: Connection, storage: TenantStorage, params: dict) -> str:
     """Count the rows of the tenant's tables into the control plane's tenant_stats (the console's dashboard)."""
     names = [name for name in _table_names(conn, storage) if name != "alembic_version"]
-    # table() quotes the name; on PostgreSQL the tenant's search_path resolves it to its schema.
-    counts = {name: conn.execute(select(func.count()).select_from(table(name))).scalar_one() for name in names}
+    # table_clause() quotes the name; on PostgreSQL the tenant's search_path resolves it to its schema.
+    counts = {name: conn.execute(select(func.count()).select_from(table_clause(name))).scalar_one() for name in names}
     taken_at = utcnow()
     with params["control_engine"].begin() as control:
         key = control.execute(select(tenants.c.account_key).where(tenants.c.slug == storage.slug)).scalar()
