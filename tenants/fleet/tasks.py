@@ -173,14 +173,18 @@ def refresh_stats(conn: Connection, storage: TenantStorage, params: dict) -> str
     # table_clause() quotes the name; on PostgreSQL the tenant's search_path resolves it to its schema.
     counts = {name: conn.execute(select(func.count()).select_from(table_clause(name))).scalar_one() for name in names}
     taken_at = utcnow()
-    with params["control_engine"].begin() as control:
-        key = control.execute(select(tenants.c.account_key).where(tenants.c.slug == storage.slug)).scalar()
-        # Rows of an earlier tenant under this slug (dropped, re-created) and of dropped tables go too.
-        control.execute(delete(tenant_stats).where(tenant_stats.c.tenant_slug == storage.slug))
-        if key is None:
-            return "not recorded: the tenant left the registry meanwhile"
-        if counts:
-            control.execute(insert(tenant_stats), [
-                {"tenant_key": key, "table_name": name, "tenant_slug": storage.slug, "row_count": count,
-                 "taken_at": taken_at} for name, count in counts.items()])
+    with params["control_engine"].connect() as control:
+        # SQLite: take the control file's write lock up front; a read lock upgraded later fails at once
+        # ("database is locked") while other tenants' workers write their stats.
+        control.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+        with control.begin():
+            # Rows of an earlier tenant under this slug (dropped, re-created) and of dropped tables go too.
+            control.execute(delete(tenant_stats).where(tenant_stats.c.tenant_slug == storage.slug))
+            key = control.execute(select(tenants.c.account_key).where(tenants.c.slug == storage.slug)).scalar()
+            if key is None:
+                return "not recorded: the tenant left the registry meanwhile"
+            if counts:
+                control.execute(insert(tenant_stats), [
+                    {"tenant_key": key, "table_name": name, "tenant_slug": storage.slug, "row_count": count,
+                     "taken_at": taken_at} for name, count in counts.items()])
     return "counted " + ", ".join(f"{name} {count}" for name, count in counts.items())
