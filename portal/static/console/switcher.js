@@ -1,5 +1,5 @@
 // The tenant switcher's search: Flask-Admin's select2 (3.5) over /admin/switch/search/, which answers as
-// Flask-Admin's ajax model loaders do ([[id, text], ...]). Picking a tenant submits the switcher's form,
+// Flask-Admin's ajax model loaders do ([[id, text], ...]). Picking a tenant sends the switcher's form,
 // the same plain GET that works without JavaScript.
 (function ($) {
   'use strict';
@@ -30,7 +30,8 @@
   });
   $field.on('change', function (event) {
     if (event.val) {
-      $field.closest('form').trigger('submit');
+      var form = $field.closest('form');
+      window.location.assign(form.attr('action') + '?' + form.serialize());
     }
   });
 })(jQuery);
