@@ -116,5 +116,5 @@ class DashboardView(SecureView, AdminIndexView):
             return redirect(login_url_for_here())
         tenancy = current_app.extensions["tenancy"]
         page = dashboard_page(tenancy, current_user, request.args.get("page", 1))
-        return self.render("admin/dashboard.html", models=TENANT_MODELS, page_size=PAGE_SIZE,
+        return self.render("admin/dashboard.html", models=TENANT_MODELS,
                            show_tenants_link=can_control(current_user, "tenants", "view"), **page)
