@@ -1,6 +1,7 @@
 """Load on the console's product list: 100 tenants vs a single-tenant Flask-Admin app, same run.
 
     python bench/console_load.py [--tenants 100] [--products 50] [--seconds 15] [--clients 8] [--rounds 2]
+    python bench/console_load.py --scale [--large 2000] [--small 3]   (see bench/console_scale.py)
 
 Builds a throwaway PostgreSQL database (PORTAL_BENCH_PG_URL, default the local trust login)
 with the control plane and N tenants (one schema each), serves
@@ -60,6 +61,19 @@ def _admin_sql(sql: str) -> None:
             cur.execute(sql)
     finally:
         conn.close()
+
+
+def scratch_database() -> tuple[str, Path]:
+    """Create an empty database of the bench's own; return its URL and a scratch folder."""
+    name = f"tp_bench_{uuid.uuid4().hex[:10]}"
+    _admin_sql(f'CREATE DATABASE "{name}"')  # a name made here, not user input
+    return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False), \
+        Path(os.environ.get("TMPDIR", "/tmp")) / name
+
+
+def drop_database(url: str) -> None:
+    """Drop a database scratch_database made."""
+    _admin_sql(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
 
 
 def build_world(url: str, tmp: Path, tenants: int, products: int) -> list[str]:
@@ -198,7 +212,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--scale", action="store_true",
+                        help="Instead: dashboard, switcher search, Tenants list and product list at --large vs --small "
+                             "tenants (bench/console_scale.py).")
+    parser.add_argument("--large", type=int, default=2000)
+    parser.add_argument("--small", type=int, default=3)
     opts = parser.parse_args()
+    if opts.scale:
+        from bench.console_scale import run_scale
+
+        opts.password = PASSWORD
+        run_scale(opts, scratch_database, drop_database, serve, stop, sign_in, _client)
+        return
 
     name = f"tp_bench_{uuid.uuid4().hex[:10]}"
     _admin_sql(f'CREATE DATABASE "{name}"')  # a name made here, not user input

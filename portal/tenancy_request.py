@@ -20,7 +20,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from portal.auth import login_url_for_here
-from portal.permissions import may_enter, visible_slugs
+from portal.permissions import may_enter
+from portal.tenant_scope import first_visible_slug
 from tenants.core.control_schema import tenant_versions, tenants
 from tenants.core.errors import InvalidTenantName
 from tenants.core.names import validate_slug
@@ -47,21 +48,22 @@ def current_tenant() -> Tenant:
     return tenant
 
 
-def request_tenants() -> dict[str, Tenant]:
-    """Return every registered tenant by slug, read once per request with its ledger revision (one query)."""
-    if "registry_tenants" not in g:
+def request_tenant(slug: str) -> Tenant | None:
+    """Return the registered tenant `slug` with its ledger revision, read once per request (one row, one query)."""
+    found: dict[str, Tenant | None] = g.setdefault("registry_tenants", {})
+    if slug not in found:
         t, v = tenants.c, tenant_versions.c
         query = (select(t.slug, t.display_name, t.status, t.status_reason, t.database_url, t.created_at, v.revision)
-                 .select_from(tenants.outerjoin(tenant_versions, v.tenant_slug == t.slug)).order_by(t.slug))
+                 .select_from(tenants.outerjoin(tenant_versions, v.tenant_slug == t.slug)).where(t.slug == slug))
         engine = current_app.extensions["tenancy"].control_engine
         try:
             with engine.connect() as conn:
-                rows = conn.execute(query).all()
+                row = conn.execute(query).first()
         except OperationalError as e:
             raise unreachable(str(engine.url), e) from e
-        g.registry_tenants = {row.slug: Tenant(*row[:6]) for row in rows}
-        g.tenant_revisions = {row.slug: row.revision for row in rows}
-    return g.registry_tenants
+        found[slug] = Tenant(*row[:6]) if row is not None else None
+        g.setdefault("tenant_revisions", {})[slug] = row.revision if row is not None else None
+    return found[slug]
 
 
 def menu_tenant_slug() -> str | None:
@@ -72,10 +74,8 @@ def menu_tenant_slug() -> str | None:
     if not current_user.is_authenticated:
         return None
     if "menu_tenant" not in g:
-        slugs = [t.slug for t in request_tenants().values() if t.status == "active"]
-        allowed = visible_slugs(current_user, slugs)
-        last = session.get("last_tenant")
-        g.menu_tenant = last if last in allowed else (allowed[0] if allowed else None)
+        engine = current_app.extensions["tenancy"].control_engine
+        g.menu_tenant = first_visible_slug(engine, current_user, session.get("last_tenant"))
     return g.menu_tenant
 
 
@@ -142,7 +142,7 @@ def _bind_request_tenant() -> Any:
         abort(403)
     if not may_enter(current_user, slug):
         abort(403)
-    tenant = request_tenants().get(slug)
+    tenant = request_tenant(slug)
     if tenant is None:
         abort(404 if current_user.is_superuser else 403)
     if tenant.status != "active":

@@ -47,6 +47,14 @@ class Console:
         with self.session(slug) as s:
             return {p.id: p for p in s.query(Product).all()}
 
+    def refresh_stats(self, *slugs: str) -> None:
+        """Take the tenants' counts (these, or every one) for the dashboard, as `for-each-tenant stats` does."""
+        from tenants.fleet.runs import for_each_tenant
+        from tenants.migrate.plan import Selection
+
+        report = for_each_tenant(self.tenancy, "stats", Selection(tenants=slugs))
+        assert report.exit_code == 0, [r.error for r in report.results]
+
     def add_product(self, slug: str, name: str, sku: str, price: str = "1.00", stock: int = 1) -> int:
         with self.session(slug) as s:
             product = Product(name=name, sku=sku, price=Decimal(price), stock=stock)
@@ -74,6 +82,17 @@ def add_staff(engine: Any, email: str, superuser: bool = False, grants: tuple[Gr
         for grant in grants:
             conn.execute(insert(staff_grants).values(staff_id=staff_id, **grant.__dict__))
     return staff_id
+
+
+def register_tenants(engine: Any, slugs: list[str], status: str = "active", name: str = "{slug} Inc") -> None:
+    """Add registry rows only (no storage), in one statement: pages that must not open tenants never notice."""
+    from tenants.core.control_schema import new_account_key, tenants
+
+    now = utcnow()
+    with engine.begin() as conn:
+        conn.execute(insert(tenants), [
+            {"slug": slug, "display_name": name.format(slug=slug), "status": status, "created_at": now,
+             "updated_at": now, "account_key": new_account_key()} for slug in slugs])
 
 
 def csrf_token(client: FlaskClient, url: str = "/login") -> str:

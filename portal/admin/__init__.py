@@ -1,16 +1,14 @@
 """The Flask-Admin console: one Admin, tenant views under /t/<tenant>/admin, control views under /admin."""
 
-from flask import Flask, request, url_for
+from flask import Flask, request
 from flask_admin.model.fields import InlineFieldList
 from flask_admin.theme import Bootstrap4Theme
-from flask_login import current_user
 from wtforms.fields.core import UnboundField
 
 from portal.extensions import db
 from portal.security_headers import csp_nonce, handler_hashes
 
 TENANT_URL = "/t/<tenant>/admin"
-TENANT_VIEW_MODELS = {"user": "users", "role": "roles", "product": "products"}  # endpoint -> grant model
 
 
 def inline_field_ids(views: list) -> set[str]:
@@ -34,10 +32,10 @@ def init_app(app: Flask) -> None:
     from portal.admin.dashboard import DashboardView
     from portal.admin.find import FindView
     from portal.admin.history import HistoryView
+    from portal.admin.switcher import TENANT_VIEW_MODELS, SwitcherView
     from portal.admin.tenant_views import ProductView, RoleView, TenantHomeView, UserView
     from portal.models import Product, Role, User
-    from portal.permissions import can, visible_slugs
-    from portal.tenancy_request import current_tenant_slug, menu_tenant_slug, request_tenants
+    from portal.tenancy_request import menu_tenant_slug
 
     admin = ConsoleAdmin(
         app, name="Tenant Portal", theme=Bootstrap4Theme(base_template="admin/console_base.html", fluid=True),
@@ -53,6 +51,7 @@ def init_app(app: Flask) -> None:
         ProductView(Product, name="Products", endpoint="product", url=f"{TENANT_URL}/product"),
         FindView(name="Find", endpoint="find", url="/admin/find"),
         AccountView(name="My account", endpoint="account", url="/admin/account"),
+        SwitcherView(name="Switch tenant", endpoint="switch", url="/admin/switch"),
         TenantsView(TenantRecord, db, name="Tenants", endpoint="tenants", url="/admin/tenants", category="Control"),
         RunsView(MigrationRun, db, name="Migration runs", endpoint="runs", url="/admin/runs", category="Control"),
         ResultsView(TenantResultRecord, db, name="Tenant results", endpoint="results", url="/admin/results",
@@ -68,19 +67,9 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def tenant_switcher() -> dict:
-        """Give console templates the tenants the signed-in person may switch to."""
-        def switchable() -> list:
-            if not current_user.is_authenticated:
-                return []
-            tenants = [t for t in request_tenants().values() if t.status == "active"]
-            allowed = set(visible_slugs(current_user, [t.slug for t in tenants]))
-            return [t for t in tenants if t.slug in allowed]
-        def switch_url(slug: str) -> str:
-            """Link to the same model in tenant `slug` when one is open and viewable there, else its overview."""
+        """Give console templates the tenant links point to, and the open model (switching keeps it)."""
+        def switch_model() -> str:
             endpoint = (request.endpoint or "").split(".", 1)[0]
-            model = TENANT_VIEW_MODELS.get(endpoint)
-            if model and current_tenant_slug() and can(current_user, slug, model, "view"):
-                return url_for(f"{endpoint}.index_view", tenant=slug)
-            return url_for("tenant_home.index", tenant=slug)
+            return endpoint if endpoint in TENANT_VIEW_MODELS else ""
 
-        return {"switchable_tenants": switchable, "menu_tenant": menu_tenant_slug, "switch_url": switch_url}
+        return {"menu_tenant": menu_tenant_slug, "switch_model": switch_model}

@@ -7,7 +7,7 @@ from flask_admin import expose
 from flask_admin.actions import action
 from flask_login import current_user
 from markupsafe import Markup
-from sqlalchemy import select
+from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
 from wtforms import PasswordField, SelectChoice, SelectField
 from wtforms.validators import Length, Optional, ValidationError
@@ -23,7 +23,7 @@ from portal.extensions import db
 from portal.permissions import CONTROL_MODELS, TENANT_MODELS
 from portal.quarantine import chain_head
 from tenants.core.clock import utcnow
-from tenants.core.ledger import last_results
+from tenants.core.control_schema import migration_runs, tenant_results
 from tenants.core.registry import Tenant
 from tenants.safety.drift import check_drift
 
@@ -40,10 +40,22 @@ def pending_count(tenancy: Any, revision: str | None) -> int:
     return len(list(tenancy.scripts.iterate_revisions(heads[0], revision or "base")))
 
 
+def page_last_results(engine: Any, slugs: list[str]) -> dict[str, dict]:
+    """Return the latest result (of any run) of each of these tenants: one bounded query for a page of the list."""
+    r, m = tenant_results.c, migration_runs.c
+    latest = select(func.max(r.id)).where(r.tenant_slug.in_(slugs)).group_by(r.tenant_slug)
+    with engine.connect() as conn:
+        rows = conn.execute(select(tenant_results, m.kind).join(migration_runs, m.id == r.run_id)
+                            .where(r.id.in_(latest)))
+        return {row.tenant_slug: dict(row._mapping) for row in rows}
+
+
 def _fleet_facts() -> dict[str, Any]:
     if "fleet_facts" not in g:
         tenancy = current_app.extensions["tenancy"]
-        g.fleet_facts = {"head": chain_head(tenancy), "last": last_results(tenancy.control_engine)}
+        # The rows of this page only (TenantsView.get_list), not every result of every run.
+        g.fleet_facts = {"head": chain_head(tenancy),
+                         "last": page_last_results(tenancy.control_engine, g.get("tenants_page_slugs", []))}
     return g.fleet_facts
 
 
@@ -60,6 +72,7 @@ def _pending(view: Any, context: Any, model: TenantRecord, name: str) -> Any:
 
 
 def _last_result(view: Any, context: Any, model: TenantRecord, name: str) -> Any:
+    g.setdefault("tenants_page_slugs", [model.slug])  # a details page: its one tenant
     last = _fleet_facts()["last"].get(model.slug)
     if last is None:
         return "-"
@@ -94,6 +107,11 @@ class TenantsView(TenantLifecycle, ReadOnlyControlView):
                          "database": lambda v, c, m, n: _storage_label(m), "manage": manage_buttons}
     column_descriptions = {"pending": "Revisions between the current one and head."}
     action_rights = {"upgrade": "change", "drift": "view"}
+
+    def get_list(self, *args: Any, **kwargs: Any) -> Any:
+        count, rows = super().get_list(*args, **kwargs)
+        g.tenants_page_slugs = [row.slug for row in rows]
+        return count, rows
 
     @action("drift", "Check drift of selected", None)
     def action_drift(self, ids: list[str]) -> None:

@@ -1,54 +1,109 @@
-"""The console's front page: per-tenant counts, and tenants that need attention."""
+"""The console's front page: one page of tenants with their recorded counts, and tenants that need attention.
 
+Counts come from the control plane's tenant_stats (`manage.py for-each-tenant stats` refreshes
+them), never from live queries of every tenant: a page costs a few bounded control-plane
+queries whether there are 3 tenants or thousands.
+"""
+
+from math import ceil
 from typing import Any
 
-from flask import current_app, redirect
+from flask import current_app, redirect, request
 from flask_admin import AdminIndexView, expose
 from flask_login import current_user
+from sqlalchemy import Connection, func, or_, select
 
 from portal.admin.base import SecureView
 from portal.admin.control_views import FAILED_RESULTS
-from portal.admin.tenant_views import tenant_counts
+from portal.admin.formatting import human_time
 from portal.auth import login_url_for_here
 from portal.permissions import TENANT_MODELS, can, can_control, visible_slugs
 from portal.quarantine import chain_head
-from tenants.core.binding import tenant_session
-from tenants.core.errors import TenantError
-from tenants.core.ledger import last_results, ledger_versions
+from portal.tenant_scope import scoped
+from tenants.core.control_schema import migration_runs, tenant_results, tenant_stats, tenant_versions, tenants
+from tenants.core.ledger import MIGRATION_KINDS
 from tenants.core.tenancy import Tenancy
 
-COUNTED_TENANTS = 50  # counting opens every tenant: the front page counts this many at most
+PAGE_SIZE = 20  # as Flask-Admin's lists: a page costs the same at any fleet size
+ATTENTION_SHOWN = 20  # tenants named in "Needs attention"; the rest are counted
 
 
 def visible_tenants(tenancy: Tenancy, principal: Any) -> list[Any]:
     """Return the registry rows of the tenants `principal` may enter."""
-    tenants = tenancy.registry.all()
-    allowed = set(visible_slugs(principal, [t.slug for t in tenants]))
-    return [t for t in tenants if t.slug in allowed]
+    tenants_ = tenancy.registry.all()
+    allowed = set(visible_slugs(principal, [t.slug for t in tenants_]))
+    return [t for t in tenants_ if t.slug in allowed]
 
 
-def fleet_rows(tenancy: Tenancy, tenants: list[Any], principal: Any) -> list[dict[str, Any]]:
-    """Return one row per tenant: counts (for the first few), ledger revision, last result."""
+def page_number(value: Any, pages: int) -> int:
+    """Return the 1-based page asked for, clamped to 1..pages (text, negative or huge numbers included)."""
+    try:
+        number = int(str(value))
+    except (TypeError, ValueError):
+        number = 1
+    return min(max(number, 1), pages)
+
+
+def _latest_migration_ids() -> Any:
+    r, m = tenant_results.c, migration_runs.c
+    return (select(func.max(r.id)).join(migration_runs, m.id == r.run_id)
+            .where(m.kind.in_(MIGRATION_KINDS)).group_by(r.tenant_slug))
+
+
+def last_migrations(conn: Connection, slugs: list[str]) -> dict[str, Any]:
+    """Return the latest migration result of each of these tenants (a maintenance task never hides one)."""
+    r = tenant_results.c
+    latest = _latest_migration_ids().where(r.tenant_slug.in_(slugs))
+    return {row.tenant_slug: row for row in conn.execute(select(r.tenant_slug, r.status, r.error)
+                                                         .where(r.id.in_(latest)))}
+
+
+def failed_migrations(conn: Connection, principal: Any) -> list[Any]:
+    """Return visible tenants whose latest migration failed (one more than shown, to tell there are more)."""
+    r, t = tenant_results.c, tenants.c
+    query = (select(r.tenant_slug, r.status, r.error).join(tenants, t.slug == r.tenant_slug)
+             .where(r.id.in_(_latest_migration_ids()), r.status.in_(FAILED_RESULTS)))
+    return list(conn.execute(scoped(query, principal).order_by(r.tenant_slug).limit(ATTENTION_SHOWN + 1)))
+
+
+def dashboard_page(tenancy: Tenancy, principal: Any, asked: Any) -> dict[str, Any]:
+    """Return one page of visible tenants with their stats, and the tenants behind head or failed."""
+    t, v, s = tenants.c, tenant_versions.c, tenant_stats.c
     head = chain_head(tenancy)
-    versions = ledger_versions(tenancy.control_engine)
-    last = last_results(tenancy.control_engine)
+    joined = tenants.outerjoin(tenant_versions, v.tenant_slug == t.slug)
+    with tenancy.control_engine.connect() as conn:
+        total = conn.execute(scoped(select(func.count()).select_from(tenants), principal)).scalar_one()
+        pages = max(1, ceil(total / PAGE_SIZE))
+        page = page_number(asked, pages)
+        tenant_rows = conn.execute(scoped(select(t.slug, t.display_name, t.status, t.account_key, v.revision)
+                                          .select_from(joined), principal)
+                                   .order_by(t.slug).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+        counted = conn.execute(select(s.tenant_key, s.table_name, s.row_count, s.taken_at)
+                               .where(s.tenant_key.in_([row.account_key for row in tenant_rows]))).all()
+        last = last_migrations(conn, [row.slug for row in tenant_rows])
+        # The first few tenants behind head, each row carrying how many there are in all (one scan).
+        behind = conn.execute(scoped(select(t.slug, v.revision, func.count().over().label("total"))
+                                     .select_from(joined).where(or_(v.revision.is_(None), v.revision != head)),
+                                     principal).order_by(t.slug).limit(ATTENTION_SHOWN)).all()
+        failed = failed_migrations(conn, principal)
+    stats: dict[str, dict[str, Any]] = {}
+    for row in counted:
+        entry = stats.setdefault(row.tenant_key, {"counts": {}, "taken_at": row.taken_at})
+        entry["counts"][row.table_name] = row.row_count
+        entry["taken_at"] = min(entry["taken_at"], row.taken_at)
     rows = []
-    for i, tenant in enumerate(tenants):
-        counts, error = None, None
-        if i < COUNTED_TENANTS and tenant.status == "active":
-            try:
-                with tenant_session(tenancy.storage(tenant)) as session:
-                    counts = tenant_counts(session)
-            except (TenantError, Exception) as e:  # one broken tenant must not break the front page
-                error = str(getattr(e, "orig", e)).splitlines()[0][:200]
-        result = last.get(tenant.slug)
-        revision = versions.get(tenant.slug)
-        if counts is not None:  # only the tables a grant lets the viewer see
-            counts = {m: n for m, n in counts.items() if can(principal, tenant.slug, m, "view")}
-        rows.append({"tenant": tenant, "counts": counts, "error": error, "revision": revision,
-                     "behind": revision != head, "last": result,
-                     "failed": bool(result and result["status"] in FAILED_RESULTS)})
-    return rows
+    for row in tenant_rows:
+        found = stats.get(row.account_key)
+        counts = None if found is None else {  # only the tables a grant lets the viewer see
+            m: n for m, n in found["counts"].items() if m in TENANT_MODELS and can(principal, row.slug, m, "view")}
+        result = last.get(row.slug)
+        rows.append({"slug": row.slug, "display_name": row.display_name, "status": row.status,
+                     "revision": row.revision, "behind": row.revision != head, "counts": counts,
+                     "taken_at": human_time(found["taken_at"]) if found else None, "last": result,
+                     "failed": bool(result and result.status in FAILED_RESULTS)})
+    return {"rows": rows, "page": page, "pages": pages, "total": total, "head": head,
+            "behind": behind, "behind_total": behind[0].total if behind else 0, "failed": failed[:ATTENTION_SHOWN],
+            "more_failed": len(failed) > ATTENTION_SHOWN}
 
 
 class DashboardView(SecureView, AdminIndexView):
@@ -60,8 +115,6 @@ class DashboardView(SecureView, AdminIndexView):
         if not current_user.is_authenticated:
             return redirect(login_url_for_here())
         tenancy = current_app.extensions["tenancy"]
-        rows = fleet_rows(tenancy, visible_tenants(tenancy, current_user), current_user)
-        attention = [r for r in rows if r["behind"] or r["failed"]]
-        return self.render("admin/dashboard.html", rows=rows, models=TENANT_MODELS, attention=attention,
-                           head=chain_head(tenancy), counted=COUNTED_TENANTS,
-                           show_tenants_link=can_control(current_user, "tenants", "view"))
+        page = dashboard_page(tenancy, current_user, request.args.get("page", 1))
+        return self.render("admin/dashboard.html", models=TENANT_MODELS,
+                           show_tenants_link=can_control(current_user, "tenants", "view"), **page)

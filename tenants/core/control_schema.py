@@ -7,6 +7,7 @@ tenant chain's autogenerate never sees them.
 import secrets
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
@@ -210,4 +211,16 @@ console_sessions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     CheckConstraint("kind IN ('staff', 'tenant')", name="kind"),
+)
+
+# Row counts per tenant table for the console's dashboard, refreshed by `for-each-tenant stats`
+# (the dashboard never opens every tenant). Keyed by the tenant's account_key: a tenant dropped
+# and re-created under its slug starts with no stats rather than the old tenant's.
+tenant_stats = Table(
+    "tenant_stats", metadata,
+    Column("tenant_key", String(32), primary_key=True),
+    Column("table_name", String(64), primary_key=True),
+    Column("tenant_slug", String(40), nullable=False, index=True),
+    Column("row_count", BigInteger, nullable=False),
+    Column("taken_at", DateTime(timezone=True), nullable=False),
 )

@@ -19,9 +19,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, delete, func, insert, select, text
+from sqlalchemy import table as table_clause
 
 from tenants.core.autocommit import autocommit_session
+from tenants.core.clock import utcnow
+from tenants.core.control_schema import tenant_stats, tenants
 from tenants.core.errors import InvalidUsage, StorageUnavailable
 from tenants.core.ledger import TenantResult
 from tenants.core.names import quote_ident
@@ -82,6 +85,8 @@ def run_task(task: Task, tenancy: Tenancy, storage: TenantStorage, params: dict)
     """Run a maintenance task on one tenant under its lock and timeouts; return its result."""
     started = time.perf_counter()
     lock_timeout, statement_timeout = timeouts(tenancy, params)
+    # A task that records what it found for the console (stats) writes it to the control plane.
+    params = {**params, "control_engine": tenancy.control_engine}
     if task.transactional:
         with storage.begin(exclusive=True, lock_timeout=lock_timeout,
                            timeouts=(lock_timeout, statement_timeout)) as conn:
@@ -105,14 +110,18 @@ def run_task(task: Task, tenancy: Tenancy, storage: TenantStorage, params: dict)
                         None, detail)
 
 
-def _tenant_tables(conn: Connection, storage: TenantStorage) -> list[str]:
+def _table_names(conn: Connection, storage: TenantStorage) -> list[str]:
     if storage.dialect == "postgresql":
         rows = conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
                                  "ORDER BY tablename"))
     else:
         rows = conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'table' "
                                  "AND name NOT LIKE 'sqlite_%' ORDER BY name"))
-    return [quote_ident(name) for (name,) in rows]
+    return [name for (name,) in rows]
+
+
+def _tenant_tables(conn: Connection, storage: TenantStorage) -> list[str]:
+    return [quote_ident(name) for name in _table_names(conn, storage)]
 
 
 @register_task("analyze")
@@ -155,3 +164,27 @@ def run_sql_file(conn: Connection, storage: TenantStorage, params: dict) -> str:
     if statement.strip():
         conn.exec_driver_sql(statement, execution_options={"no_parameters": True})
     return f"ran {params.get('path', 'SQL')} ({params.get('sha256', '')[:12]})"
+
+
+@register_task("stats")
+def refresh_stats(conn: Connection, storage: TenantStorage, params: dict) -> str:
+    """Count the rows of the tenant's tables into the control plane's tenant_stats (the console's dashboard)."""
+    names = [name for name in _table_names(conn, storage) if name != "alembic_version"]
+    # table_clause() quotes the name; on PostgreSQL the tenant's search_path resolves it to its schema.
+    counts = {name: conn.execute(select(func.count()).select_from(table_clause(name))).scalar_one() for name in names}
+    taken_at = utcnow()
+    with params["control_engine"].connect() as control:
+        # SQLite: take the control file's write lock up front; a read lock upgraded later fails at once
+        # ("database is locked") while other tenants' workers write their stats.
+        control.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+        with control.begin():
+            # Rows of an earlier tenant under this slug (dropped, re-created) and of dropped tables go too.
+            control.execute(delete(tenant_stats).where(tenant_stats.c.tenant_slug == storage.slug))
+            key = control.execute(select(tenants.c.account_key).where(tenants.c.slug == storage.slug)).scalar()
+            if key is None:
+                return "not recorded: the tenant left the registry meanwhile"
+            if counts:
+                control.execute(insert(tenant_stats), [
+                    {"tenant_key": key, "table_name": name, "tenant_slug": storage.slug, "row_count": count,
+                     "taken_at": taken_at} for name, count in counts.items()])
+    return "counted " + ", ".join(f"{name} {count}" for name, count in counts.items())

@@ -182,6 +182,7 @@ def test_history_shows_each_principal_only_what_they_may_view(console: Console, 
 
 
 def test_dashboard_counts_and_flags_tenants_behind_head(console: Console, root) -> None:
+    console.refresh_stats()
     move_tenant(console.tenancy, console.b, "0002", downgrade=True, options=RunOptions(allow_destructive=True))
     page = root.get("/admin/").get_data(as_text=True)
     row_a = page.split(f'<tr data-tenant="{console.a}"', 1)[1].split("</tr>", 1)[0]

@@ -7,6 +7,7 @@ from tests.console_support import Console, add_staff, signed_in
 
 
 def test_dashboard_shows_only_the_counts_a_grant_covers(console: Console, viewer) -> None:
+    console.refresh_stats()
     page = viewer.get("/admin/").get_data(as_text=True)
     row = page[page.index(f"<tr data-tenant=\"{console.a}\""):]
     row = row[:row.index("</tr>")]

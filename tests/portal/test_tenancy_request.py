@@ -1,7 +1,5 @@
 """Tenant isolation: every console endpoint acts on the tenant of its URL, and only with a grant for it."""
 
-import re
-
 import pytest
 
 from tests.console_support import Console, csrf_token, signed_in
@@ -86,10 +84,8 @@ def test_two_tabs_on_two_tenants_never_mix(console: Console, root) -> None:
         # Links Flask-Admin builds (menu, create, export, rows) stay on the page's tenant.
         assert f'href="/t/{console.a}/admin/user/"' not in page_b
         assert f"/t/{console.b}/admin/product/export/csv/" in page_b
-        # ... except the switcher's entry for the other tenant (it keeps the model: acme's products).
-        switcher = re.compile(rf'data-tenant="{console.a}"\s+href="/t/{console.a}/admin/product/"')
-        assert len(switcher.findall(page_b)) == 1
-        assert f"/t/{console.a}/admin/product/" not in switcher.sub("", page_b)
+        # The switcher is a search form, not a list of links to other tenants.
+        assert f"/t/{console.a}/" not in page_b
 
 
 def test_ajax_lookup_reads_the_url_tenant_only(console: Console, root) -> None:

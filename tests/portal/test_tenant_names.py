@@ -25,6 +25,12 @@ def test_export_file_name_names_the_tenant(console: Console, root) -> None:
 
 def test_switcher_keeps_the_current_model(console: Console, root, viewer) -> None:
     page = root.get(f"/t/{console.a}/admin/product/?page_size=50").get_data(as_text=True)
-    assert re.search(rf'data-tenant="{console.b}"\s+href="/t/{console.b}/admin/product/"', page)
+    form = page.split('id="tenant-switch-form"', 1)[1].split("</form>", 1)[0]
+    assert 'name="model" value="product"' in form
+    switched = root.get(f"/admin/switch/?tenant={console.b}&model=product")
+    assert switched.status_code == 302 and switched.headers["Location"] == f"/t/{console.b}/admin/product/"
     overview = root.get(f"/t/{console.a}/admin/").get_data(as_text=True)
-    assert re.search(rf'data-tenant="{console.b}"\s+href="/t/{console.b}/admin/"', overview)
+    assert 'name="model" value=""' in overview.split('id="tenant-switch-form"', 1)[1].split("</form>", 1)[0]
+    assert root.get(f"/admin/switch/?tenant={console.b}&model=").headers["Location"] == f"/t/{console.b}/admin/"
+    # A model the person may not view in the target tenant leads to its overview instead.
+    assert viewer.get(f"/admin/switch/?tenant={console.a}&model=user").headers["Location"] == f"/t/{console.a}/admin/"
