@@ -6,9 +6,10 @@ from sqlalchemy import select
 
 from tenants.core.control_schema import tenant_stats, tenants
 from tenants.core.tenancy import Tenancy
+from tenants.fleet.create import create_tenant
 from tenants.fleet.options import RunOptions
 from tenants.fleet.runs import for_each_tenant
-from tenants.migrate.lifecycle import create_tenant, drop_tenant
+from tenants.migrate.lifecycle import drop_tenant
 from tenants.migrate.plan import Selection
 from tests.conftest import run_manage
 from tests.factories import make_product, make_user

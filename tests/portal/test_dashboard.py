@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from tenants.migrate.lifecycle import create_tenant, drop_tenant
+from tenants.fleet.create import create_tenant
+from tenants.migrate.lifecycle import drop_tenant
 from tests.console_support import Console, register_tenants
 
 
