@@ -7,6 +7,8 @@ from tenants.core.tenancy import Tenancy
 from tenants.fleet.options import RunOptions
 from tenants.fleet.runs import upgrade_tenants
 from tenants.migrate.plan import Selection
+from tenants.safety.errors import GateBlocked
+from tenants.safety.lint.hazards import format_hazard
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,12 @@ def upgrade_selected(tenancy: Tenancy, slugs: list[str], started_by: str | None 
     try:
         report = upgrade_tenants(tenancy, Selection(tenants=tuple(slugs)), "head",
                                  RunOptions(jobs=1, started_by=started_by))
-    except TenantError as e:  # refused as a whole (lint gate, bad selection): nothing was touched
+    except GateBlocked as e:  # the console has no --allow-destructive: a reviewed run belongs to the CLI
+        hazards = "; ".join(format_hazard(h) for h in e.hazards)
+        message = (f"refused, no tenant was touched: {hazards}. Review the revision, then acknowledge the "
+                   "hazard in it or run upgrade-all-tenants --allow-destructive")
+        return [UpgradeReport(slug, False, message) for slug in slugs]
+    except TenantError as e:  # refused as a whole (bad selection, heads): nothing was touched
         return [UpgradeReport(slug, False, str(e).splitlines()[0]) for slug in slugs]
     reports = [UpgradeReport(item.slug, True, f"already at {item.current}") for item in report.plan.at_target]
     for result in report.final().values():
