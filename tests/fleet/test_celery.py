@@ -276,3 +276,27 @@ def test_fail_fast_stops_each_slot_and_run_status_closes_the_run(pg_control_url:
         purge_queue(env)
         fleet.close()
         tenancy.close()
+
+
+@pytest.mark.celery
+def test_a_blocked_revision_is_refused_before_anything_is_sent_to_the_workers(pg_control_url: str, tmp_path: Path) -> None:
+    settings = TenantSettings(control_url=pg_control_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
+    tenancy = Tenancy(settings)
+    ensure_control(tenancy)
+    try:
+        make_tenants(tenancy, ["acme", "beta"])
+        chain = write_chain(tmp_path, {"0004": ("0003", "with op.batch_alter_table('products') as batch:\n"
+                                                        "    batch.drop_column('name')", "pass")})
+        env = env_for(settings, chain, tmp_path)
+        with tenancy.control_engine.connect() as conn:
+            runs = conn.execute(select(func.count()).select_from(migration_runs)).scalar()
+        result = run_manage(["upgrade-all-tenants", "--via", "celery", "--no-wait"], env)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "drop-column" in result.stderr and "Traceback" not in result.stderr
+        with tenancy.control_engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(migration_runs)).scalar() == runs
+            assert conn.execute(select(func.count()).select_from(dispatched_tenants)).scalar() == 0
+        assert lock_rows(tenancy) == 0
+        assert live(tenancy, "acme") == live(tenancy, "beta") == "0003"
+    finally:
+        tenancy.close()
