@@ -196,27 +196,43 @@ def _under_way(tenancy: Tenancy) -> set[str]:
                                                             d.tenant_slug.not_in(recorded))).scalars())
 
 
-@pytest.mark.celery
-def test_broker_unreachable_exits_3_and_changes_nothing(pg_control_url: str, tmp_path: Path) -> None:
+@pytest.fixture
+def pair(pg_control_url: str, tmp_path: Path) -> Iterator[tuple[TenantSettings, Tenancy]]:
+    """Two tenants at 0003 on a PostgreSQL control plane, for runs that must change nothing."""
     settings = TenantSettings(control_url=pg_control_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
     tenancy = Tenancy(settings)
     ensure_control(tenancy)
     try:
         make_tenants(tenancy, ["acme", "beta"])
-        chain = slow_logged_chain(tmp_path, 0.0)
-        env = env_for(settings, chain, tmp_path, CELERY_BROKER_URL="redis://127.0.0.1:1/0")
-        with tenancy.control_engine.connect() as conn:
-            runs = conn.execute(select(func.count()).select_from(migration_runs)).scalar()
-        result = run_manage(["upgrade-all-tenants", "--via", "celery"], env)
-        assert result.returncode == 3, result.stdout + result.stderr
-        assert result.stderr.startswith("Error: cannot reach the Celery broker redis://127.0.0.1:1/0")
-        assert result.stderr.count("\n") == 1 and "nothing was changed" in result.stderr and result.stdout == ""
-        with tenancy.control_engine.connect() as conn:
-            assert conn.execute(select(func.count()).select_from(migration_runs)).scalar() == runs
-        assert lock_rows(tenancy) == 0
-        assert live(tenancy, "acme") == live(tenancy, "beta") == "0003"
+        yield settings, tenancy
     finally:
         tenancy.close()
+
+
+def run_count(tenancy: Tenancy) -> int:
+    with tenancy.control_engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(migration_runs)).scalar()
+
+
+def assert_nothing_changed(tenancy: Tenancy, runs: int) -> None:
+    """No new run, no lock, no tenant sent to a worker, both tenants where they were."""
+    assert run_count(tenancy) == runs
+    with tenancy.control_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(dispatched_tenants)).scalar() == 0
+    assert lock_rows(tenancy) == 0
+    assert live(tenancy, "acme") == live(tenancy, "beta") == "0003"
+
+
+@pytest.mark.celery
+def test_broker_unreachable_exits_3_and_changes_nothing(pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings, tenancy = pair
+    env = env_for(settings, slow_logged_chain(tmp_path, 0.0), tmp_path, CELERY_BROKER_URL="redis://127.0.0.1:1/0")
+    runs = run_count(tenancy)
+    result = run_manage(["upgrade-all-tenants", "--via", "celery"], env)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert result.stderr.startswith("Error: cannot reach the Celery broker redis://127.0.0.1:1/0")
+    assert result.stderr.count("\n") == 1 and "nothing was changed" in result.stderr and result.stdout == ""
+    assert_nothing_changed(tenancy, runs)
 
 
 @pytest.fixture
@@ -279,24 +295,12 @@ def test_fail_fast_stops_each_slot_and_run_status_closes_the_run(pg_control_url:
 
 
 @pytest.mark.celery
-def test_a_blocked_revision_is_refused_before_anything_is_sent_to_the_workers(pg_control_url: str, tmp_path: Path) -> None:
-    settings = TenantSettings(control_url=pg_control_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
-    tenancy = Tenancy(settings)
-    ensure_control(tenancy)
-    try:
-        make_tenants(tenancy, ["acme", "beta"])
-        chain = write_chain(tmp_path, {"0004": ("0003", "with op.batch_alter_table('products') as batch:\n"
-                                                        "    batch.drop_column('name')", "pass")})
-        env = env_for(settings, chain, tmp_path)
-        with tenancy.control_engine.connect() as conn:
-            runs = conn.execute(select(func.count()).select_from(migration_runs)).scalar()
-        result = run_manage(["upgrade-all-tenants", "--via", "celery", "--no-wait"], env)
-        assert result.returncode == 2, result.stdout + result.stderr
-        assert "drop-column" in result.stderr and "Traceback" not in result.stderr
-        with tenancy.control_engine.connect() as conn:
-            assert conn.execute(select(func.count()).select_from(migration_runs)).scalar() == runs
-            assert conn.execute(select(func.count()).select_from(dispatched_tenants)).scalar() == 0
-        assert lock_rows(tenancy) == 0
-        assert live(tenancy, "acme") == live(tenancy, "beta") == "0003"
-    finally:
-        tenancy.close()
+def test_a_blocked_revision_is_refused_before_anything_is_sent_to_the_workers(pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings, tenancy = pair
+    chain = write_chain(tmp_path, {"0004": ("0003", "with op.batch_alter_table('products') as batch:\n"
+                                                    "    batch.drop_column('name')", "pass")})
+    runs = run_count(tenancy)
+    result = run_manage(["upgrade-all-tenants", "--via", "celery", "--no-wait"], env_for(settings, chain, tmp_path))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "drop-column" in result.stderr and "Traceback" not in result.stderr
+    assert_nothing_changed(tenancy, runs)
