@@ -26,7 +26,7 @@ def row_url(endpoint: str, name: str, **values: Any) -> Callable[[Any], str]:
 
     def link(value: Any) -> str:
         text = str(value)
-        if UNRESERVED.fullmatch(text):
+        if value is not None and UNRESERVED.fullmatch(text):  # url_for leaves a None out
             return f"{prefix}{text}{suffix}"
         return url_for(endpoint, **{name: value}, **values)
 

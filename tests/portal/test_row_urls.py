@@ -9,7 +9,7 @@ from flask import Blueprint, Flask, url_for
 from portal.admin.row_urls import PLACEHOLDER, cached_row_url, row_url
 from tests.console_support import Console, register_tenants
 
-HOSTILE = ["1", 0, 12345, "acme", "a b", "a&b=c", "../x", "x/y", "%41", "ü", "", "?", "#frag", "<script>",
+HOSTILE = ["1", 0, 12345, None, True, "acme", "a b", "a&b=c", "../x", "x/y", "%41", "ü", "", "?", "#frag", "<script>",
            PLACEHOLDER, f"{PLACEHOLDER}{PLACEHOLDER}", "a.b-c_d~e"]
 
 
@@ -30,7 +30,7 @@ def test_a_query_value_gives_the_link_url_for_gives(plain_app: Flask, value: obj
         assert link(value) == url_for("pages.details", id=value, tenant="acme", url="/back?x=1&y=2")
 
 
-@pytest.mark.parametrize("value", [v for v in HOSTILE if v not in ("", "?", "#frag")])
+@pytest.mark.parametrize("value", [v for v in HOSTILE if v not in ("", "?", "#frag", None)])
 def test_a_path_value_gives_the_link_url_for_gives(plain_app: Flask, value: object) -> None:
     with plain_app.test_request_context():
         assert row_url("pages.item", "name", tenant="acme")(value) == url_for("pages.item", name=value, tenant="acme")
