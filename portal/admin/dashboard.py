@@ -6,7 +6,7 @@ queries whether there are 3 tenants or thousands.
 """
 
 from math import ceil
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import current_app, redirect, request
 from flask_admin import AdminIndexView, expose
@@ -24,6 +24,22 @@ from portal.tenant_scope import scoped
 from tenants.core.control_schema import migration_runs, tenant_results, tenant_stats, tenant_versions, tenants
 from tenants.core.ledger import MIGRATION_KINDS
 from tenants.core.tenancy import Tenancy
+
+
+class DashboardRow(NamedTuple):
+    """One tenant on the dashboard (attributes, not a dict: Jinja reads a dict key only after a failed getattr)."""
+
+    slug: str
+    display_name: str
+    status: str
+    link: str
+    revision: str | None
+    behind: bool
+    cells: list[int | None] | None  # per model, in column order; None where no grant lets the viewer see it
+    taken_at: str | None
+    last: Any
+    failed: bool
+
 
 PAGE_SIZE = 20  # as Flask-Admin's lists: a page costs the same at any fleet size
 ATTENTION_SHOWN = 20  # tenants named in "Needs attention"; the rest are counted
@@ -96,15 +112,13 @@ def dashboard_page(tenancy: Tenancy, principal: Any, asked: Any) -> dict[str, An
     rows = []
     for row in tenant_rows:
         found = stats.get(row.account_key)
-        # One cell per model, in column order: the count, or None where no grant lets the viewer see it.
         cells = None if found is None else [
             found["counts"].get(m) if can(principal, row.slug, m, "view") else None
             for m in TENANT_MODELS]
         result = last.get(row.slug)
-        rows.append({"slug": row.slug, "display_name": row.display_name, "status": row.status,
-                     "link": tenant_link(row.slug), "revision": row.revision, "behind": row.revision != head,
-                     "cells": cells, "taken_at": human_time(found["taken_at"]) if found else None,
-                     "last": result, "failed": bool(result and result.status in FAILED_RESULTS)})
+        rows.append(DashboardRow(row.slug, row.display_name, row.status, tenant_link(row.slug), row.revision,
+                                 row.revision != head, cells, human_time(found["taken_at"]) if found else None,
+                                 result, bool(result and result.status in FAILED_RESULTS)))
     return {"rows": rows, "page": page, "pages": pages, "total": total, "head": head,
             "behind": behind, "behind_total": behind[0].total if behind else 0, "failed": failed[:ATTENTION_SHOWN],
             "more_failed": len(failed) > ATTENTION_SHOWN}
