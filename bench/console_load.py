@@ -1,7 +1,7 @@
 """Load on the console's product list: 100 tenants vs a single-tenant Flask-Admin app, same run.
 
     python bench/console_load.py [--tenants 100] [--products 50] [--seconds 15] [--clients 8] [--rounds 2]
-    python bench/console_load.py --scale [--large 2000] [--small 3]   (see bench/console_scale.py)
+    python bench/console_load.py --scale [--large 2000] [--small 3] [--keep]   (see bench/console_scale.py)
 
 Builds a throwaway PostgreSQL database (PORTAL_BENCH_PG_URL, default the local trust login)
 with the control plane and N tenants (one schema each), serves
@@ -217,6 +217,8 @@ def main() -> None:
                              "tenants (bench/console_scale.py).")
     parser.add_argument("--large", type=int, default=2000)
     parser.add_argument("--small", type=int, default=3)
+    parser.add_argument("--keep", action="store_true",
+                        help="With --scale: keep both databases (URLs printed) to profile the same worlds again.")
     opts = parser.parse_args()
     if opts.scale:
         from bench.console_scale import run_scale

@@ -7,9 +7,11 @@ and N tenant schemas, each at head with products, registry rows, ledger rows and
 stats. Tenants are made directly, cheaply: the chain's SQL is rendered once (the same offline
 rendering `upgrade-all-tenants --sql` prints) and replayed into each new schema in batches,
 and the control-plane rows go in with one INSERT per table (account_key set by hand: its
-default is Python-side only). Both consoles run under gunicorn (2 gthread workers); rounds
-alternate between them. For each page it prints the median latency at N and at 3, and their
-ratio against the target (at most 1.3x). The machine is shared: treat figures as indicative.
+default is Python-side only). Both consoles run under gunicorn (2 gthread workers); they take
+turns of a second on each page, so the shared machine's load falls on both alike. For each
+page it prints the median latency at N and at 3, and their ratio against the target (at most
+1.3x). The machine is shared: treat figures as indicative. `--keep` leaves both databases in
+place (their URLs are printed) for profiling the same worlds again; drop them by hand after.
 """
 
 import random
@@ -31,6 +33,7 @@ from tenants.migrate.replay import render_range
 
 TARGET = 1.3
 BATCH = 100  # tenant schemas per round trip
+TURN = 1.0  # seconds one world is driven before the other takes its turn
 PAGES = ("dashboard", "switcher search", "Tenants list", "product list")
 
 
@@ -115,13 +118,15 @@ def run_scale(opts: Any, make_database: Any, drop_database: Any, serve: Any, sto
             cookies[which] = sign_in(ports[which], True)
             paths[which] = page_paths(slugs, rng)
         latencies: dict[tuple[str, str], list[float]] = {(w, p): [] for w in worlds for p in PAGES}
-        for round_no in range(opts.rounds):
-            order = list(worlds) if round_no % 2 == 0 else list(reversed(worlds))
-            for page in PAGES:
-                for which in order:
-                    args = (ports[which], cookies[which], paths[which][page], opts.seconds, round_no)
-                    client((*args[:3], min(1.0, opts.seconds), 99))  # warm-up
-                    found, errors = client(args)
+        # The machine is shared: load moves within seconds. Both worlds take turns of TURN seconds
+        # on one page (who goes first alternates), so a burst of load falls on both alike.
+        turns = max(2, round(opts.seconds * opts.rounds / TURN))
+        for page in PAGES:
+            for which in worlds:
+                client((ports[which], cookies[which], paths[which][page], min(1.0, opts.seconds), 99))  # warm-up
+            for turn in range(turns):
+                for which in list(worlds) if turn % 2 == 0 else list(reversed(worlds)):
+                    found, errors = client((ports[which], cookies[which], paths[which][page], TURN, turn))
                     if errors or not found:
                         raise RuntimeError(f"{page} at {worlds[which]} tenants: {errors} requests failed")
                     latencies[(which, page)].extend(found)
@@ -135,10 +140,14 @@ def run_scale(opts: Any, make_database: Any, drop_database: Any, serve: Any, sto
                   f"({'ok' if large / small <= TARGET else 'MISSED'}; "
                   f"{len(latencies[('small', page)])}/{len(latencies[('large', page)])} requests)")
         print(f"\nworst ratio x{worst:.2f}; one keep-alive client per page, {opts.seconds:g} s x {opts.rounds} "
-              "rounds per page and world, gunicorn 2 gthread workers x 4 threads; shared machine: indicative")
+              f"rounds per page and world in alternating turns of {TURN:g} s, gunicorn 2 gthread workers x 4 threads; "
+              "shared machine: indicative")
     finally:
         for proc in procs:
             stop(proc)
-        for url in urls.values():
-            drop_database(url)
+        for which, url in urls.items():
+            if opts.keep:
+                print(f"kept the {worlds[which]}-tenant world: DATABASE_URL={url}")
+            else:
+                drop_database(url)
 

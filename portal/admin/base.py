@@ -13,6 +13,8 @@ from markupsafe import Markup
 from portal import audit
 from portal.admin.bulk_delete import ConfirmedBulkDelete
 from portal.admin.formatting import DETAIL_FORMATTERS, LIST_FORMATTERS
+from portal.admin.row_actions import fast_row_actions
+from portal.admin.row_urls import cached_row_url
 from portal.auth import login_url_for_here
 from portal.permissions import can, can_control
 from portal.quarantine import quarantine_state
@@ -125,6 +127,17 @@ class GrantedModelView(SecureView, ModelView):
 
     def get_export_value(self, model: Any, name: Any) -> Any:
         return neutralise_cell(super().get_export_value(model, name))
+
+    def get_list_row_actions(self) -> list[Any]:
+        return fast_row_actions(super().get_list_row_actions())
+
+    def get_url(self, endpoint: str, **kwargs: Any) -> str:
+        if "id" not in kwargs or not has_request_context():
+            return super().get_url(endpoint, **kwargs)
+        # A row's details / edit link: built once per page, the row's id put in (see row_urls).
+        absolute = f"{self.endpoint}{endpoint}" if endpoint.startswith(".") else endpoint
+        row_id = kwargs.pop("id")
+        return cached_row_url(absolute, "id", **kwargs)(row_id)
 
 
 class AuditedView:

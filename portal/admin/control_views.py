@@ -59,11 +59,22 @@ def _fleet_facts() -> dict[str, Any]:
     return g.fleet_facts
 
 
+STORAGE_LABELS_KEPT = 10_000  # labels remembered per process; beyond that the memo starts again
+
+
 def _storage_label(model: TenantRecord) -> str:
-    tenancy = current_app.extensions["tenancy"]
-    tenant = Tenant(model.slug, model.display_name, model.status, model.status_reason, model.database_url,
-                    model.created_at)
-    return tenancy.storage(tenant).describe()
+    # A pure function of the slug and the tenant's own URL (URL parsing and masking is most of
+    # its cost): remembered per process, so a page's rows do not redo it on every load.
+    labels = current_app.extensions.setdefault("tenant_storage_labels", {})
+    key = (model.slug, model.database_url)
+    if key not in labels:
+        if len(labels) >= STORAGE_LABELS_KEPT:
+            labels.clear()
+        tenancy = current_app.extensions["tenancy"]
+        tenant = Tenant(model.slug, model.display_name, model.status, model.status_reason, model.database_url,
+                        model.created_at)
+        labels[key] = tenancy.storage(tenant).describe()
+    return labels[key]
 
 
 def _pending(view: Any, context: Any, model: TenantRecord, name: str) -> Any:

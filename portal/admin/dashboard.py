@@ -6,7 +6,7 @@ queries whether there are 3 tenants or thousands.
 """
 
 from math import ceil
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import current_app, redirect, request
 from flask_admin import AdminIndexView, expose
@@ -16,6 +16,7 @@ from sqlalchemy import Connection, func, or_, select
 from portal.admin.base import SecureView
 from portal.admin.control_views import FAILED_RESULTS
 from portal.admin.formatting import human_time
+from portal.admin.row_urls import cached_row_url
 from portal.auth import login_url_for_here
 from portal.permissions import TENANT_MODELS, can, can_control, visible_slugs
 from portal.quarantine import chain_head
@@ -23,6 +24,22 @@ from portal.tenant_scope import scoped
 from tenants.core.control_schema import migration_runs, tenant_results, tenant_stats, tenant_versions, tenants
 from tenants.core.ledger import MIGRATION_KINDS
 from tenants.core.tenancy import Tenancy
+
+
+class DashboardRow(NamedTuple):
+    """One tenant on the dashboard (attributes, not a dict: Jinja reads a dict key only after a failed getattr)."""
+
+    slug: str
+    display_name: str
+    status: str
+    link: str
+    revision: str | None
+    behind: bool
+    cells: list[int | None] | None  # per model, in column order; None where no grant lets the viewer see it
+    taken_at: str | None
+    last: Any
+    failed: bool
+
 
 PAGE_SIZE = 20  # as Flask-Admin's lists: a page costs the same at any fleet size
 ATTENTION_SHOWN = 20  # tenants named in "Needs attention"; the rest are counted
@@ -91,16 +108,17 @@ def dashboard_page(tenancy: Tenancy, principal: Any, asked: Any) -> dict[str, An
         entry = stats.setdefault(row.tenant_key, {"counts": {}, "taken_at": row.taken_at})
         entry["counts"][row.table_name] = row.row_count
         entry["taken_at"] = min(entry["taken_at"], row.taken_at)
+    tenant_link = cached_row_url("tenant_home.index", "tenant")  # built once for the page's rows
     rows = []
     for row in tenant_rows:
         found = stats.get(row.account_key)
-        counts = None if found is None else {  # only the tables a grant lets the viewer see
-            m: n for m, n in found["counts"].items() if m in TENANT_MODELS and can(principal, row.slug, m, "view")}
+        cells = None if found is None else [
+            found["counts"].get(m) if can(principal, row.slug, m, "view") else None
+            for m in TENANT_MODELS]
         result = last.get(row.slug)
-        rows.append({"slug": row.slug, "display_name": row.display_name, "status": row.status,
-                     "revision": row.revision, "behind": row.revision != head, "counts": counts,
-                     "taken_at": human_time(found["taken_at"]) if found else None, "last": result,
-                     "failed": bool(result and result.status in FAILED_RESULTS)})
+        rows.append(DashboardRow(row.slug, row.display_name, row.status, tenant_link(row.slug), row.revision,
+                                 row.revision != head, cells, human_time(found["taken_at"]) if found else None,
+                                 result, bool(result and result.status in FAILED_RESULTS)))
     return {"rows": rows, "page": page, "pages": pages, "total": total, "head": head,
             "behind": behind, "behind_total": behind[0].total if behind else 0, "failed": failed[:ATTENTION_SHOWN],
             "more_failed": len(failed) > ATTENTION_SHOWN}
@@ -115,6 +133,7 @@ class DashboardView(SecureView, AdminIndexView):
         if not current_user.is_authenticated:
             return redirect(login_url_for_here())
         tenancy = current_app.extensions["tenancy"]
-        page = dashboard_page(tenancy, current_user, request.args.get("page", 1))
-        return self.render("admin/dashboard.html", models=TENANT_MODELS,
+        # The signed-in principal itself, not the proxy: it is asked about every row.
+        page = dashboard_page(tenancy, current_user._get_current_object(), request.args.get("page", 1))
+        return self.render("admin/dashboard.html", models=TENANT_MODELS, zip=zip,
                            show_tenants_link=can_control(current_user, "tenants", "view"), **page)
