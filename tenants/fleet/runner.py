@@ -97,6 +97,7 @@ class FleetRun:
             self.emit("start", report.run_id)
             for item in plan.errors:
                 self._record(TenantResult(item.slug, item.error_status, item.current, None, 0.0, item.error))
+            self._flush()  # in the ledger before any tenant runs (a Celery run counts its results from there)
             self._run_all()
             self._flush()
             return self._finish(self._conclude())
