@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="also profile one no-op run with cProfile")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     opts = parser.parse_args()
-    from bench.upgrade_all import admin, measure, psql_floor, write_chain
+    from bench.upgrade_support import admin, measure, psql_floor, write_chain
     from tenants.core.names import quote_ident, quoted_schema
     from tenants.core.settings import TenantSettings
     from tenants.core.tenancy import Tenancy

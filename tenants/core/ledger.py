@@ -14,6 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from tenants.core.clock import utcnow
 from tenants.core.control_schema import migration_runs, tenant_results, tenant_versions
@@ -93,12 +94,69 @@ def record_result(engine: Engine, run_id: str, result: TenantResult, started_at:
             set_version(conn, result.slug, result.to_revision, run_id)
 
 
+def moved_to(result: TenantResult) -> tuple[bool, str | None]:
+    """Return (whether the ledger entry moves, to which revision) for a result.
+
+    A success moves it to where the tenant ended; a failure only when a revision committed on
+    its own before it (partial progress of a revision that runs outside a transaction).
+    """
+    if result.status == "ok":
+        return True, result.to_revision
+    return bool(result.to_revision and result.to_revision != result.from_revision), result.to_revision
+
+
+def record_results(engine: Engine, run_id: str, batch: list[tuple[TenantResult, datetime]]) -> None:
+    """Write many tenants' results (with when each started) and move their ledger entries, in one transaction.
+
+    Each tenant's own transaction has committed before its result gets here: its alembic_version
+    is the truth, so a batch lost with the process only delays the ledger until the next run
+    corrects it (see FleetRun._reconcile_ledger).
+    """
+    if not batch:
+        return
+    now = utcnow()
+    rows = [{"run_id": run_id, "tenant_slug": r.slug, "from_revision": r.from_revision, "to_revision": r.to_revision,
+             "status": r.status, "started_at": began, "duration_ms": r.duration_ms, "error": r.error,
+             "detail": r.detail} for r, began in batch]
+    # One row per tenant (a retried tenant appears twice; its last result wins): an upsert may
+    # touch a row only once per statement.
+    moves: dict[str, str | None] = {}
+    for result, _ in batch:
+        moves_it, revision = moved_to(result)
+        if moves_it:
+            moves[result.slug] = revision
+    with engine.begin() as conn:
+        conn.execute(insert(tenant_results), rows)
+        if moves:
+            upsert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(tenant_versions)
+            upsert = upsert.on_conflict_do_update(index_elements=[tenant_versions.c.tenant_slug], set_={
+                "revision": upsert.excluded.revision, "updated_at": upsert.excluded.updated_at,
+                "run_id": upsert.excluded.run_id})
+            conn.execute(upsert, [{"tenant_slug": slug, "revision": revision, "updated_at": now, "run_id": run_id}
+                                  for slug, revision in moves.items()])
+
+
 def set_version(conn, slug: str, revision: str | None, run_id: str | None) -> None:  # type: ignore[no-untyped-def]
     """Upsert the tenant's current revision in the ledger (inside the caller's transaction)."""
     values = {"revision": revision, "updated_at": utcnow(), "run_id": run_id}
     done = conn.execute(update(tenant_versions).where(tenant_versions.c.tenant_slug == slug).values(**values))
     if done.rowcount == 0:
         conn.execute(insert(tenant_versions).values(tenant_slug=slug, **values))
+
+
+def correct_ledger(engine: Engine, found: dict[str, str | None]) -> list[str]:
+    """Set the ledger entry of each tenant in `found` ({slug: live revision}) that says otherwise; return their slugs.
+
+    This is what makes a lost ledger write harmless: the next run finds the tenant's
+    alembic_version and records it.
+    """
+    recorded = ledger_versions(engine)
+    stale = [slug for slug, revision in found.items() if recorded.get(slug, "missing") != revision]
+    if stale:
+        with engine.begin() as conn:
+            for slug in stale:
+                set_version(conn, slug, found[slug], None)
+    return stale
 
 
 def finish_run(engine: Engine, run_id: str, status: str, counts: dict[str, int], *, if_running: bool = False) -> bool:

@@ -1,7 +1,7 @@
 """Run one per-tenant unit of work over a plan's pending tenants, on this machine, on record.
 
-Tenants go through a bounded pool of processes (Alembic's globals are not thread-safe), each
-result written to the ledger as it arrives; the fleet lock keeps two runs apart.
+Tenants go through a bounded pool of processes (Alembic's globals are not thread-safe), their
+results written to the ledger in batches (fleet.recorder); the fleet lock keeps two runs apart.
 """
 
 import multiprocessing
@@ -17,10 +17,11 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from tenants.core.clock import utcnow
 from tenants.core.engines import mask_secrets
 from tenants.core.errors import TenantError
-from tenants.core.ledger import TenantResult, finish_run, ledger_versions, record_result, set_version, start_run
+from tenants.core.ledger import TenantResult, correct_ledger, finish_run, start_run
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.lock import FleetLock, Heartbeat
 from tenants.fleet.options import PlanCheck, RunOptions
+from tenants.fleet.recorder import ResultBuffer
 from tenants.fleet.report import FAILURES, RunReport
 from tenants.fleet.servers import ServerSlots, default_jobs, pool_size
 from tenants.fleet.units import init_worker, process_tenancy, run_unit
@@ -46,6 +47,7 @@ class FleetRun:
         self.checks = checks
         # Results are written with commits that do not wait for their WAL flush (see core.engines).
         self.ledger = tenancy.engines.get(tenancy.settings.control_url, durable_commits=False)
+        self.results = ResultBuffer(self.ledger)
         stale_after = options.stale_after or tenancy.settings.lock_stale_after
         self.lock = FleetLock(self.engine, stale_after=stale_after)
         self.heartbeat = Heartbeat(self.lock, every=min(options.heartbeat_every, stale_after / 3))
@@ -61,7 +63,10 @@ class FleetRun:
         if self.options.dry_run:
             report.notes += self._checks()
             return self._finish("dry-run")
-        self._reconcile_ledger()
+        # The ledger of tenants found at target is corrected (a run killed after their commit, or before its write).
+        stale = correct_ledger(self.engine, {item.slug: item.current for item in plan.at_target})
+        if stale:
+            report.notes.append(f"ledger corrected for {len(stale)} tenants found at target: " + ", ".join(stale[:10]))
         if not plan.pending and not plan.errors:
             report.run_id = start_run(self.engine, self.report.kind, plan.target, self.options.started_by,
                                       self.options.recorded(), total=len(plan.items))
@@ -92,12 +97,15 @@ class FleetRun:
             self.emit("start", report.run_id)
             for item in plan.errors:
                 self._record(TenantResult(item.slug, item.error_status, item.current, None, 0.0, item.error))
+            self._flush()  # in the ledger before any tenant runs (a Celery run counts its results from there)
             self._run_all()
+            self._flush()
             return self._finish(self._conclude())
         except CONTROL_ERRORS as e:  # before or between the guarded ledger writes
             self._lose_control(e)
             return self._finish("aborted")
         finally:
+            self._flush()  # results of a run left by an unexpected error still reach the ledger
             self.heartbeat.stop()
             self._close_pool()
             self._release()
@@ -163,17 +171,6 @@ class FleetRun:
         if any(result.status in FAILURES for result in final):
             return "failed"
         return "busy" if any(result.status == "busy" for result in final) else "ok"
-
-    def _reconcile_ledger(self) -> None:
-        """Correct ledger entries of tenants found at target (e.g. a run killed after its commit)."""
-        recorded = ledger_versions(self.engine)
-        stale = [item for item in self.plan.at_target if recorded.get(item.slug, "missing") != item.current]
-        if stale:
-            with self.engine.begin() as conn:
-                for item in stale:
-                    set_version(conn, item.slug, item.current, None)
-            self.report.notes.append(f"ledger corrected for {len(stale)} tenants found at target: "
-                                     + ", ".join(item.slug for item in stale[:10]))
 
     def _run_all(self) -> None:
         pending = self.plan.pending
@@ -244,6 +241,8 @@ class FleetRun:
                 if not running:
                     break
                 finished, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
+                if not finished and self.results.due():
+                    self._flush()  # a quiet spell (long tenants): the finished ones reach the ledger now
             except KeyboardInterrupt:
                 self.stop = "interrupted"  # workers ignore Ctrl-C: the in-flight tenants finish and are recorded
                 continue
@@ -279,19 +278,23 @@ class FleetRun:
             self.pool = None
 
     def _record(self, result: TenantResult) -> None:
-        """Write one result to the ledger now, then tell the presenter."""
-        began = utcnow() - timedelta(milliseconds=result.duration_ms)
+        """Queue one result for the ledger (written in batches: fleet.recorder), then tell the presenter."""
         if self.stop != CONTROL_LOST:
-            try:
-                record_result(self.ledger, self.report.run_id, result, began)
-                if result.status != "ok" and result.to_revision and result.to_revision != result.from_revision:
-                    with self.ledger.begin() as conn:  # partial progress: a flagged revision committed on its own
-                        set_version(conn, result.slug, result.to_revision, self.report.run_id)
-            except CONTROL_ERRORS as e:
-                self._lose_control(e)
+            self.results.add(result, utcnow() - timedelta(milliseconds=result.duration_ms))
+            if self.results.due():
+                self._flush()
         self.report.results.append(result)
         if self.options.fail_fast and result.status in FAILURES and not self.stop:
             self.stop = "fail-fast"
             self.report.notes.append(f"--fail-fast: {result.slug} failed, no other tenant was started")
         self.done += 1
         self.emit("result", (result, self.done, self.total))
+
+    def _flush(self) -> None:
+        """Write the queued results; a control plane that stopped answering stops the run instead."""
+        try:
+            if self.stop != CONTROL_LOST and self.report.run_id:
+                self.results.flush(self.report.run_id)
+        except CONTROL_ERRORS as e:
+            self._lose_control(e)
+        self.results.drop()  # what could not be written (the report still has it)

@@ -1,0 +1,96 @@
+#!/usr/bin/env python
+"""The fleet run against the psql floor at equal concurrency, median of interleaved rounds.
+
+    python bench/upgrade_floor.py --tenants 1000 [--rounds 3] [--baseline-tree DIR]
+
+Builds the scratch database of bench/upgrade_all.py (N tenant schemas, its 10-revision chain) and
+runs, in each round and in this order: the one-session psql floor, `upgrade-all-tenants --jobs 1`,
+the two-session floor, `upgrade-all-tenants --jobs 2`; every row from the same reset state. With
+`--baseline-tree DIR` (another checkout of the project, e.g. `git archive <commit> | tar -x -C DIR`), each
+round also runs that tree's `--jobs 1` and `--jobs 2`, so a change is measured against the code
+before it under the same load. Prints the median of each row and the ratios to its floor.
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the project's modules are imported inside main()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tenants", type=int, default=1000, help="number of tenant schemas (default 1000)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--baseline-tree", type=Path, help="another checkout whose manage.py runs as the baseline")
+    parser.add_argument("--pg-url", default=os.environ.get("PORTAL_TEST_PG_URL",
+                                                           "postgresql://postgres@127.0.0.1:5432/postgres"))
+    opts = parser.parse_args()
+    from bench.upgrade_support import admin, measure, psql_floor, reset, write_chain
+    from tenants.core.names import quote_ident, quoted_schema
+    from tenants.core.settings import TenantSettings
+    from tenants.core.tenancy import Tenancy
+    from tenants.migrate.control import ensure_control
+    from tenants.migrate.replay import render_range
+
+    n = opts.tenants
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    db_url = make_url(opts.pg_url).set(database=name).render_as_string(hide_password=False)
+    workdir = Path(tempfile.mkdtemp(prefix="bench_floor_"))
+    admin(opts.pg_url, "CREATE DATABASE " + quote_ident(name))
+    tenancy = None
+    try:
+        chain = write_chain(workdir)
+        tenancy = Tenancy(TenantSettings(control_url=db_url, tenant_dir=workdir / "tenants", revision_dir=chain))
+        ensure_control(tenancy)
+        slugs = [f"t{i:05d}" for i in range(n)]
+        for slug in slugs:
+            tenancy.registry.add(slug, slug, None)
+            tenancy.registry.set_status(slug, "active")
+        rendered = render_range(tenancy.scripts, "postgresql", None, tenancy.head())
+        tenancy.close()
+        body = "\n".join(sql for _, statements in rendered for sql in statements)
+        scripts = ["BEGIN;\nSET LOCAL search_path TO " + quoted_schema(s) + ";\n" + body + "\nCOMMIT;" for s in slugs]
+        trees = [("", ROOT)] + ([(" (baseline tree)", opts.baseline_tree.resolve())] if opts.baseline_tree else [])
+
+        def fleet(tree: Path, jobs: int) -> float:
+            env = {**os.environ, "DATABASE_URL": db_url, "PORTAL_REVISION_DIR": str(chain),
+                   "PORTAL_INSTANCE_PATH": str(workdir), "PYTHONPATH": str(tree)}
+            seconds, _, done = measure([sys.executable, str(tree / "manage.py"), "upgrade-all-tenants", "--quiet",
+                                        "--jobs", str(jobs)], env)
+            if done.returncode:
+                raise SystemExit(f"--jobs {jobs} in {tree} failed: {done.stdout[-2000:]} {done.stderr[-2000:]}")
+            return seconds
+
+        times: dict[str, list[float]] = {}
+        print(f"{n} tenant schemas, {len(rendered)}-revision chain, database {name}, {opts.rounds} rounds", flush=True)
+        for round_no in range(opts.rounds):
+            for jobs in (1, 2):
+                reset(db_url, slugs)
+                times.setdefault(f"floor {jobs}", []).append(psql_floor(db_url, scripts, jobs, workdir))
+                for label, tree in trees:
+                    reset(db_url, slugs)
+                    times.setdefault(f"--jobs {jobs}{label}", []).append(fleet(tree, jobs))
+            print(f"  round {round_no + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()), flush=True)
+        med = {label: statistics.median(values) for label, values in times.items()}
+        print(f"\n{'median of ' + str(opts.rounds):<32} {'seconds':>8} {'ms/tenant':>10} {'x floor':>8}")
+        for label, seconds in med.items():
+            floor = med[f"floor {1 if 'jobs 1' in label or label == 'floor 1' else 2}"]
+            print(f"{label:<32} {seconds:8.2f} {seconds / n * 1000:10.2f} {seconds / floor:8.3f}")
+    finally:
+        if tenancy is not None:
+            tenancy.close()
+        admin(opts.pg_url, "DROP DATABASE IF EXISTS " + quote_ident(name) + " WITH (FORCE)")
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

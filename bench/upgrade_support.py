@@ -1,0 +1,132 @@
+"""Shared scaffolding of the upgrade benchmarks: the bench chain, psql floors, resets, timed runs."""
+
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import psycopg2
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# (down_revision, upgrade body): 3 tables, 5 column adds, 2 indexes.
+CHAIN = {
+    "b01": (None, 'op.create_table("customers", sa.Column("id", sa.Integer, primary_key=True), '
+                  'sa.Column("name", sa.String(200), nullable=False), sa.Column("email", sa.String(254), unique=True), '
+                  'sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()))'),
+    "b02": ("b01", 'op.create_table("orders", sa.Column("id", sa.Integer, primary_key=True), '
+                   'sa.Column("customer_id", sa.Integer, sa.ForeignKey("customers.id", ondelete="CASCADE")), '
+                   'sa.Column("total", sa.Numeric(12, 2), nullable=False, server_default="0"), '
+                   'sa.Column("placed_at", sa.DateTime(timezone=True)))'),
+    "b03": ("b02", 'op.create_table("order_lines", sa.Column("id", sa.Integer, primary_key=True), '
+                   'sa.Column("order_id", sa.Integer, sa.ForeignKey("orders.id", ondelete="CASCADE")), '
+                   'sa.Column("sku", sa.String(64), nullable=False), sa.Column("qty", sa.Integer, nullable=False), '
+                   'sa.Column("price", sa.Numeric(10, 2), nullable=False))'),
+    "b04": ("b03", 'op.add_column("customers", sa.Column("phone", sa.String(40)))'),
+    "b05": ("b04", 'op.add_column("orders", sa.Column("status", sa.String(20), nullable=False, '
+                   'server_default="new"))'),
+    "b06": ("b05", 'op.add_column("order_lines", sa.Column("discount", sa.Numeric(5, 2), server_default="0"))'),
+    "b07": ("b06", 'op.create_index("ix_orders_customer_id", "orders", ["customer_id"])'),
+    "b08": ("b07", 'op.create_index("ix_order_lines_order_id", "order_lines", ["order_id"])'),
+    "b09": ("b08", 'op.add_column("customers", sa.Column("vip", sa.Boolean, nullable=False, '
+                   'server_default=sa.false()))'),
+    "b10": ("b09", 'op.add_column("orders", sa.Column("note", sa.Text))'),
+}
+
+
+def write_chain(directory: Path) -> Path:
+    """Write the bench chain next to a copy of the project's env.py."""
+    chain = directory / "chain"
+    (chain / "versions").mkdir(parents=True)
+    for name in ("env.py", "alembic.ini", "script.py.mako"):
+        shutil.copy(ROOT / "migrations" / name, chain / name)
+    for rev, (down, body) in CHAIN.items():
+        (chain / "versions" / f"{rev}.py").write_text(
+            f'"""bench {rev}"""\nfrom alembic import op\nimport sqlalchemy as sa\n\nrevision = {rev!r}\n'
+            f"down_revision = {down!r}\nbranch_labels = None\ndepends_on = None\n\n\n"
+            f"def upgrade():\n    {body}\n\n\ndef downgrade():\n    pass\n")
+    return chain
+
+
+def admin(url: str, sql: str) -> None:
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(sql)  # bench scaffolding: the database name is made here
+    conn.close()
+
+
+def reset(db_url: str, slugs: list[str], *, ledger: bool = True) -> None:
+    """Put every tenant back at base: an empty schema, and a ledger that says so.
+
+    The ledger is cleared with the schemas: a tenant found below its recorded revision is
+    refused as drifted (it was emptied behind the portal's back), which is what reset does.
+    """
+    from tenants.core.names import quoted_schema
+
+    conn = psycopg2.connect(db_url)
+    with conn.cursor() as cur:
+        if ledger:  # False for a tenant database that is not the control database
+            cur.execute("DELETE FROM tenant_versions WHERE tenant_slug = ANY(%s)", (slugs,))
+        for start in range(0, len(slugs), 50):  # commit in batches: each dropped object takes a lock slot
+            for slug in slugs[start:start + 50]:
+                cur.execute("DROP SCHEMA IF EXISTS " + quoted_schema(slug) + " CASCADE")
+                cur.execute("CREATE SCHEMA " + quoted_schema(slug))
+            conn.commit()
+    # Every measurement starts from the same state: the dead catalog rows of the dropped schemas
+    # vacuumed away, and a fresh checkpoint (none falls due inside one row's measurement, and each
+    # pays the same full-page writes after it). Without this, later rows ran on a more bloated
+    # catalog than the floors measured first.
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("VACUUM")
+        cur.execute("CHECKPOINT")
+    conn.close()
+
+
+def measure(args: list[str], env: dict) -> tuple[float, int, subprocess.CompletedProcess]:
+    """Run a command; return (seconds, peak RSS of its process tree in bytes, result)."""
+    peak = 0
+    started = time.perf_counter()
+    proc = psutil.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            try:
+                tree = [proc, *proc.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            except psutil.Error:
+                pass
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    return seconds, peak, subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+def psql_floor(db_url: str, scripts: list[str], sessions: int, workdir: Path) -> float:
+    """Run the per-tenant SQL scripts through `sessions` concurrent psql processes; return seconds."""
+    return psql_sessions([(db_url, scripts[index::sessions]) for index in range(sessions)], workdir)
+
+
+def psql_sessions(sessions: list[tuple[str, list[str]]], workdir: Path) -> float:
+    """Run each (database URL, scripts) through its own psql process, all at once; return seconds."""
+    files = []
+    for index, (url, scripts) in enumerate(sessions):
+        path = workdir / f"floor{len(sessions)}_{index}.sql"
+        path.write_text("\n".join(scripts))
+        files.append((url, path))
+    started = time.perf_counter()
+    procs = [subprocess.Popen(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", str(path)],
+                              stdout=subprocess.DEVNULL) for url, path in files]
+    if any(p.wait() for p in procs):
+        raise SystemExit("psql floor failed")
+    return time.perf_counter() - started
