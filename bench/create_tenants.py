@@ -34,6 +34,8 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the project's modules are imported inside the functions below
 
+from bench.upgrade_support import admin  # noqa: E402 (needs the path above)
+
 SYNTHETIC = 57  # revisions added to the project's 3
 
 
@@ -74,14 +76,6 @@ def write_synthetic_chain(directory: Path) -> Path:
             f"def upgrade():\n    {synthetic_body(index)}\n\n\ndef downgrade():\n    pass\n")
         down = rev
     return chain
-
-
-def admin(url: str, sql: str) -> None:
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(sql)  # bench scaffolding: the database name is made here
-    conn.close()
 
 
 def scratch_database(pg_url: str) -> tuple[str, str]:

@@ -19,14 +19,9 @@ import argparse
 import os
 import pstats
 import resource
-import shutil
 import statistics
 import sys
-import tempfile
-import uuid
 from pathlib import Path
-
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the project's modules (and bench.upgrade_all's helpers) are imported in main()
@@ -57,31 +52,14 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="also profile one no-op run with cProfile")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     opts = parser.parse_args()
-    from bench.upgrade_support import admin, measure, psql_floor, write_chain
-    from tenants.core.names import quote_ident, quoted_schema
-    from tenants.core.settings import TenantSettings
-    from tenants.core.tenancy import Tenancy
-    from tenants.migrate.control import ensure_control
-    from tenants.migrate.replay import render_range
+    from bench.upgrade_support import measure, psql_floor, scratch_fleet
+    from tenants.core.names import quoted_schema
 
     n = opts.tenants
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    db_url = make_url(opts.pg_url).set(database=name).render_as_string(hide_password=False)
-    workdir = Path(tempfile.mkdtemp(prefix="bench_noop_"))
-    admin(opts.pg_url, "CREATE DATABASE " + quote_ident(name))
-    tenancy = None
-    try:
-        chain = write_chain(workdir)
-        tenancy = Tenancy(TenantSettings(control_url=db_url, tenant_dir=workdir / "tenants", revision_dir=chain))
-        ensure_control(tenancy)
-        slugs = [f"t{i:05d}" for i in range(n)]
-        for slug in slugs:
-            tenancy.registry.add(slug, slug, None)
-            tenancy.registry.set_status(slug, "active")
-        rendered = render_range(tenancy.scripts, "postgresql", None, tenancy.head())
-        body = "\n".join(sql for _, statements in rendered for sql in statements)
+    with scratch_fleet(opts.pg_url, n, "bench_noop_", keep=opts.keep) as fleet:
+        db_url, workdir, chain, name = fleet.url, fleet.workdir, fleet.chain, fleet.name
         psql_floor(db_url, [f"BEGIN;\nCREATE SCHEMA {quoted_schema(s)};\nSET LOCAL search_path TO {quoted_schema(s)};"
-                            f"\n{body}\nCOMMIT;" for s in slugs], 2, workdir)
+                            f"\n{fleet.body}\nCOMMIT;" for s in fleet.slugs], 2, workdir)
         env = {**os.environ, "DATABASE_URL": db_url, "PORTAL_REVISION_DIR": str(chain),
                "PORTAL_INSTANCE_PATH": str(workdir), "PYTHONPATH": str(ROOT)}
         manage = [sys.executable, str(ROOT / "manage.py")]
@@ -95,7 +73,7 @@ def main() -> None:
             startups.append(timed([*manage, "upgrade-all-tenants", "--help"], env, measure))
             noops.append(timed([*manage, "upgrade-all-tenants", "--quiet"], env, measure))
         (startup, startup_cpu, _), (noop, noop_cpu, rss) = medians(startups), medians(noops)
-        print(f"{n} tenants at head, {len(rendered)}-revision chain, database {name}; median of {opts.repeat}")
+        print(f"{n} tenants at head, {fleet.revisions}-revision chain, database {name}; median of {opts.repeat}")
         print(f"upgrade-all-tenants --help (its start-up): {startup:.2f} s wall, {startup_cpu:.2f} s CPU")
         print(f"no-op upgrade-all-tenants:                 {noop:.2f} s wall, {noop_cpu:.2f} s CPU "
               f"(peak RSS {rss / 2**20:.0f} MiB)")
@@ -108,13 +86,6 @@ def main() -> None:
             if done.returncode:
                 raise SystemExit(f"profiled run failed: {done.stderr[-2000:]}")
             pstats.Stats(str(out)).sort_stats("cumulative").print_stats(40)
-    finally:
-        if tenancy is not None:
-            tenancy.close()
-        if not opts.keep:
-            admin(opts.pg_url, "DROP DATABASE IF EXISTS " + quote_ident(name) + " WITH (FORCE)")
-            shutil.rmtree(workdir, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()

@@ -13,14 +13,9 @@ before it under the same load. Prints the median of each row and the ratios to i
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
-import tempfile
-import uuid
 from pathlib import Path
-
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the project's modules are imported inside main()
@@ -34,31 +29,14 @@ def main() -> None:
     parser.add_argument("--pg-url", default=os.environ.get("PORTAL_TEST_PG_URL",
                                                            "postgresql://postgres@127.0.0.1:5432/postgres"))
     opts = parser.parse_args()
-    from bench.upgrade_support import admin, measure, psql_floor, reset, write_chain
-    from tenants.core.names import quote_ident, quoted_schema
-    from tenants.core.settings import TenantSettings
-    from tenants.core.tenancy import Tenancy
-    from tenants.migrate.control import ensure_control
-    from tenants.migrate.replay import render_range
+    from bench.upgrade_support import measure, psql_floor, reset, scratch_fleet
+    from tenants.core.names import quoted_schema
 
     n = opts.tenants
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    db_url = make_url(opts.pg_url).set(database=name).render_as_string(hide_password=False)
-    workdir = Path(tempfile.mkdtemp(prefix="bench_floor_"))
-    admin(opts.pg_url, "CREATE DATABASE " + quote_ident(name))
-    tenancy = None
-    try:
-        chain = write_chain(workdir)
-        tenancy = Tenancy(TenantSettings(control_url=db_url, tenant_dir=workdir / "tenants", revision_dir=chain))
-        ensure_control(tenancy)
-        slugs = [f"t{i:05d}" for i in range(n)]
-        for slug in slugs:
-            tenancy.registry.add(slug, slug, None)
-            tenancy.registry.set_status(slug, "active")
-        rendered = render_range(tenancy.scripts, "postgresql", None, tenancy.head())
-        tenancy.close()
-        body = "\n".join(sql for _, statements in rendered for sql in statements)
-        scripts = ["BEGIN;\nSET LOCAL search_path TO " + quoted_schema(s) + ";\n" + body + "\nCOMMIT;" for s in slugs]
+    with scratch_fleet(opts.pg_url, n, "bench_floor_") as scratch:
+        db_url, workdir, chain, slugs = scratch.url, scratch.workdir, scratch.chain, scratch.slugs
+        scripts = ["BEGIN;\nSET LOCAL search_path TO " + quoted_schema(s) + ";\n" + scratch.body + "\nCOMMIT;"
+                   for s in slugs]
         trees = [("", ROOT)] + ([(" (baseline tree)", opts.baseline_tree.resolve())] if opts.baseline_tree else [])
 
         def fleet(tree: Path, jobs: int) -> float:
@@ -71,7 +49,8 @@ def main() -> None:
             return seconds
 
         times: dict[str, list[float]] = {}
-        print(f"{n} tenant schemas, {len(rendered)}-revision chain, database {name}, {opts.rounds} rounds", flush=True)
+        print(f"{n} tenant schemas, {scratch.revisions}-revision chain, database {scratch.name}, "
+              f"{opts.rounds} rounds", flush=True)
         for round_no in range(opts.rounds):
             for jobs in (1, 2):
                 reset(db_url, slugs)
@@ -85,12 +64,6 @@ def main() -> None:
         for label, seconds in med.items():
             floor = med[f"floor {1 if 'jobs 1' in label or label == 'floor 1' else 2}"]
             print(f"{label:<32} {seconds:8.2f} {seconds / n * 1000:10.2f} {seconds / floor:8.3f}")
-    finally:
-        if tenancy is not None:
-            tenancy.close()
-        admin(opts.pg_url, "DROP DATABASE IF EXISTS " + quote_ident(name) + " WITH (FORCE)")
-        shutil.rmtree(workdir, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()

@@ -2,8 +2,13 @@
 
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -130,3 +135,53 @@ def psql_sessions(sessions: list[tuple[str, list[str]]], workdir: Path) -> float
     if any(p.wait() for p in procs):
         raise SystemExit("psql floor failed")
     return time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class ScratchFleet:
+    """A throw-away database with the control plane, N registered tenants (no schemas yet) and the chain rendered."""
+
+    name: str
+    url: str
+    workdir: Path
+    chain: Path
+    slugs: list[str]
+    body: str  # the whole chain's SQL for one schema, base -> head
+    revisions: int
+
+
+@contextmanager
+def scratch_fleet(pg_url: str, tenants: int, prefix: str, *, keep: bool = False) -> Iterator[ScratchFleet]:
+    """Make a ScratchFleet on the server of `pg_url`; drop it and its folder afterwards unless `keep`."""
+    from sqlalchemy.engine import make_url
+
+    from tenants.core.names import quote_ident
+    from tenants.core.settings import TenantSettings
+    from tenants.core.tenancy import Tenancy
+    from tenants.migrate.control import ensure_control
+    from tenants.migrate.replay import render_range
+
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    admin(pg_url, "CREATE DATABASE " + quote_ident(name))
+    try:
+        chain = write_chain(workdir)
+        tenancy = Tenancy(TenantSettings(control_url=url, tenant_dir=workdir / "tenants", revision_dir=chain))
+        try:
+            ensure_control(tenancy)
+            slugs = [f"t{i:05d}" for i in range(tenants)]
+            for slug in slugs:
+                tenancy.registry.add(slug, slug, None)
+                tenancy.registry.set_status(slug, "active")
+            rendered = render_range(tenancy.scripts, "postgresql", None, tenancy.head())
+        finally:
+            tenancy.close()
+        body = "\n".join(sql for _, statements in rendered for sql in statements)
+        yield ScratchFleet(name, url, workdir, chain, slugs, body, len(rendered))
+    finally:
+        if keep:
+            print(f"kept database {name} and folder {workdir}")
+        else:
+            admin(pg_url, "DROP DATABASE IF EXISTS " + quote_ident(name) + " WITH (FORCE)")
+            shutil.rmtree(workdir, ignore_errors=True)
