@@ -171,7 +171,12 @@ def make_engine(url: str, *, durable_commits: bool = True, pooled: bool = True) 
     if backend not in ("sqlite", "postgresql"):
         raise StorageUnavailable(f"unsupported database {display_url(url)!r}: use postgresql:// or sqlite://")
     if backend == "sqlite" and parsed.database:
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(parsed.database).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a file where the folder should be, no permission, a read-only disk
+            raise StorageUnavailable(f"cannot use the folder {str(folder)!r} for {display_url(url)!r}: "
+                                     f"{e.strerror or e}") from e
     options = engine_options(url, durable_commits=durable_commits)
     if not pooled:
         options = {key: value for key, value in options.items() if key not in ("pool_size", "max_overflow")}

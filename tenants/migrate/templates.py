@@ -31,7 +31,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from tenants.core.engines import display_url
-from tenants.core.errors import TenantExists
+from tenants.core.errors import StorageUnavailable, TenantExists
 from tenants.core.names import quoted_schema, schema_name
 from tenants.core.storage import PostgresSchemaStorage, SqliteFileStorage, TenantStorage
 from tenants.core.tenancy import Tenancy
@@ -97,7 +97,11 @@ def head_template(tenancy: Tenancy, dialect: str, check: TemplateCheck) -> Templ
     found = known.get((folder, dialect), _UNKNOWN)
     if found is not _UNKNOWN and (found is None or found.path is None or found.path.exists()):
         return found
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # PORTAL_TENANT_DIR is a file, not writable, or on a read-only disk
+        raise StorageUnavailable(f"cannot use the folder {str(folder)!r} for tenant templates: "
+                                 f"{e.strerror or e}") from e
     if "key" not in known:
         known["key"] = chain_key(tenancy.scripts, head)
     if dialect == "sqlite":

@@ -94,3 +94,14 @@ def test_unreachable_tenant_database_exits_3_and_registers_nothing(cli_env, tena
     assert result.returncode == 3 and "Traceback" not in result.stderr
     assert "s3cret" not in result.stderr, "passwords never reach the output"
     assert tenancy.registry.find("acme") is None
+
+
+@pytest.mark.parametrize("args", [["create-tenant", "acme"], ["create-tenant", "acme", "globex"]])
+def test_a_tenant_folder_that_cannot_be_made_exits_3_with_one_line(cli_env, tenancy, tmp_path, args):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where PORTAL_TENANT_DIR should be")
+    result = CliRunner(env={**cli_env, "PORTAL_TENANT_DIR": str(blocker)}).invoke(cli, args)
+    assert result.exit_code == 3, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.stderr.startswith("Error: cannot use the folder ") and result.stderr.count("\n") == 1
+    assert tenancy.registry.find("acme") is None and tenancy.registry.find("globex") is None
