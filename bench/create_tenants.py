@@ -34,7 +34,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the project's modules are imported inside the functions below
 
-from bench.upgrade_support import admin  # noqa: E402 (needs the path above)
+from bench.upgrade_support import admin, drop_database  # noqa: E402 (needs the path above)
 
 SYNTHETIC = 57  # revisions added to the project's 3
 
@@ -162,7 +162,6 @@ class Creator:
 
 def chain_rows(pg_url: str, workdir: Path, repeat: int) -> list[str]:
     """Create tenants on the short and the long chain in turn (A/B/A/B: the machine's noise hits both alike)."""
-    from tenants.core.names import quote_ident
 
     chains = {"project (3 revisions)": ROOT / "migrations", "synthetic (60 revisions)": write_synthetic_chain(workdir)}
     lines = [f"{'create-tenant, median of ' + str(repeat):<30} {'dialect':<11} {'fast ms':>8} {'first ms':>9} "
@@ -190,7 +189,7 @@ def chain_rows(pg_url: str, workdir: Path, repeat: int) -> list[str]:
             for creator in creators.values():
                 creator.close()
             for name in databases:
-                admin(pg_url, "DROP DATABASE IF EXISTS " + quote_ident(name) + " WITH (FORCE)")
+                drop_database(pg_url, name)
         med = {key: statistics.median(values) * 1000 for key, values in times.items()}
         for label in chains:
             lines.append(f"{label:<30} {dialect:<11} {med['fast', label]:8.1f} {first[label] * 1000:9.1f} "
@@ -223,7 +222,7 @@ def psql_floor(db_url: str, scripts: list[str], sessions: int, workdir: Path) ->
 def bulk_rows(pg_url: str, workdir: Path, n: int, rounds: int) -> list[str]:
     """Bulk creation and its floors: each measured in a fresh database with the control plane at head
     (no row pays for a catalog the others grew), in `rounds` rounds whose order rotates."""
-    from tenants.core.names import quote_ident, quoted_schema
+    from tenants.core.names import quoted_schema
     from tenants.core.settings import TenantSettings
     from tenants.core.tenancy import Tenancy
     from tenants.migrate.control import ensure_control
@@ -270,7 +269,7 @@ def bulk_rows(pg_url: str, workdir: Path, n: int, rounds: int) -> list[str]:
                 tenancy.close()
                 times[label].append(way(db_url, f"b{round_}{index}"))
             finally:
-                admin(pg_url, "DROP DATABASE IF EXISTS " + quote_ident(name) + " WITH (FORCE)")
+                drop_database(pg_url, name)
         print(f"  bulk round {round_ + 1} of {rounds} done", flush=True)
     med = {label: statistics.median(values) for label, values in times.items()}
     floor1, floor2 = med["floor: psql, 1 session"], med["floor: psql, 2 sessions"]

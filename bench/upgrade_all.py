@@ -118,7 +118,7 @@ def main() -> None:
 
         run_servers(opts)
         return
-    from bench.upgrade_support import CHAIN, admin, measure, psql_floor, reset, write_chain
+    from bench.upgrade_support import CHAIN, admin, drop_database, measure, psql_floor, reset, write_chain
     from tenants.core.names import quote_ident, quoted_schema
     from tenants.core.settings import TenantSettings
     from tenants.core.tenancy import Tenancy
@@ -217,7 +217,7 @@ def main() -> None:
         if tenancy is not None:
             tenancy.close()
         if not opts.keep:
-            admin(opts.pg_url, "DROP DATABASE IF EXISTS " + quote_ident(name) + " WITH (FORCE)")
+            drop_database(opts.pg_url, name)
             shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -28,7 +28,7 @@ import psycopg2
 from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 
-from bench.upgrade_support import ROOT, admin, measure, psql_sessions, reset, write_chain
+from bench.upgrade_support import ROOT, admin, drop_database, measure, psql_sessions, reset, write_chain
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -191,5 +191,5 @@ def _bench(opts: argparse.Namespace, far_admin: str) -> None:
         if tenancy is not None:
             tenancy.close()
         if not opts.keep:
-            admin(opts.pg_url, "DROP DATABASE IF EXISTS " + quote_ident(name) + " WITH (FORCE)")
+            drop_database(opts.pg_url, name)
             shutil.rmtree(workdir, ignore_errors=True)

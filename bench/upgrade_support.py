@@ -63,6 +63,13 @@ def admin(url: str, sql: str) -> None:
     conn.close()
 
 
+def drop_database(pg_url: str, name: str) -> None:
+    """Drop a scratch database made by a bench, ending its sessions."""
+    from tenants.core.names import quote_ident
+
+    admin(pg_url, "DROP DATABASE IF EXISTS " + quote_ident(name) + " WITH (FORCE)")
+
+
 def reset(db_url: str, slugs: list[str], *, ledger: bool = True) -> None:
     """Put every tenant back at base: an empty schema, and a ledger that says so.
 
@@ -183,5 +190,5 @@ def scratch_fleet(pg_url: str, tenants: int, prefix: str, *, keep: bool = False)
         if keep:
             print(f"kept database {name} and folder {workdir}")
         else:
-            admin(pg_url, "DROP DATABASE IF EXISTS " + quote_ident(name) + " WITH (FORCE)")
+            drop_database(pg_url, name)
             shutil.rmtree(workdir, ignore_errors=True)
