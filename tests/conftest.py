@@ -32,11 +32,15 @@ from tenants.migrate.control import ensure_control
 
 pytest_plugins = ["tests.console_support"]
 
-# psycopg2-binary's bundled libpq probes Kerberos (GSSAPI) on every connect, and that probe is not
-# thread-safe: CI once segfaulted in psycopg2.connect while the drop/copy threads below connected
-# at the same time (psycopg/psycopg#1213). No test uses GSS encryption; libpq reads this variable,
-# and the subprocesses the tests start inherit it.
+# psycopg2-binary bundles its own libpq, OpenSSL and Kerberos (GSSAPI), and starts them on every
+# connect (an SSL request even to a server without SSL; a GSS credentials probe). Beside Python's
+# own OpenSSL and with several threads connecting, that can segfault (psycopg/psycopg2#543,
+# psycopg/psycopg#1213): a test worker did, twice, in psycopg2.connect. The local test server has
+# SSL off, so nothing changes for the tests but that neither library is started; libpq reads
+# these variables, and the subprocesses the tests start inherit them. The database copies and
+# drops made beside the tests (below) go through psql, so no helper thread uses libpq at all.
 os.environ["PGGSSENCMODE"] = "disable"
+os.environ["PGSSLMODE"] = "disable"
 
 PG_ADMIN_URL = os.environ.get("PORTAL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ["sqlite", "postgresql"]
@@ -63,20 +67,17 @@ def require_postgres() -> None:
     pytest.skip(f"PostgreSQL unreachable: {PG_DOWN}")
 
 
-# The helper threads open their connections one at a time (the statements still run side by side).
-_CONNECTING = threading.Lock()
-
-
 def admin_execute(sql: str, admin_url: str = PG_ADMIN_URL) -> None:
-    """Run one statement on the server as the admin login, outside a transaction (CREATE/DROP DATABASE)."""
-    with _CONNECTING:
-        conn = psycopg2.connect(admin_url)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        conn.close()
+    """Run one statement on the server as the admin login, outside a transaction (CREATE/DROP DATABASE).
+
+    Through psql, not psycopg2: the Dropper's and Copies' threads call this while the test itself
+    connects, and libpq in another process cannot crash this one (see PGSSLMODE above).
+    """
+    done = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", admin_url, "-c", sql],
+                          capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        raise RuntimeError(f"psql failed ({done.returncode}): {lines[0] if lines else sql}")
 
 
 def create_pg_database(prefix: str = "tp_test", admin_url: str = PG_ADMIN_URL, template: str | None = None) -> str:
