@@ -126,7 +126,8 @@ def build_dump(storage: PostgresSchemaStorage, key: str, chain_sql: str, lock_ti
     quoted = quote_ident(scratch)
     limits = {"lt": f"{int(lock_timeout * 1000)}ms", "st": f"{int(statement_timeout * 1000)}ms"}
     _drop_abandoned(storage, limits)
-    with storage.engine.connect() as guard, guard.begin():
+    with storage.engine.connect() as guard:
+        done = guard.begin()
         guard.execute(text("SELECT pg_advisory_xact_lock(:k), set_config('lock_timeout', :lt, true), "
                            "set_config('statement_timeout', :st, true)"), {"k": _scratch_key(scratch), **limits})
         try:
@@ -139,8 +140,9 @@ def build_dump(storage: PostgresSchemaStorage, key: str, chain_sql: str, lock_ti
                                              "--no-tablespaces", "--inserts",
                                              f"--lock-wait-timeout={int(lock_timeout * 1000)}"],
                                timeout=statement_timeout)
-        finally:
+        finally:  # committed whether the build worked or not
             guard.execute(text("DROP SCHEMA IF EXISTS " + quoted + " CASCADE"))
+            done.commit()
     return dump_parts(dump, scratch)
 
 
