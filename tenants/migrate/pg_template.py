@@ -129,7 +129,7 @@ def build_dump(storage: PostgresSchemaStorage, key: str, chain_sql: str, lock_ti
     with storage.engine.connect() as guard:
         done = guard.begin()
         guard.execute(text("SELECT pg_advisory_xact_lock(:k), set_config('lock_timeout', :lt, true), "
-                           "set_config('statement_timeout', :st, true)"), {"k": _scratch_key(scratch), **limits})
+                           "set_config('statement_timeout', :st, true)"), {"k": scratch_key(scratch), **limits})
         try:
             with storage.engine.connect() as conn, conn.begin():
                 conn.execute(text("SELECT set_config('search_path', :p, true), set_config('lock_timeout', :lt, true), "
@@ -176,11 +176,12 @@ def _drop_abandoned(storage: PostgresSchemaStorage, limits: dict[str, str]) -> N
         found = conn.execute(text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :p ORDER BY nspname"),
                              {"p": SCRATCH_PREFIX.replace("_", r"\_") + "%"}).scalars().all()
         for name in found:
-            if conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _scratch_key(name)}).scalar():
+            if conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": scratch_key(name)}).scalar():
                 conn.execute(text("DROP SCHEMA IF EXISTS " + quote_ident(name) + " CASCADE"))
 
 
-def _scratch_key(scratch: str) -> int:
+def scratch_key(scratch: str) -> int:
+    """Return the advisory-lock key a build holds while its scratch schema exists (signed 64-bit)."""
     digest = hashlib.blake2b(f"tenant-portal-template:{scratch}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 

@@ -1,4 +1,4 @@
-"""New tenants at head in constant time: the chain is run once per head, then copied or replayed.
+"""New tenants at head whatever the chain's length: the chain is run once per head, and its result copied.
 
 - SQLite: a template file at head, built once per chain under a file lock (to a temporary name,
   checked with `PRAGMA integrity_check`, then renamed into place), copied byte for byte into

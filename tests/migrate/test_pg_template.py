@@ -13,7 +13,7 @@ from tenants.fleet.create import create_tenant
 from tenants.migrate.control import ensure_control
 from tenants.migrate.errors import MigrationFailed
 from tenants.migrate.lifecycle import TenantSpec
-from tenants.migrate.pg_template import SCRATCH_PREFIX, build_dump, dump_parts, one_script
+from tenants.migrate.pg_template import SCRATCH_PREFIX, build_dump, dump_parts, one_script, scratch_key
 from tenants.migrate.pgdump import pg_dump_major
 from tenants.migrate.replay import render_range
 from tenants.migrate.templates import TEMPLATE_DIR
@@ -107,13 +107,11 @@ def test_two_builds_at_once_use_their_own_scratch_schemas_and_agree(pg):
 
 
 def test_a_scratch_schema_of_a_dead_build_goes_and_one_being_built_stays(pg):
-    from tenants.migrate.pg_template import _scratch_key
-
     dead, building = f"{SCRATCH_PREFIX}dead_00000000", f"{SCRATCH_PREFIX}busy_00000000"
     with pg.control_engine.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{dead}"; CREATE TABLE "{dead}".t (id int); CREATE SCHEMA "{building}"'))
     with pg.control_engine.connect() as holder, holder.begin():  # the guard of a build under way
-        holder.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _scratch_key(building)})
+        holder.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": scratch_key(building)})
         create_tenant(pg, "acme")
         assert scratch_schemas(pg) == [building]
     assert len(dumps(pg)) == 1
