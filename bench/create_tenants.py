@@ -7,13 +7,19 @@
 In the same run, on scratch databases and folders it drops at the end:
   chain length  `create_tenant` (the library call behind `manage.py create-tenant`, in one process,
                 after a first creation that builds the template) median of --repeat creations, with
-                the project's chain and with a 60-revision synthetic chain (the project's 3 revisions
-                plus 57 that add tables, columns and indexes, change defaults and drop columns), on
-                SQLite files and on PostgreSQL schemas; next to the old path (Alembic replaying the
-                chain per tenant) on the same chains;
+                the project's chain and two 60-revision synthetic chains (the project's 3 revisions
+                plus 57): "growing" adds tables, columns and indexes, changes defaults and drops
+                columns, so its final schema is about 3x the project's; "churning" adds, indexes,
+                re-defaults, renames and drops columns of one table, so its history is as long but its
+                final schema is the project's plus 4 columns (chain LENGTH apart from final SIZE).
+                On SQLite files and PostgreSQL schemas, interleaved, next to the old path (Alembic
+                replaying the chain per tenant) and the bare floor (PostgreSQL: the head's final DDL,
+                the same dump the portal runs, through psycopg2 in one transaction; SQLite: a file
+                copy); on PostgreSQL also the previous fast path (the rendered chain's history in one
+                round trip) and its floor;
   bulk          `manage.py create-tenants --from FILE` for N tenants on PostgreSQL (default jobs, and
-                --jobs 2), next to the floor: psql running the same DDL (CREATE SCHEMA + the chain at
-                head + the version row, one transaction per tenant) in one session and in two.
+                --jobs 2), next to the floor: psql running the same DDL (the head's dump, renamed per
+                tenant, one transaction per tenant) in one session and in two.
 Figures are indicative: the machine is shared.
 """
 
@@ -39,8 +45,8 @@ from bench.upgrade_support import admin, drop_database  # noqa: E402 (needs the 
 SYNTHETIC = 57  # revisions added to the project's 3
 
 
-def synthetic_body(index: int) -> str:
-    """Return the upgrade body of synthetic revision `index` (0-based): a cycle of common changes."""
+def growing_body(index: int) -> str:
+    """Return the upgrade body of "growing" revision `index` (0-based): a cycle of changes that grow the schema."""
     table = f"extra_{index // 6:02d}"
     step = index % 6
     if step == 0:
@@ -63,9 +69,29 @@ def synthetic_body(index: int) -> str:
             f'        b.drop_column("note_{index - 1:02d}")')
 
 
-def write_synthetic_chain(directory: Path) -> Path:
-    """Copy the project's chain and add SYNTHETIC revisions on top of its head."""
-    chain = directory / "chain60"
+def churning_body(index: int) -> str:
+    """Return the upgrade body of "churning" revision `index` (0-based): a column of products added, indexed,
+    re-defaulted, unindexed, renamed and dropped; every third one stays, as does the unfinished last cycle."""
+    column, step = f"c{index // 6:02d}", index % 6
+    batch = 'with op.batch_alter_table("products") as b:\n        '
+    if step == 0:
+        return batch + f'b.add_column(sa.Column("{column}", sa.String(40)))'
+    if step == 1:
+        return f'op.create_index("ix_products_{column}", "products", ["{column}"])'
+    if step == 2:
+        return batch + f'b.alter_column("{column}", server_default="x")'
+    if step == 3:
+        return f'op.drop_index("ix_products_{column}", "products")'
+    if step == 4:
+        return batch + f'b.alter_column("{column}", new_column_name="{column}_r")'
+    if index // 6 % 3 == 2:
+        return batch + f'b.alter_column("{column}_r", server_default=None)'  # kept
+    return batch + f'b.drop_column("{column}_r")'
+
+
+def write_synthetic_chain(directory: Path, name: str, body) -> Path:  # type: ignore[no-untyped-def]
+    """Copy the project's chain and add SYNTHETIC revisions on top of its head, `body(index)` each."""
+    chain = directory / name
     shutil.copytree(ROOT / "migrations", chain, ignore=shutil.ignore_patterns("__pycache__", "control"))
     down = "0003"
     for index in range(SYNTHETIC):
@@ -73,7 +99,7 @@ def write_synthetic_chain(directory: Path) -> Path:
         (chain / "versions" / f"{rev}.py").write_text(
             f'"""synthetic {rev}"""\nfrom alembic import op\nimport sqlalchemy as sa\n\nrevision = {rev!r}\n'
             f"down_revision = {down!r}\nbranch_labels = None\ndepends_on = None\n\n\n"
-            f"def upgrade():\n    {synthetic_body(index)}\n\n\ndef downgrade():\n    pass\n")
+            f"def upgrade():\n    {body(index)}\n\n\ndef downgrade():\n    pass\n")
         down = rev
     return chain
 
@@ -87,7 +113,8 @@ def scratch_database(pg_url: str) -> tuple[str, str]:
 
 
 class Creator:
-    """One process's way to create tenants on one chain: the fast path, the old path, or the bare floor."""
+    """One process's way to create tenants on one chain: the fast path, the previous fast path, the old path,
+    or the bare floors."""
 
     def __init__(self, control_url: str, folder: Path, chain: Path) -> None:
         from tenants.core.settings import TenantSettings
@@ -100,6 +127,7 @@ class Creator:
         self.tenancy.scripts.get_current_head()  # a process has its chain loaded before it creates tenants
         self.count = 0
         self.floor_conn = None
+        self.scripts: dict[str, str] = {}
 
     def slug(self) -> str:
         self.count += 1
@@ -113,6 +141,18 @@ class Creator:
         create_tenant(self.tenancy, self.slug())
         return time.perf_counter() - started
 
+    def rendered(self) -> float:
+        """Seconds to create one tenant with the rendered chain's history in one round trip (before dumps)."""
+        from dataclasses import replace
+
+        from tenants.fleet.create import creation_template
+        from tenants.migrate.lifecycle import TenantSpec, provision_tenant
+
+        template = replace(creation_template(self.tenancy, "postgresql"), folder=None)  # no dump: the chain
+        started = time.perf_counter()
+        provision_tenant(self.tenancy, TenantSpec(self.slug()), template)
+        return time.perf_counter() - started
+
     def old(self) -> float:
         """Seconds to create one tenant with Alembic replaying the chain (the path before templates)."""
         from tenants.migrate.lifecycle import TenantSpec, provision_tenant
@@ -124,9 +164,17 @@ class Creator:
     def floor(self) -> float:
         """Seconds of the bare work a tenant at head needs, without the portal around it.
 
-        PostgreSQL: CREATE SCHEMA and the chain's head SQL (the cached template) in one transaction
-        on an open psycopg2 connection. SQLite: copy the template file and read its alembic_version.
+        PostgreSQL: the head's final DDL and rows (the cached dump the portal runs, which creates the
+        schema) in one transaction on an open psycopg2 connection. SQLite: copy the template file and
+        read its alembic_version.
         """
+        return self._floor("dump")
+
+    def chain_floor(self) -> float:
+        """PostgreSQL: seconds of CREATE SCHEMA and the rendered chain's history in one transaction (psycopg2)."""
+        return self._floor("chain")
+
+    def _floor(self, kind: str) -> float:
         import json
         import sqlite3
 
@@ -145,13 +193,17 @@ class Creator:
             return time.perf_counter() - started
         if self.floor_conn is None:
             [cached] = templates.glob("*.postgresql.json")
-            self.script = "\n".join(sql if sql.endswith(";") else sql + ";"
-                                    for _, statements in json.loads(cached.read_text()) for sql in statements)
+            self.scripts["chain"] = "\n".join(sql if sql.endswith(";") else sql + ";"
+                                              for _, statements in json.loads(cached.read_text()) for sql in statements)
+            [dump] = templates.glob("*.dump.json")
+            self.scripts["dump"] = json.loads(dump.read_text())["parts"]
             self.floor_conn = psycopg2.connect(make_url(self.control_url).render_as_string(hide_password=False))
         schema = quoted_schema(f"floor_{slug}")
+        script = (schema.join(self.scripts["dump"]) if kind == "dump"
+                  else f"CREATE SCHEMA {schema}; SET LOCAL search_path TO {schema};\n{self.scripts['chain']}")
         started = time.perf_counter()
         with self.floor_conn, self.floor_conn.cursor() as cur:
-            cur.execute(f"CREATE SCHEMA {schema}; SET LOCAL search_path TO {schema};\n{self.script}")
+            cur.execute(script)
         return time.perf_counter() - started
 
     def close(self) -> None:
@@ -161,13 +213,15 @@ class Creator:
 
 
 def chain_rows(pg_url: str, workdir: Path, repeat: int) -> list[str]:
-    """Create tenants on the short and the long chain in turn (A/B/A/B: the machine's noise hits both alike)."""
-
-    chains = {"project (3 revisions)": ROOT / "migrations", "synthetic (60 revisions)": write_synthetic_chain(workdir)}
-    lines = [f"{'create-tenant, median of ' + str(repeat):<30} {'dialect':<11} {'fast ms':>8} {'first ms':>9} "
-             f"{'old ms':>8} {'floor ms':>9}"]
+    """Create tenants on the three chains in turn (A/B/C/A/B/C: the machine's noise hits them alike)."""
+    chains = {"project (3 revisions)": ROOT / "migrations",
+              "growing (60 revisions)": write_synthetic_chain(workdir, "growing60", growing_body),
+              "churning (60 revisions)": write_synthetic_chain(workdir, "churning60", churning_body)}
+    lines = [f"{'create-tenant, median of ' + str(repeat):<26} {'dialect':<10} {'fast ms':>8} {'first ms':>9} "
+             f"{'floor ms':>9} {'chain ms':>9} {'chain floor':>11} {'old ms':>8}"]
     ratios = []
     for dialect in ("sqlite", "postgresql"):
+        ways = ("fast", "floor", "old") if dialect == "sqlite" else ("fast", "floor", "rendered", "chain_floor", "old")
         creators, databases = {}, []
         try:
             for label, chain in chains.items():
@@ -182,7 +236,7 @@ def chain_rows(pg_url: str, workdir: Path, repeat: int) -> list[str]:
             first = {label: creator.fast() for label, creator in creators.items()}
             times: dict[tuple[str, str], list[float]] = {}
             for _ in range(repeat):
-                for way in ("fast", "old", "floor"):
+                for way in ways:
                     for label, creator in creators.items():
                         times.setdefault((way, label), []).append(getattr(creator, way)())
         finally:
@@ -192,14 +246,18 @@ def chain_rows(pg_url: str, workdir: Path, repeat: int) -> list[str]:
                 drop_database(pg_url, name)
         med = {key: statistics.median(values) * 1000 for key, values in times.items()}
         for label in chains:
-            lines.append(f"{label:<30} {dialect:<11} {med['fast', label]:8.1f} {first[label] * 1000:9.1f} "
-                         f"{med['old', label]:8.1f} {med['floor', label]:9.1f}")
-        short, long = chains
-        ratios.append(f"{dialect}: 60 revisions / 3 revisions = {med['fast', long] / med['fast', short]:.2f}x "
-                      f"(target <= 1.2x); old path {med['old', long] / med['old', short]:.2f}x; "
-                      f"floor {med['floor', long] / med['floor', short]:.2f}x; fast minus floor "
-                      f"{med['fast', short] - med['floor', short]:.1f} ms and "
-                      f"{med['fast', long] - med['floor', long]:.1f} ms")
+            cells = [f"{med[way, label]:{width}.1f}" if (way, label) in med else f"{'-':>{width}}"
+                     for way, width in (("fast", 8), ("floor", 9), ("rendered", 9), ("chain_floor", 11), ("old", 8))]
+            cells.insert(1, f"{first[label] * 1000:9.1f}")
+            lines.append(f"{label:<26} {dialect:<10} " + " ".join(cells))
+        short, *longs = chains
+        for long in longs:
+            names = {"floor": "floor", "rendered": "chain", "chain_floor": "chain floor", "old": "old path"}
+            parts = [f"{names[way]} {med[way, long] / med[way, short]:.2f}x" for way in ways if way != "fast"]
+            ratios.append(f"{dialect}, {long.split()[0]} / project: fast {med['fast', long] / med['fast', short]:.2f}x "
+                          f"(target <= 1.2x); " + "; ".join(parts) + f"; fast minus floor "
+                          f"{med['fast', short] - med['floor', short]:.1f} ms and "
+                          f"{med['fast', long] - med['floor', long]:.1f} ms")
         print(f"  {dialect} done", flush=True)
     return lines + ratios
 
@@ -225,14 +283,15 @@ def bulk_rows(pg_url: str, workdir: Path, n: int, rounds: int) -> list[str]:
     from tenants.core.names import quoted_schema
     from tenants.core.settings import TenantSettings
     from tenants.core.tenancy import Tenancy
+    from tenants.fleet.create import creation_template
     from tenants.migrate.control import ensure_control
-    from tenants.migrate.replay import render_range
+    from tenants.migrate.lifecycle import TenantSpec
+    from tenants.migrate.pg_template import head_dump
 
     manage = [sys.executable, str(ROOT / "manage.py")]
 
     def floor(db_url: str, tag: str, sessions: int) -> float:
-        scripts = [f"BEGIN;\nCREATE SCHEMA {quoted_schema(s)};\nSET LOCAL search_path TO {quoted_schema(s)};\n"
-                   f"{body}\nCOMMIT;" for s in (f"{tag}_{i:05d}" for i in range(n))]
+        scripts = [f"BEGIN;\n{quoted_schema(s).join(dump)}\nCOMMIT;" for s in (f"{tag}_{i:05d}" for i in range(n))]
         return psql_floor(db_url, scripts, sessions, workdir)
 
     def bulk(db_url: str, tag: str, jobs: str | None) -> float:
@@ -254,7 +313,7 @@ def bulk_rows(pg_url: str, workdir: Path, n: int, rounds: int) -> list[str]:
             ("manage.py create-tenants --jobs 2", lambda url, tag: bulk(url, tag, "2")),
             ("manage.py create-tenants (default jobs)", lambda url, tag: bulk(url, tag, None))]
     times: dict[str, list[float]] = {label: [] for label, _ in ways}
-    body = ""
+    dump: tuple[str, ...] = ()
     for round_ in range(rounds):
         for index in range(len(ways)):
             label, way = ways[(index + round_) % len(ways)]
@@ -262,10 +321,12 @@ def bulk_rows(pg_url: str, workdir: Path, n: int, rounds: int) -> list[str]:
             try:
                 tenancy = Tenancy(TenantSettings(control_url=db_url, tenant_dir=workdir / "bulk"))
                 ensure_control(tenancy)
-                if not body:
-                    body = "\n".join(sql for _, statements in
-                                     render_range(tenancy.scripts, "postgresql", None, tenancy.head())
-                                     for sql in statements)
+                if not dump:  # built and cached before any timing: every run below finds it in bulk/.templates
+                    template = creation_template(tenancy, "postgresql")
+                    dump = head_dump(TenantSpec("bench").storage(tenancy), template.folder, template.key,
+                                     template.rendered, lock_timeout=5, statement_timeout=300) or ()
+                    if not dump:
+                        raise SystemExit("no dump of the head: is pg_dump of the server's major version on PATH?")
                 tenancy.close()
                 times[label].append(way(db_url, f"b{round_}{index}"))
             finally:

@@ -146,7 +146,7 @@ def create_unit(tenancy: Tenancy, storage: TenantStorage, params: dict) -> Tenan
     except TenantError as error:
         return failure(storage.slug, error, started)
     how = "Alembic online" if template is None else (
-        "copied the template at head" if template.path else "replayed the chain rendered at head")
+        "copied the template at head" if template.path else "ran the template at head")
     return TenantResult(storage.slug, "ok", None, outcome.to_revision, (time.perf_counter() - started) * 1000,
                         None, f"created ({how})")
 

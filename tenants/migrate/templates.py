@@ -1,12 +1,13 @@
-"""New tenants at head in constant time: the chain is run once per head, then copied or replayed.
+"""New tenants at head whatever the chain's length: the chain is run once per head, and its result copied.
 
 - SQLite: a template file at head, built once per chain under a file lock (to a temporary name,
   checked with `PRAGMA integrity_check`, then renamed into place), copied byte for byte into
   each new tenant's file.
 - PostgreSQL: the chain from base to head rendered once in Alembic's offline mode (the replay
-  path of upgrades) and cached in a file; each new schema runs it as one script in its locked
-  transaction. PostgreSQL cannot clone a schema, and cloning one through the catalog would be a
-  second, hand-made way to write DDL; the rendered chain is Alembic's own SQL, data rows included.
+  path of upgrades) and cached in a file; run once into a scratch schema and dumped with pg_dump
+  (pg_template.py), it gives the head's final schema, which each new schema runs as one script in
+  its locked transaction (the rendered chain where there is no such dump). PostgreSQL cannot clone
+  a schema; the dump is PostgreSQL's own account of the schema Alembic built, rows included.
 
 Templates live in `<tenant_dir>/.templates/`, named by the head revision and a digest of every
 revision file's source: a template of another head, or of an edited revision, is never used.
@@ -14,15 +15,13 @@ A chain that cannot be rendered offline (a revision reads the database) has no P
 template: new schemas run Alembic online, as before.
 """
 
-import fcntl
 import hashlib
 import json
 import os
 import sqlite3
 import time
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +34,9 @@ from tenants.core.errors import StorageUnavailable, TenantExists
 from tenants.core.names import quoted_schema, schema_name
 from tenants.core.storage import PostgresSchemaStorage, SqliteFileStorage, TenantStorage
 from tenants.core.tenancy import Tenancy
+from tenants.migrate import pg_template
 from tenants.migrate.errors import MigrationFailed, MigrationTimeout
+from tenants.migrate.file_lock import file_lock
 from tenants.migrate.migrator import TIMEOUT_SQLSTATES, MigrationOutcome, migrate_tenant
 from tenants.migrate.plan import runs_outside_transaction
 from tenants.migrate.replay import VERSION_TABLE, Rendered, batches, render_range
@@ -56,12 +57,17 @@ _UNKNOWN = object()
 
 @dataclass(frozen=True)
 class Template:
-    """The head of the chain, ready to copy (SQLite: `path`) or to replay (PostgreSQL: `rendered`)."""
+    """The head of the chain, ready to copy (SQLite: `path`) or to run (PostgreSQL: `rendered`, and its dump).
+
+    PostgreSQL: `folder` and `key` find the dump of the head per server major version (pg_template).
+    """
 
     dialect: str
     head: str
     path: Path | None = None
     rendered: Rendered | None = None
+    folder: Path | None = None
+    key: str = ""
 
 
 def chain_key(scripts: ScriptDirectory, head: str) -> str:
@@ -70,17 +76,6 @@ def chain_key(scripts: ScriptDirectory, head: str) -> str:
     for script in sorted(scripts.walk_revisions(), key=lambda s: s.revision):
         digest.update(script.revision.encode() + b"\0" + Path(script.path).read_bytes() + b"\0")
     return f"{head}-{digest.hexdigest()[:16]}"
-
-
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `path` (created if missing) across processes."""
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def head_template(tenancy: Tenancy, dialect: str, check: TemplateCheck) -> Template | None:
@@ -115,7 +110,7 @@ def head_template(tenancy: Tenancy, dialect: str, check: TemplateCheck) -> Templ
 def _sqlite_template(tenancy: Tenancy, folder: Path, key: str, head: str, check: TemplateCheck) -> Template:
     path = folder / f"{key}.sqlite3"
     if not path.exists():
-        with _file_lock(folder / f"{key}.sqlite3.lock"):
+        with file_lock(folder / f"{key}.sqlite3.lock"):
             if not path.exists():  # another process may have built it while we waited
                 check("sqlite")
                 _build_sqlite(tenancy, path, head)
@@ -155,7 +150,8 @@ def _remove_stale(folder: Path, key: str) -> None:
 def _postgres_template(tenancy: Tenancy, folder: Path, key: str, head: str, check: TemplateCheck) -> Template | None:
     path = folder / f"{key}.postgresql.json"
     if path.exists():
-        return Template("postgresql", head, rendered=[(rev, sql) for rev, sql in json.loads(path.read_text())])
+        return Template("postgresql", head, rendered=[(rev, sql) for rev, sql in json.loads(path.read_text())],
+                        folder=folder, key=key)
     check("postgresql")
     scripts = tenancy.scripts
     chain = [script.revision for script in scripts.walk_revisions()]
@@ -169,7 +165,7 @@ def _postgres_template(tenancy: Tenancy, folder: Path, key: str, head: str, chec
     scratch.write_text(json.dumps(rendered))
     os.replace(scratch, path)  # two processes writing the same rendering: either file is right
     _remove_stale(folder, key)
-    return Template("postgresql", head, rendered=rendered)
+    return Template("postgresql", head, rendered=rendered, folder=folder, key=key)
 
 
 def create_from(storage: TenantStorage, template: Template | None) -> bool:
@@ -189,33 +185,36 @@ def create_from(storage: TenantStorage, template: Template | None) -> bool:
 
 def bring_to_head(storage: TenantStorage, scripts: ScriptDirectory, template: Template | None, *,
                   lock_timeout: float, statement_timeout: float) -> MigrationOutcome:
-    """Bring a new tenant to head: its schema and the rendered chain in one transaction, the copied file checked,
-    or Alembic online."""
+    """Bring a new tenant to head: its schema and the head's dump (else the rendered chain) in one transaction,
+    the copied file checked, or Alembic online."""
     if template is None:
         return migrate_tenant(storage, scripts, "head", lock_timeout=lock_timeout, statement_timeout=statement_timeout)
     started = time.perf_counter()
-    if template.rendered is not None:
+    if template.rendered is not None and isinstance(storage, PostgresSchemaStorage):
         create = "CREATE SCHEMA " + quoted_schema(storage.slug) + ";\n"
+        dump = pg_template.head_dump(storage, template.folder, template.key, template.rendered,
+                                     lock_timeout=lock_timeout, statement_timeout=statement_timeout
+                                     ) if template.folder else None
         try:
-            # The whole chain in one round trip: a new schema's cost no longer grows per revision.
-            reached = _run(storage, [(None, create + _one_script(template.rendered))], lock_timeout, statement_timeout)
+            # One round trip: the head's final schema (else the whole chain), whatever the chain's length.
+            script = (pg_template.tenant_script(dump, storage.slug) if dump
+                      else create + pg_template.one_script(template.rendered))
+            _run(storage, [(None, script)], template.head, lock_timeout, statement_timeout)
         except MigrationFailed as e:
             if isinstance(e, MigrationTimeout):
                 raise
-            # Rolled back: run it again revision by revision, so the error names the revision that fails.
-            reached = _run(storage, [(None, create), *batches(template.rendered)], lock_timeout, statement_timeout)
+            # Rolled back: run the chain revision by revision, so an error names the revision that fails.
+            _run(storage, [(None, create), *batches(template.rendered)], template.head, lock_timeout, statement_timeout)
     else:
         with storage.begin(exclusive=True, lock_timeout=lock_timeout) as conn:  # the copy, read under the tenant lock
-            reached = _version(conn)
-    if reached != template.head:
-        raise MigrationFailed(storage.slug, template.head, f"the new tenant is at {reached}, not at the head")
+            _check_head(storage, conn, template.head)
     applied = [revision for revision, _ in template.rendered or () if revision != VERSION_TABLE]
-    return MigrationOutcome(storage.slug, None, reached, applied, (time.perf_counter() - started) * 1000)
+    return MigrationOutcome(storage.slug, None, template.head, applied, (time.perf_counter() - started) * 1000)
 
 
-def _run(storage: TenantStorage, scripts: list[tuple[str | None, str]], lock_timeout: float,
-         statement_timeout: float) -> str | None:
-    """Run (revision, SQL) scripts in one transaction under the tenant's lock; return the revision reached."""
+def _run(storage: TenantStorage, scripts: list[tuple[str | None, str]], head: str, lock_timeout: float,
+         statement_timeout: float) -> None:
+    """Run (revision, SQL) scripts in one transaction under the tenant's lock; commit only at `head`."""
     failing: str | None = None
     try:
         with storage.begin(exclusive=True, revisions=True, lock_timeout=lock_timeout,
@@ -223,7 +222,7 @@ def _run(storage: TenantStorage, scripts: list[tuple[str | None, str]], lock_tim
             for revision, script in scripts:
                 failing = None if revision == VERSION_TABLE else revision
                 conn.exec_driver_sql(script, execution_options={"no_parameters": True})
-            return _version(conn)
+            _check_head(storage, conn, head)
     except DBAPIError as e:
         code = getattr(e.orig, "pgcode", None)
         if code == DUPLICATE_SCHEMA:
@@ -233,12 +232,11 @@ def _run(storage: TenantStorage, scripts: list[tuple[str | None, str]], lock_tim
         raise error_class(storage.slug, failing, _first_line(e)) from e
 
 
-def _version(conn: Connection) -> str | None:
-    return conn.exec_driver_sql("SELECT max(version_num) FROM alembic_version").scalar()
-
-
-def _one_script(rendered: Rendered) -> str:
-    return "\n".join(sql if sql.endswith(";") else sql + ";" for _, statements in rendered for sql in statements)
+def _check_head(storage: TenantStorage, conn: Connection, head: str) -> None:
+    """Raise MigrationFailed (rolling the transaction back) unless the new tenant's alembic_version is `head`."""
+    reached = conn.exec_driver_sql("SELECT max(version_num) FROM alembic_version").scalar()
+    if reached != head:
+        raise MigrationFailed(storage.slug, head, f"the new tenant is at {reached}, not at the head")
 
 
 def _first_line(error: DBAPIError) -> str:

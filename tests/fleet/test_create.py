@@ -13,10 +13,12 @@ from tenants.core.ledger import ledger_versions
 from tenants.fleet.create import create_tenant, create_tenants, read_tenant_file
 from tenants.fleet.options import RunOptions
 from tenants.migrate.lifecycle import TenantSpec
+from tenants.migrate.templates import TEMPLATE_DIR
 from tests.chains import add_revision, copy_chain
 from tests.conftest import run_manage
 from tests.fault_support import Operator
 from tests.fleet_support import SLOW, live, make_tenants, rows
+from tests.migrate.test_templates import scratch_schemas
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:9/nowhere"
 
@@ -55,6 +57,9 @@ def test_a_bulk_of_new_tenants_all_reach_head_in_one_run(tenancy):
     assert report.exit_code == 0 and report.counts["ok"] == 12
     assert {t.slug for t in tenancy.registry.all() if t.status == "active"} == set(slugs)
     assert {live(tenancy, slug) for slug in slugs} == {"0003"}
+    if tenancy.settings.control_url.startswith("postgresql"):  # three workers at once: one dump of the head, built once
+        assert len(list((tenancy.settings.tenant_dir / TEMPLATE_DIR).glob("*.dump.json"))) == 1
+        assert scratch_schemas(tenancy) == []
     # and they are ordinary tenants: data goes in, and a later create of one of them is refused
     make_tenants(tenancy, ["t012"])
     assert rows(tenancy, "t012", "SELECT count(*) FROM users") == [(1,)]

@@ -1,5 +1,7 @@
 """Tenants created from the template at head are the tenants the chain builds, and stale templates are never used."""
 
+import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -31,12 +33,73 @@ op.execute("INSERT INTO invoices (number, total) VALUES ('INV-1', 10)")
 """
 
 
+# The synthetic bench's kinds of change (bench/create_tenants.py), the history a dump of the head must not replay:
+# a table with a serial id, a default and a foreign key, then columns added, indexed, re-defaulted, renamed and
+# dropped, and seeded rows (users_roles included) that move the sequences.
+HISTORY = {
+    "0004": """
+op.create_table("extra", sa.Column("id", sa.Integer, primary_key=True),
+                sa.Column("name", sa.String(80), nullable=False),
+                sa.Column("created_at", sa.DateTime(), server_default=sa.text("CURRENT_TIMESTAMP")),
+                sa.Column("role_id", sa.Integer, sa.ForeignKey("roles.id", ondelete="CASCADE")))
+""",
+    "0005": """
+with op.batch_alter_table("extra") as b:
+    b.add_column(sa.Column("code", sa.String(20)))
+    b.add_column(sa.Column("score", sa.Integer, nullable=False, server_default="0"))
+""",
+    "0006": 'op.create_index("ix_extra_code", "extra", ["code"])',
+    "0007": """
+with op.batch_alter_table("extra") as b:
+    b.alter_column("score", server_default="1")
+with op.batch_alter_table("products") as b:
+    b.add_column(sa.Column("note_a", sa.String(40)))
+    b.add_column(sa.Column("note_b", sa.String(40)))
+op.create_index("ix_products_note_a", "products", ["note_a"])
+""",
+    "0008": """
+op.drop_index("ix_products_note_a", "products")
+with op.batch_alter_table("products") as b:
+    b.drop_column("note_a")
+    b.alter_column("note_b", new_column_name="label")
+    b.alter_column("stock", server_default="0")
+""",
+    "0009": """
+op.execute("INSERT INTO roles (name, description) VALUES ('seed', 'seeded'), ('other', 'also seeded')")
+op.execute("INSERT INTO users (email, full_name, password_hash, active, created_at) "
+           "VALUES ('seed@example.com', 'Seed', 'x', true, '2026-01-01 00:00:00')")
+op.execute("INSERT INTO users_roles (user_id, role_id) SELECT u.id, r.id FROM users u, roles r")
+op.execute("INSERT INTO extra (name, code, role_id) VALUES ('one', 'A', 1), ('two', 'B', 2)")
+op.execute("DELETE FROM extra WHERE name = 'two'")
+""",
+}
+
+
+def _tenancy(settings, chain):
+    t = Tenancy(with_chain(settings, chain))
+    ensure_control(t)
+    return t
+
+
 @pytest.fixture
 def rich(settings, tmp_path):
     chain = copy_chain(tmp_path)
     add_revision(chain, "0004", "0003", RICH)
-    t = Tenancy(with_chain(settings, chain))
-    ensure_control(t)
+    t = _tenancy(settings, chain)
+    yield t
+    t.close()
+
+
+@pytest.fixture(params=["project", "history"])
+def chain_kind(request, settings, tmp_path):
+    """The project's chain, and one with the synthetic bench's kinds of change on top of it."""
+    chain = copy_chain(tmp_path)
+    if request.param == "history":
+        down = "0003"
+        for rev, body in HISTORY.items():
+            add_revision(chain, rev, down, body)
+            down = rev
+    t = _tenancy(settings, chain)
     yield t
     t.close()
 
@@ -64,6 +127,88 @@ def test_a_tenant_from_the_template_is_exactly_one_built_by_the_chain(rich):
     assert _ledger(rich) == {"fast": "0004", "replayed": "0004"}
     template = list((Path(rich.settings.tenant_dir) / TEMPLATE_DIR).glob("0004-*"))
     assert template, "the fast path made its template at head"
+
+
+def test_a_tenant_from_the_head_template_is_exactly_one_built_by_replaying_the_chain(chain_kind):
+    """The fast path (SQLite: a copy; PostgreSQL: the pg_dump of the head) against Alembic replaying the chain."""
+    t = chain_kind
+    head = t.head()
+    create_tenant(t, "fast")
+    provision_tenant(t, TenantSpec("replayed"), None)  # no template: Alembic runs the chain, as before
+    fast, replayed = t.storage("fast"), t.storage("replayed")
+    assert live(t, "fast") == live(t, "replayed") == head
+    with replayed.begin() as conn:
+        reflected = reflect_tenant(conn)
+    with fast.begin() as conn:
+        assert compare_tenant(fast, conn, reflected) == []
+        assert compare_tenant(fast, conn, expected_schema(t.scripts, head, fast, conn)) == []
+    assert table_rows(t, "fast") == table_rows(t, "replayed")
+    if fast.dialect == "postgresql":
+        [dump] = (Path(t.settings.tenant_dir) / TEMPLATE_DIR).glob(f"{head}-*.pg*.dump.json")
+        script = "".join(json.loads(dump.read_text())["parts"])
+        assert "DROP COLUMN" not in script and "CREATE SCHEMA" in script, "the head's final state, not its history"
+        assert catalog(t, "fast") == catalog(t, "replayed")
+    # Sequences start where replay's do: the next row of every table with a generated id gets the same id.
+    ids = next_ids(t, "fast")
+    assert ids == next_ids(t, "replayed")
+    if head != "0003":
+        assert table_rows(t, "fast")["users_roles"] == [(1, 1), (1, 2)]
+        assert ids["roles"] == 3 and ids["users"] == 2 and ids["products"] == 1
+        # SQLite reuses the highest id + 1; a PostgreSQL sequence goes on from the deleted row's id.
+        assert ids["extra"] == (3 if t.storage("fast").dialect == "postgresql" else 2)
+
+
+def table_rows(tenancy: Tenancy, slug: str) -> dict[str, list[tuple]]:
+    """Every row of every table, sorted; times are left out (a default of now() is the moment a row was made)."""
+    storage = tenancy.storage(slug)
+    with storage.begin() as conn:
+        names = inspect(conn).get_table_names(storage.version_table_schema)
+        return {name: sorted(tuple(v for v in row if not isinstance(v, datetime)) for row in
+                             conn.execute(text(f'SELECT * FROM "{name}"'))) for name in sorted(names)}
+
+
+def next_ids(tenancy: Tenancy, slug: str) -> dict[str, int]:
+    """Insert one row in each table with a generated id and return the ids given (rolled back)."""
+    values = {"roles": "(name, description) VALUES ('new', 'n')",
+              "users": "(email, full_name, password_hash, active, created_at) VALUES ('n@x', 'N', 'x', true, "
+                       "CURRENT_TIMESTAMP)",
+              "products": "(name, sku, price, stock, active, created_at) VALUES ('n', 'N-1', 1, 1, true, "
+                          "CURRENT_TIMESTAMP)",
+              "extra": "(name) VALUES ('new')", "invoices": "(number) VALUES ('NEW')"}
+    storage = tenancy.storage(slug)
+    with storage.begin(rehearse=True) as conn:
+        tables = set(inspect(conn).get_table_names(storage.version_table_schema))
+        return {name: conn.execute(text(f'INSERT INTO "{name}" {sql} RETURNING id')).scalar()
+                for name, sql in values.items() if name in tables}
+
+
+# PostgreSQL's own account of a schema, its name left out: columns (type, default, nullability), every
+# constraint and index as the server prints it, and every sequence with its owner column.
+CATALOG = {
+    "columns": "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, "
+               "pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+               "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+               "WHERE c.relnamespace = CAST(:s AS regnamespace) AND c.relkind = 'r' AND a.attnum > 0 "
+               "AND NOT a.attisdropped ORDER BY c.relname, a.attnum",
+    "constraints": "SELECT conrelid::regclass::text, conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
+                   "WHERE connamespace = CAST(:s AS regnamespace) ORDER BY 1, 2",
+    "indexes": "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = :s ORDER BY 1, 2",
+    "sequences": "SELECT sequencename, data_type::text, start_value, increment_by, max_value, cache_size, cycle, "
+                 "last_value FROM pg_sequences WHERE schemaname = :s ORDER BY 1",
+    "owned": "SELECT s.relname, t.relname, a.attname, d.deptype FROM pg_depend d "
+             "JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' JOIN pg_class t ON t.oid = d.refobjid "
+             "JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid "
+             "WHERE s.relnamespace = CAST(:s AS regnamespace) ORDER BY 1",
+}
+
+
+def catalog(tenancy: Tenancy, slug: str) -> dict[str, list[tuple]]:
+    storage = tenancy.storage(slug)
+    schema = storage.version_table_schema
+    with storage.begin() as conn:
+        conn.execute(text("SELECT set_config('search_path', 'pg_catalog', true)"))  # regclass text: qualified
+        return {what: [tuple(str(v).replace(schema, "S") for v in row)
+                       for row in conn.execute(text(sql), {"s": schema})] for what, sql in CATALOG.items()}
 
 
 def test_the_drift_check_would_see_a_difference(rich):
@@ -107,9 +252,22 @@ def test_a_template_of_another_head_or_an_edited_revision_is_never_used(settings
         assert has_table(edited, "edited", "memos")
     finally:
         edited.close()
-    folder = Path(settings.tenant_dir) / TEMPLATE_DIR
-    templates = [p for p in folder.iterdir() if not p.name.endswith(".lock")]
-    assert len(templates) == 1 and templates[0].name.startswith("0004-"), "stale templates are removed"
+    keys = template_keys(Path(settings.tenant_dir) / TEMPLATE_DIR)
+    assert len(keys) == 1 and keys.pop().startswith("0004-"), "stale templates are removed"
+
+
+def template_keys(folder: Path) -> set[str]:
+    """The chains the template folder holds templates of (PostgreSQL: the rendered chain and its dumps)."""
+    return {p.name.split(".", 1)[0] for p in folder.iterdir() if not p.name.endswith(".lock")}
+
+
+def scratch_schemas(tenancy: Tenancy) -> list[str]:
+    """The template builds' scratch schemas left in the control database (none, ever, after a build)."""
+    if tenancy.settings.control_url.startswith("sqlite"):
+        return []
+    with tenancy.control_engine.connect() as conn:
+        return list(conn.execute(text(r"SELECT nspname FROM pg_namespace WHERE nspname LIKE 'portal\_template\_%'"))
+                    .scalars())
 
 
 def test_two_creations_at_once_before_any_template_both_succeed_with_one_template(settings, cli_env, tmp_path):
@@ -138,10 +296,12 @@ def test_two_creations_at_once_before_any_template_both_succeed_with_one_templat
     try:
         assert live(t, "one") == live(t, "two") == "0004"
         assert {x.slug: x.status for x in t.registry.all()} == {"one": "active", "two": "active"}
+        assert scratch_schemas(t) == []
     finally:
         t.close()
     folder = Path(settings.tenant_dir) / TEMPLATE_DIR
-    assert len([p for p in folder.iterdir() if not p.name.endswith(".lock")]) == 1
+    assert len(template_keys(folder)) == 1
+    assert len(list(folder.glob("*.sqlite3" if settings.control_url.startswith("sqlite") else "*.dump.json"))) == 1
 
 
 @pytest.mark.parametrize("revision", [

@@ -5,22 +5,18 @@ and rebuilt, its rows loaded and its alembic_version put back, or nothing change
 """
 
 import json
-import os
 import re
-import shutil
-import subprocess
-from functools import lru_cache
 from graphlib import TopologicalSorter
 from pathlib import Path
 
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
-from sqlalchemy.engine import make_url
 
 from tenants.core.names import quote_ident, quoted_schema, schema_name
 from tenants.core.storage import PostgresSchemaStorage
 from tenants.migrate import driver
 from tenants.migrate.migrator import alembic_options, resolve_target
+from tenants.migrate.pgdump import pg_dump_major, run_pg_dump
 
 TABLES_SQL = text("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                   "WHERE n.nspname = :s AND c.relkind IN ('r', 'p') ORDER BY c.relname")
@@ -35,46 +31,18 @@ FOREIGN_KEYS_SQL = text("SELECT child.relname, parent.relname FROM pg_constraint
 COPY_LINE = re.compile(r"^COPY (\S+) \((.*)\) FROM stdin;$")
 
 
-def _major(version: str) -> int:
-    return int(re.search(r"(\d+)", version).group(1))  # type: ignore[union-attr]
-
-
-@lru_cache(maxsize=1)
-def _pg_dump_major() -> int | None:
-    tool = shutil.which("pg_dump")
-    if tool is None:
-        return None
-    try:
-        out = subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=10, check=True).stdout
-        return _major(out.split(")", 1)[-1])
-    except (OSError, subprocess.SubprocessError, AttributeError, ValueError):
-        return None
-
-
 def pg_dump_usable(conn: Connection) -> bool:
     """Return whether the local pg_dump can dump this server (its major version is not older)."""
-    tool = _pg_dump_major()
+    tool = pg_dump_major()
     server = int(conn.execute(text("SHOW server_version_num")).scalar()) // 10000
     return tool is not None and tool >= server
 
 
-def _libpq_env(url: str) -> dict[str, str]:
-    """Connection settings for libpq tools, so no password appears on a command line."""
-    parsed = make_url(url)
-    env = {"PGHOST": parsed.host or "", "PGPORT": str(parsed.port or ""), "PGUSER": parsed.username or "",
-           "PGPASSWORD": parsed.password or "", "PGDATABASE": parsed.database or ""}
-    return {**os.environ, **{k: v for k, v in env.items() if v}}
-
-
 def dump_schema(storage: PostgresSchemaStorage, dest: Path, lock_timeout: float) -> str | None:
     """Write `pg_dump --schema` of the tenant to `dest` (plain SQL); return the revision it holds."""
-    command = [shutil.which("pg_dump") or "pg_dump", f"--schema={schema_name(storage.slug)}", "--format=plain",
-               "--no-owner", "--no-privileges", f"--lock-wait-timeout={int(lock_timeout * 1000)}",
-               f"--file={dest}"]
-    done = subprocess.run(command, env=_libpq_env(storage.url), capture_output=True, text=True, timeout=3600)
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines() or ["no message"]
-        raise RuntimeError("pg_dump failed: " + next((line for line in lines if "error" in line), lines[0]))
+    run_pg_dump(storage.url, [f"--schema={schema_name(storage.slug)}", "--format=plain", "--no-owner",
+                              "--no-privileges", f"--lock-wait-timeout={int(lock_timeout * 1000)}", f"--file={dest}"],
+                timeout=3600)
     return _dump_revision(dest)
 
 
