@@ -69,7 +69,9 @@ op.execute("INSERT INTO roles (name, description) VALUES ('seed', 'seeded'), ('o
 op.execute("INSERT INTO users (email, full_name, password_hash, active, created_at) "
            "VALUES ('seed@example.com', 'Seed', 'x', true, '2026-01-01 00:00:00')")
 op.execute("INSERT INTO users_roles (user_id, role_id) SELECT u.id, r.id FROM users u, roles r")
-op.execute("INSERT INTO extra (name, code, role_id) VALUES ('one', 'A', 1), ('two', 'B', 2)")
+# created_at given: its CURRENT_TIMESTAMP default would differ between two builds a second apart
+op.execute("INSERT INTO extra (name, code, role_id, created_at) "
+           "VALUES ('one', 'A', 1, '2026-01-01 00:00:00'), ('two', 'B', 2, '2026-01-01 00:00:00')")
 op.execute("DELETE FROM extra WHERE name = 'two'")
 """,
 }
