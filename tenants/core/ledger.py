@@ -39,7 +39,7 @@ def current_actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a run holds one per tenant
 class TenantResult:
     """What one unit of work did to one tenant."""
 

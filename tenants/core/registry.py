@@ -13,7 +13,7 @@ from tenants.core.names import validate_slug
 from tenants.core.storage import unreachable
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a run holds one per tenant
 class Tenant:
     """One registry row."""
 
