@@ -157,10 +157,13 @@ def _bench(opts: argparse.Namespace, far_admin: str) -> None:
         for label, extra in (("upgrade-all-tenants --jobs 2", ["--jobs", "2"]),
                              ("upgrade-all-tenants (default jobs)", [])):
             reset_all()
-            seconds, rss, done = measure([*manage, "upgrade-all-tenants", "--quiet", *extra], env)
+            memory: dict = {}
+            seconds, rss, done = measure([*manage, "upgrade-all-tenants", "--quiet", *extra], env, memory)
             if done.returncode:
                 raise SystemExit(f"{label} failed ({done.returncode}): {done.stdout[-2000:]} {done.stderr[-2000:]}")
-            rows.append((label, seconds, f"peak RSS {rss / 2**20:.0f} MiB"))
+            rows.append((label, seconds, f"peak RSS {rss / 2**20:.0f} MiB (PSS {memory['pss'] / 2**20:.0f}, "
+                                         f"runner {memory['parent'] / 2**20:.0f}, a worker's own "
+                                         f"{memory['worker_uss'] / 2**20:.0f})"))
             in_units, results = unit_seconds(near_url)
             breakdown.append(f"{label}: {results} results; sum of per-tenant unit time {in_units:.1f} s "
                              f"({in_units / max(results, 1) * 1000:.2f} ms per tenant)")

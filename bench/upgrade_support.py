@@ -98,21 +98,36 @@ def reset(db_url: str, slugs: list[str], *, ledger: bool = True) -> None:
     conn.close()
 
 
-def measure(args: list[str], env: dict) -> tuple[float, int, subprocess.CompletedProcess]:
-    """Run a command; return (seconds, peak RSS of its process tree in bytes, result)."""
+def measure(args: list[str], env: dict, memory: dict | None = None) -> tuple[float, int, subprocess.CompletedProcess]:
+    """Run a command; return (seconds, peak RSS of its process tree in bytes, result).
+
+    With `memory`, also fill it with peaks that tell the tree's RSS apart: `pss` (the tree's
+    proportional set size: pages shared by the forked workers counted once, not once per
+    process as in the RSS sum), `parent` (the command's own RSS) and `worker_uss` (the largest
+    memory a worker holds of its own). Sampled every 0.1 s (smaps is slower to read than RSS).
+    """
     peak = 0
+    peaks = {"pss": 0, "parent": 0, "worker_uss": 0}
     started = time.perf_counter()
     proc = psutil.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     done = threading.Event()
 
     def sample() -> None:
         nonlocal peak
+        ticks = 0
         while not done.is_set():
             try:
                 tree = [proc, *proc.children(recursive=True)]
                 peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+                if memory is not None and ticks % 5 == 0:
+                    full = {p.pid: p.memory_full_info() for p in tree if p.is_running()}
+                    peaks["pss"] = max(peaks["pss"], sum(m.pss for m in full.values()))
+                    peaks["parent"] = max(peaks["parent"], full[proc.pid].rss if proc.pid in full else 0)
+                    peaks["worker_uss"] = max([peaks["worker_uss"], *(m.uss for pid, m in full.items()
+                                                                       if pid != proc.pid)])
             except psutil.Error:
                 pass
+            ticks += 1
             time.sleep(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -121,6 +136,8 @@ def measure(args: list[str], env: dict) -> tuple[float, int, subprocess.Complete
     seconds = time.perf_counter() - started
     done.set()
     sampler.join()
+    if memory is not None:
+        memory.update(peaks)
     return seconds, peak, subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 

@@ -6,7 +6,6 @@ inside the commands, so `manage.py` start-up pays only for click here.
 
 import functools
 import hashlib
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -183,11 +182,12 @@ def downgrade_tenants_command(target: str, yes: bool, allow_destructive: bool, s
 @reports_errors
 def tenant_versions_command(as_json: bool) -> None:
     """Show every tenant's current revision, the head, pending revisions, last migration and last task."""
+    from tenants.cli.output import json_rows
     from tenants.migrate.overview import version_rows
 
     rows = version_rows(get_tenancy())
     if as_json:
-        click.echo(mask_secrets(json.dumps(rows, indent=2, default=str)))
+        click.echo(mask_secrets(json_rows(rows)))
         return
     for row in rows:
         last = f"{row['last_result']} {row['last_at']:%Y-%m-%d %H:%M}" if row["last_result"] else "-"

@@ -11,6 +11,17 @@ from tenants.fleet.report import RunReport
 from tenants.migrate.plan import Plan
 
 
+def json_rows(rows: list[dict]) -> str:
+    """Return a JSON list with one row per line.
+
+    `json.dumps(rows, indent=2)` runs the pure-Python encoder (the C one serves no indent):
+    0.36 s of `tenant-versions --json` at 10,000 tenants; one compact row per line stays readable.
+    """
+    if not rows:
+        return "[]"
+    return "[\n  " + ",\n  ".join(json.dumps(row, default=str) for row in rows) + "\n]"
+
+
 def short(revision: str | None) -> str:
     """Return a revision id short enough for a progress line."""
     return (revision or "base")[:12]

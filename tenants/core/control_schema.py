@@ -99,6 +99,19 @@ tenant_results = Table(
     Index("ix_tenant_results_run_slug", "run_id", "tenant_slug"),
 )
 
+# Each tenant's latest result per scope ('migration': runs that move it along the chain,
+# 'task': maintenance runs), kept as results are recorded, so that "the last result of every
+# tenant" costs a row per tenant, not a scan of every result ever written. Keyed by the
+# tenant's account_key: a tenant dropped and re-created under its slug starts with none.
+tenant_latest_results = Table(
+    "tenant_latest_results", metadata,
+    Column("tenant_key", String(32), primary_key=True),
+    Column("scope", String(10), primary_key=True),
+    Column("tenant_slug", String(40), nullable=False),
+    Column("result_id", Integer, nullable=False),
+    CheckConstraint("scope IN ('migration', 'task')", name="scope"),
+)
+
 # A run handed to Celery workers: its unit and run-wide parameters (e.g. the rendered SQL), once.
 dispatched_runs = Table(
     "dispatched_runs", metadata,

@@ -12,12 +12,18 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy import Engine, bindparam, case, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from tenants.core.clock import utcnow
-from tenants.core.control_schema import migration_runs, tenant_results, tenant_versions
+from tenants.core.control_schema import (
+    migration_runs,
+    tenant_latest_results,
+    tenant_results,
+    tenant_versions,
+    tenants,
+)
 
 RESULT_STATUSES = ("ok", "failed", "busy", "timeout", "skipped", "unreachable", "drifted")
 # Runs that move tenants along the chain; every other run kind is a maintenance task (for-each-tenant).
@@ -33,7 +39,7 @@ def current_actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a run holds one per tenant
 class TenantResult:
     """What one unit of work did to one tenant."""
 
@@ -92,6 +98,7 @@ def record_result(engine: Engine, run_id: str, result: TenantResult, started_at:
         else:
             conn.execute(_RESULT_ROW, values)
             set_version(conn, result.slug, result.to_revision, run_id)
+        remember_latest(conn, run_id, [result.slug])
 
 
 def moved_to(result: TenantResult) -> tuple[bool, str | None]:
@@ -127,6 +134,7 @@ def record_results(engine: Engine, run_id: str, batch: list[tuple[TenantResult, 
             moves[result.slug] = revision
     with engine.begin() as conn:
         conn.execute(insert(tenant_results), rows)
+        remember_latest(conn, run_id, sorted({r.slug for r, _ in batch}))
         if moves:
             upsert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(tenant_versions)
             upsert = upsert.on_conflict_do_update(index_elements=[tenant_versions.c.tenant_slug], set_={
@@ -134,6 +142,39 @@ def record_results(engine: Engine, run_id: str, batch: list[tuple[TenantResult, 
                 "run_id": upsert.excluded.run_id})
             conn.execute(upsert, [{"tenant_slug": slug, "revision": revision, "updated_at": now, "run_id": run_id}
                                   for slug, revision in moves.items()])
+
+
+def _latest_statement():  # type: ignore[no-untyped-def]
+    """Build, once, the upsert that points each tenant's latest-result row of the run's scope at its newest result."""
+    r, m, t, latest = tenant_results.c, migration_runs.c, tenants.c, tenant_latest_results
+    scope = case((m.kind.in_(MIGRATION_KINDS), "migration"), else_="task")
+    newest = (select(t.account_key, scope, r.tenant_slug, func.max(r.id))
+              .select_from(tenant_results).join(tenants, t.slug == r.tenant_slug).join(migration_runs, m.id == r.run_id)
+              .where(r.run_id == bindparam("run_id"), r.tenant_slug.in_(bindparam("slugs", expanding=True)))
+              .group_by(t.account_key, scope, r.tenant_slug))
+    columns = ["tenant_key", "scope", "tenant_slug", "result_id"]
+    statements = {}
+    for dialect, make in (("postgresql", pg_insert), ("sqlite", sqlite_insert)):
+        upsert = make(latest).from_select(columns, newest)
+        # A newer result of the same scope (a run going on at the same time) is never replaced by an older one.
+        statements[dialect] = upsert.on_conflict_do_update(
+            index_elements=[latest.c.tenant_key, latest.c.scope],
+            set_={"tenant_slug": upsert.excluded.tenant_slug, "result_id": upsert.excluded.result_id},
+            where=upsert.excluded.result_id > latest.c.result_id)
+    return statements
+
+
+_REMEMBER_LATEST = _latest_statement()
+
+
+def remember_latest(conn, run_id: str, slugs: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """Point these tenants' latest-result rows at their newest result in this run (inside the caller's transaction).
+
+    Results of a slug no registered tenant holds (dropped meanwhile) point nowhere: the row is
+    keyed by the tenant's account_key, which a re-created slug does not share.
+    """
+    if slugs:
+        conn.execute(_REMEMBER_LATEST[conn.dialect.name], {"run_id": run_id, "slugs": slugs})
 
 
 def set_version(conn, slug: str, revision: str | None, run_id: str | None) -> None:  # type: ignore[no-untyped-def]
@@ -181,20 +222,21 @@ def ledger_versions(engine: Engine) -> dict[str, str | None]:
 
 
 def last_results(engine: Engine, *, migrations: bool | None = None) -> dict[str, dict]:
-    """Return each tenant's most recent result row, as a dict (with its run's `kind`).
+    """Return each registered tenant's most recent result row, as a dict (with its run's `kind`).
 
     `migrations=True` looks only at runs that move tenants along the chain, `False` only at
     maintenance tasks, None at every run: a maintenance run never hides a failed migration.
+    One row per tenant and scope is read (tenant_latest_results), however long the history.
     """
-    r, m = tenant_results.c, migration_runs.c
-    latest = select(r.tenant_slug, r.id).order_by(r.id)
+    r, m, t, latest = tenant_results.c, migration_runs.c, tenants.c, tenant_latest_results.c
+    query = (select(tenant_results, m.kind).select_from(tenant_latest_results)
+             .join(tenants, (t.account_key == latest.tenant_key) & (t.slug == latest.tenant_slug))
+             .join(tenant_results, r.id == latest.result_id).join(migration_runs, m.id == r.run_id))
     if migrations is not None:
-        kinds = m.kind.in_(MIGRATION_KINDS)
-        latest = latest.join(migration_runs, m.id == r.run_id).where(kinds if migrations else ~kinds)
+        query = query.where(latest.scope == ("migration" if migrations else "task"))
+    found: dict[str, dict] = {}
     with engine.connect() as conn:
-        ids = {slug: rid for slug, rid in conn.execute(latest)}
-        if not ids:
-            return {}
-        rows = conn.execute(select(tenant_results, m.kind).join(migration_runs, m.id == r.run_id)
-                            .where(r.id.in_(list(ids.values()))))
-        return {row.tenant_slug: dict(row._mapping) for row in rows}
+        for row in conn.execute(query):
+            if row.tenant_slug not in found or row.id > found[row.tenant_slug]["id"]:
+                found[row.tenant_slug] = dict(row._mapping)
+    return found

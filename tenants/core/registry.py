@@ -7,13 +7,13 @@ from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tenants.core.clock import utcnow
-from tenants.core.control_schema import TENANT_STATUSES, tenant_versions, tenants
+from tenants.core.control_schema import TENANT_STATUSES, tenant_latest_results, tenant_versions, tenants
 from tenants.core.errors import TenantError, TenantExists, TenantNotFound
 from tenants.core.names import validate_slug
 from tenants.core.storage import unreachable
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a run holds one per tenant
 class Tenant:
     """One registry row."""
 
@@ -92,4 +92,6 @@ class TenantRegistry:
         """Delete the registry row and its ledger entry (history rows stay)."""
         with self.engine.begin() as conn:
             conn.execute(delete(tenant_versions).where(tenant_versions.c.tenant_slug == slug))
+            key = select(tenants.c.account_key).where(tenants.c.slug == slug).scalar_subquery()
+            conn.execute(delete(tenant_latest_results).where(tenant_latest_results.c.tenant_key == key))
             conn.execute(delete(tenants).where(tenants.c.slug == slug))

@@ -4,11 +4,9 @@ Tenants go through a bounded pool of processes (Alembic's globals are not thread
 results written to the ledger in batches (fleet.recorder); the fleet lock keeps two runs apart.
 """
 
-import multiprocessing
-import os
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from datetime import timedelta
 
@@ -21,10 +19,11 @@ from tenants.core.ledger import TenantResult, correct_ledger, finish_run, start_
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.lock import FleetLock, Heartbeat
 from tenants.fleet.options import PlanCheck, RunOptions
+from tenants.fleet.pool import WorkerPool
 from tenants.fleet.recorder import ResultBuffer
 from tenants.fleet.report import FAILURES, RunReport
 from tenants.fleet.servers import ServerSlots, default_jobs, pool_size
-from tenants.fleet.units import init_worker, process_tenancy, run_unit
+from tenants.fleet.units import process_tenancy, run_unit
 from tenants.migrate.plan import Plan, TenantPlan
 
 Event = Callable[[str, object], None]
@@ -51,7 +50,7 @@ class FleetRun:
         stale_after = options.stale_after or tenancy.settings.lock_stale_after
         self.lock = FleetLock(self.engine, stale_after=stale_after)
         self.heartbeat = Heartbeat(self.lock, every=min(options.heartbeat_every, stale_after / 3))
-        self.pool: ProcessPoolExecutor | None = None
+        self.pool = WorkerPool(tenancy, (self.ledger,))
         self.done = 0
         self.total = len(plan.pending) + len(plan.errors)
         self.stop: str | None = None
@@ -107,7 +106,7 @@ class FleetRun:
         finally:
             self._flush()  # results of a run left by an unexpected error still reach the ledger
             self.heartbeat.stop()
-            self._close_pool()
+            self.pool.close()
             self._release()
             if self.ledger is not self.engine:
                 self.ledger.dispose()
@@ -232,9 +231,8 @@ class FleetRun:
                     item = slots.take(queue)
                     if item is None:
                         break  # every server with queued tenants is at its --jobs-per-server bound
-                    pool = self._start_pool(jobs)
                     with self.heartbeat.pause:  # a worker may be forked here: not while a beat is under way
-                        running[pool.submit(run_unit, *self._args(item))] = item
+                        running[self.pool.submit(jobs, self._args(item))] = item
                 if self.stop and queue:
                     self.report.not_started += [i.slug for i in queue]
                     queue = []
@@ -252,30 +250,11 @@ class FleetRun:
                 try:
                     result = future.result()
                 except BrokenProcessPool as e:
-                    self._close_pool()
+                    self.pool.close()
                     result = TenantResult(item.slug, "failed", item.current, None, 0.0,
                                           f"tenant {item.slug!r}: its worker process died ({e}); "
                                           "its transaction was rolled back")
                 self._record(result)
-
-    def _start_pool(self, jobs: int) -> ProcessPoolExecutor:
-        if self.pool is None:
-            # No connection crosses the fork: the parent's pools are emptied first, the children
-            # open their own; the revision chain is already loaded and is inherited.
-            self.tenancy.scripts.get_current_head()
-            self.tenancy.engines.dispose()
-            self.ledger.dispose()
-            process_tenancy(self.tenancy.settings, self.tenancy)
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context("fork" if "fork" in methods else None)
-            self.pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=init_worker,
-                                            initargs=(self.tenancy.settings, os.getpid()))
-        return self.pool
-
-    def _close_pool(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
 
     def _record(self, result: TenantResult) -> None:
         """Queue one result for the ledger (written in batches: fleet.recorder), then tell the presenter."""

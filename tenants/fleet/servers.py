@@ -10,6 +10,7 @@ tenants from the servers in turn, so no server is flooded while another idles.
 import os
 from collections import defaultdict
 from collections.abc import Iterable
+from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -22,6 +23,17 @@ from tenants.migrate.plan import Plan, TenantPlan
 
 def server_key(url: str) -> str:
     """Return the server a database URL points at: `postgresql://host:port` or `sqlite:<directory>`."""
+    if url.startswith("sqlite"):  # resolved against the file system as it is now: not remembered
+        return _parsed_key(url)
+    return _server_key(url)
+
+
+@lru_cache(maxsize=1024)  # asked once per tenant, of a few URLs: each is parsed once and its key shared
+def _server_key(url: str) -> str:
+    return _parsed_key(url)
+
+
+def _parsed_key(url: str) -> str:
     try:
         parsed = make_url(url)
     except Exception:  # an unparsable URL fails at connect time; group it by its own text

@@ -7,6 +7,7 @@ plan needs. The work itself re-reads the revision under the tenant's lock.
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from tenants.migrate.driver import joined_heads
 # faster than the number of arms: at 1,000 tenants, chunks of 500 took about twice as long as
 # chunks of 50 (bench/noop.py); below ~50 the round trips start to count.
 CHUNK = 50
+# Databases read at the same time (one session each) by a bulk read over several of them.
+MAX_READERS = 8
 
 # Each schema, with the oid of its alembic_version table (NULL: not versioned yet). The names
 # come as a set to join (unnest), not as `nspname = ANY(...)`: with the array as a filter the
@@ -52,17 +55,29 @@ def read_versions(tenancy: Tenancy, tenants: Iterable[Tenant]) -> dict[str, Vers
     for tenant in tenants:
         by_url[tenant.database_url or settings.control_url].append(tenant)
     reads: dict[str, VersionRead] = {}
+    servers = {url: [t.slug for t in group] for url, group in by_url.items() if _backend(url) == "postgresql"}
+    if len(servers) > 1:
+        # Each database's read waits on its server (a new session builds its catalog cache for every
+        # tenant table it opens): several databases are read at once, one thread and session each.
+        with ThreadPoolExecutor(min(len(servers), MAX_READERS)) as pool:
+            for found in pool.map(lambda item: _read_postgres(tenancy, *item), servers.items()):
+                reads.update(found)
+    elif servers:
+        reads.update(_read_postgres(tenancy, *next(iter(servers.items()))))
     for url, group in by_url.items():
-        backend = url.split(":", 1)[0].split("+", 1)[0]
-        if backend == "postgresql":
-            reads.update(_read_postgres(tenancy, url, [t.slug for t in group]))
-        elif backend == "sqlite":
+        if url in servers:
+            continue
+        if _backend(url) == "sqlite":
             for tenant in group:
                 reads[tenant.slug] = _read_sqlite(sqlite_path(tenant, settings.tenant_dir))
         else:
             for tenant in group:
                 reads[tenant.slug] = VersionRead(None, f"unsupported database {display_url(url)!r}")
     return reads
+
+
+def _backend(url: str) -> str:
+    return url.split(":", 1)[0].split("+", 1)[0]
 
 
 def sqlite_path(tenant: Tenant, tenant_dir: Path) -> Path:

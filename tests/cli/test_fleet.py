@@ -91,8 +91,10 @@ def test_plain_lines_json_report_and_versions(group, runner: CliRunner, tenancy:
     dry = runner.invoke(group, ["upgrade-all-tenants", "--dry-run"])
     assert dry.exit_code == 0 and "2 tenants 0002 -> 0003 (1 revisions): acme, beta" in dry.output
     assert live(tenancy, "acme") == "0002"
-    versions = json.loads(runner.invoke(group, ["tenant-versions", "--json"]).output)
+    listed = runner.invoke(group, ["tenant-versions", "--json"]).output
+    versions = json.loads(listed)
     assert [(r["slug"], r["revision"], r["pending"]) for r in versions] == [("acme", "0002", 1), ("beta", "0002", 1)]
+    assert [json.loads(line.strip().rstrip(","))["slug"] for line in listed.splitlines()[1:-1]] == ["acme", "beta"]
     done = run_manage(["upgrade-all-tenants", "--json"], cli_env)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)

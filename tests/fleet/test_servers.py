@@ -15,6 +15,7 @@ from tenants.fleet.runs import downgrade_tenants, upgrade_tenants
 from tenants.fleet.servers import ServerSlots, assign_slots, interleave, server_key
 from tenants.migrate.control import ensure_control
 from tenants.migrate.plan import Selection, TenantPlan
+from tests.conftest import PG_ADMIN_URL
 from tests.fleet_support import SLOW, live, make_tenants, with_chain, write_chain
 from tests.pg_cluster import free_port
 from tests.scale_support import database_on, intervals, max_overlap
@@ -116,3 +117,65 @@ def test_unreachable_server_fails_only_its_own_tenants(pg_control_url: str, far_
     finally:
         fleet.close()
         base.close()
+
+
+@pytest.mark.postgres
+def test_the_bulk_version_read_reads_several_databases_at_once(pg_url: str, tmp_path: Path) -> None:
+    """Each database is read in a session of its own, all at the same time (was: one after another).
+
+    Each tenant's alembic_version is locked by another session; the locks are released only once
+    both reads are seen waiting together, which one-after-the-other reads never are.
+    """
+    import threading
+    import time
+
+    import psycopg2
+
+    from tenants.migrate.versions import read_versions
+
+    with database_on(PG_ADMIN_URL) as other:
+        settings = TenantSettings(control_url=pg_url, tenant_dir=tmp_path, lock_timeout=5.0)
+        tenancy = Tenancy(settings)
+        tenants = [Tenant("near", "near", "active", None, None, utcnow()),
+                   Tenant("far", "far", "active", None, other, utcnow())]
+        holders = []
+        for url, slug in ((pg_url, "near"), (other, "far")):
+            conn = psycopg2.connect(url)
+            with conn.cursor() as cur:
+                cur.execute(f"CREATE SCHEMA tenant_{slug}; CREATE TABLE tenant_{slug}.alembic_version "
+                            f"(version_num varchar(32) PRIMARY KEY); INSERT INTO tenant_{slug}.alembic_version "
+                            "VALUES ('0003')")
+            conn.commit()
+            with conn.cursor() as cur:
+                cur.execute(f"LOCK TABLE tenant_{slug}.alembic_version IN ACCESS EXCLUSIVE MODE")
+            holders.append(conn)
+        seen_together = threading.Event()
+
+        def release() -> None:
+            watcher = psycopg2.connect(pg_url)
+            watcher.autocommit = True
+            deadline = time.monotonic() + 3.0
+            try:
+                with watcher.cursor() as cur:
+                    while time.monotonic() < deadline and not seen_together.is_set():
+                        cur.execute("SELECT count(DISTINCT l.database) FROM pg_locks l JOIN pg_database d "
+                                    "ON d.oid = l.database WHERE NOT l.granted AND d.datname = ANY(%s)",
+                                    ([url.rsplit("/", 1)[1] for url in (pg_url, other)],))
+                        if cur.fetchone()[0] == 2:
+                            seen_together.set()
+                        time.sleep(0.02)
+            finally:
+                watcher.close()
+                for conn in holders:
+                    conn.rollback()
+                    conn.close()
+
+        releaser = threading.Thread(target=release)
+        releaser.start()
+        try:
+            reads = read_versions(tenancy, tenants)
+        finally:
+            releaser.join()
+            tenancy.close()
+        assert {slug: read.revision for slug, read in reads.items()} == {"near": "0003", "far": "0003"}
+        assert seen_together.is_set(), "the second database was read only after the first"
