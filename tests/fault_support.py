@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 from sqlalchemy.engine import make_url
 
@@ -59,3 +60,14 @@ class Operator:
             process.wait()
         leaked = [text for text in self.outputs if SECRET in text]
         assert not leaked, leaked[0]
+
+
+def wait_for(condition, timeout: float = 60):  # type: ignore[no-untyped-def]
+    """Return condition()'s first true value, polled every 0.1 s; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting")

@@ -29,7 +29,7 @@ from tenants.core.tenancy import Tenancy
 from tenants.fleet.create import create_tenant
 from tenants.migrate.control import ensure_control
 from tests.conftest import admin_execute, create_pg_database, drop_pg_database, run_manage
-from tests.fault_support import SECRET, Operator, with_secret
+from tests.fault_support import SECRET, Operator, wait_for, with_secret
 from tests.fleet_support import LOGGED, SLOW, live, make_tenants, with_chain, write_chain
 from tests.scale_support import active_sleeps
 
@@ -70,16 +70,6 @@ def lock_row(tenancy: Tenancy):  # type: ignore[no-untyped-def]
 def run_status(tenancy: Tenancy, run_id: str) -> str:
     with tenancy.control_engine.connect() as conn:
         return conn.execute(select(migration_runs.c.status).where(migration_runs.c.id == run_id)).scalar()
-
-
-def wait_for(condition, timeout: float = 60):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting")
 
 
 @pytest.mark.slow
