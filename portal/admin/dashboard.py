@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 from flask import current_app, redirect, request
 from flask_admin import AdminIndexView, expose
 from flask_login import current_user
+from markupsafe import Markup, escape
 from sqlalchemy import Connection, func, or_, select
 
 from portal.admin.base import SecureView
@@ -39,6 +40,26 @@ class DashboardRow(NamedTuple):
     taken_at: str | None
     last: Any
     failed: bool
+
+
+def row_markup(row: DashboardRow, models: tuple[str, ...]) -> str:
+    """Return one tenant's table row: built in Python, as a Jinja row cost a template call per cell."""
+    if row.cells is None:
+        counts = '<td colspan="4" class="text-muted" data-no-stats>no stats yet</td>'
+    else:
+        counts = "".join(f'<td data-count="{model}">{count}</td>' if count is not None
+                         else '<td class="text-muted">-</td>' for model, count in zip(models, row.cells, strict=True))
+        counts += f"<td data-taken-at>{escape(row.taken_at)}</td>"
+    badge = ' <span class="badge badge-warning">behind</span>' if row.behind else ""
+    return (f'<tr data-tenant="{escape(row.slug)}"><td><a href="{escape(row.link)}">{escape(row.display_name)}</a> '
+            f"({escape(row.slug)})</td><td>{escape(row.status)}</td>{counts}"
+            f"<td>{escape(row.revision or '-')}{badge}</td>"
+            f"<td>{escape(row.last.status if row.last else '-')}</td></tr>")
+
+
+def rows_markup(rows: list[DashboardRow], models: tuple[str, ...]) -> Markup:
+    """Return the page's table rows (models are the grant names, not user input)."""
+    return Markup("\n".join(row_markup(row, models) for row in rows))
 
 
 PAGE_SIZE = 20  # as Flask-Admin's lists: a page costs the same at any fleet size
@@ -135,5 +156,5 @@ class DashboardView(SecureView, AdminIndexView):
         tenancy = current_app.extensions["tenancy"]
         # The signed-in principal itself, not the proxy: it is asked about every row.
         page = dashboard_page(tenancy, current_user._get_current_object(), request.args.get("page", 1))
-        return self.render("admin/dashboard.html", models=TENANT_MODELS, zip=zip,
+        return self.render("admin/dashboard.html", rows_html=rows_markup(page["rows"], TENANT_MODELS),
                            show_tenants_link=can_control(current_user, "tenants", "view"), **page)
