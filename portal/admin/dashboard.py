@@ -19,7 +19,7 @@ from portal.admin.control_views import FAILED_RESULTS
 from portal.admin.formatting import human_time
 from portal.admin.row_urls import cached_row_url
 from portal.auth import login_url_for_here
-from portal.permissions import TENANT_MODELS, can, can_control, visible_slugs
+from portal.permissions import TENANT_MODELS, can, can_control
 from portal.quarantine import chain_head
 from portal.tenant_scope import scoped
 from tenants.core.control_schema import migration_runs, tenant_results, tenant_stats, tenant_versions, tenants
@@ -64,13 +64,6 @@ def rows_markup(rows: list[DashboardRow], models: tuple[str, ...]) -> Markup:
 
 PAGE_SIZE = 20  # as Flask-Admin's lists: a page costs the same at any fleet size
 ATTENTION_SHOWN = 20  # tenants named in "Needs attention"; the rest are counted
-
-
-def visible_tenants(tenancy: Tenancy, principal: Any) -> list[Any]:
-    """Return the registry rows of the tenants `principal` may enter."""
-    tenants_ = tenancy.registry.all()
-    allowed = set(visible_slugs(principal, [t.slug for t in tenants_]))
-    return [t for t in tenants_ if t.slug in allowed]
 
 
 def page_number(value: Any, pages: int) -> int:
