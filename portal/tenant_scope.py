@@ -45,12 +45,14 @@ def _bounded(value: Any, default: int, highest: int) -> int:
 
 
 def search_tenants(engine: Engine, principal: Principal, term: str, offset: Any = 0,
-                   limit: Any = 10) -> list[tuple[str, str]]:
-    """Return (slug, "Name (slug)") of active tenants `principal` may enter whose slug or name contains `term`."""
+                   limit: Any = 10, active_only: bool = True) -> list[tuple[str, str]]:
+    """Return (slug, "Name (slug)") of (active) tenants `principal` may enter whose slug or name contains `term`."""
     t = tenants.c
     # Only printable text is searched: a NUL would be refused by PostgreSQL's driver.
     needle = "".join(ch for ch in (term or "")[:SEARCH_TERM_CHARS] if ch.isprintable()).strip().lower()
-    query = scoped(select(t.slug, t.display_name).where(t.status == "active"), principal)
+    query = scoped(select(t.slug, t.display_name), principal)
+    if active_only:
+        query = query.where(t.status == "active")
     if needle:
         # autoescape: a typed % or _ is a character, not a wildcard.
         query = query.where(or_(t.slug.contains(needle, autoescape=True),

@@ -95,6 +95,15 @@ def register_tenants(engine: Any, slugs: list[str], status: str = "active", name
              "updated_at": now, "account_key": new_account_key()} for slug in slugs])
 
 
+def record_versions(engine: Any, slugs: list[str], revision: str | None) -> None:
+    """Give these tenants a ledger row at `revision`, in one statement."""
+    from tenants.core.control_schema import tenant_versions
+
+    with engine.begin() as conn:
+        conn.execute(insert(tenant_versions), [{"tenant_slug": slug, "revision": revision, "updated_at": utcnow()}
+                                               for slug in slugs])
+
+
 def csrf_token(client: FlaskClient, url: str = "/login") -> str:
     """Return a CSRF token of the client's session, read from a rendered page."""
     page = client.get(url)

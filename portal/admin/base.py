@@ -8,7 +8,9 @@ from flask_admin import Admin
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.menu import MenuView
 from flask_login import current_user
-from markupsafe import Markup
+from jinja2 import pass_context
+from jinja2.runtime import Context
+from markupsafe import Markup, escape
 
 from portal import audit
 from portal.admin.bulk_delete import ConfirmedBulkDelete
@@ -52,6 +54,7 @@ class SecureView:
 
 
 MAX_PAGE = 100_000  # beyond any real list; larger numbers overflow the database's OFFSET
+PAGE_MARK = 987_654_321  # a page number no link holds otherwise: put in once, replaced per page link
 MAX_LOOKUP_OFFSET = 100_000
 MAX_LOOKUP_LIMIT = 100
 
@@ -124,6 +127,29 @@ class GrantedModelView(SecureView, ModelView):
             if not self.is_action_allowed(request.form.get("action", "")):
                 abort(403)
         return None
+
+    def _get_list_url(self, view_args: Any) -> str:
+        # The pager's links differ in the page only: one url_for per page of links, not one per
+        # link (a list of thousands of rows shows ten of them; a short list none).
+        if not view_args.page or not has_request_context():
+            return super()._get_list_url(view_args)
+        cache = g.setdefault("list_page_urls", {})
+        key = (self.endpoint, view_args.page_size, view_args.sort, view_args.sort_desc, view_args.search,
+               repr(view_args.filters), repr(view_args.extra_args))
+        if key not in cache:
+            built = super()._get_list_url(view_args.clone(page=PAGE_MARK))
+            cache[key] = built if built.count(f"page={PAGE_MARK}") == 1 else None
+        if cache[key] is None:
+            return super()._get_list_url(view_args)
+        return cache[key].replace(f"page={PAGE_MARK}", f"page={int(view_args.page)}")
+
+    @pass_context
+    def list_cells(self, context: Context, row: Any, columns: list[tuple[str, Any]]) -> Markup:
+        """Return a row's cells as Flask-Admin's list renders them (get_value, escaped), in one call per row."""
+        value = self._get_list_value
+        formatters, types = self.column_formatters, self.column_type_formatters
+        return Markup("".join(f'<td class="col-{escape(c)}">{escape(value(context, row, c, formatters, types))}</td>'
+                              for c, _ in columns))
 
     def get_export_value(self, model: Any, name: Any) -> Any:
         return neutralise_cell(super().get_export_value(model, name))

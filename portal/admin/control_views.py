@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from flask import abort, current_app, flash, g, redirect, request, url_for
+from flask import abort, current_app, flash, g, jsonify, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_login import current_user
@@ -16,12 +16,14 @@ from portal import audit
 from portal.admin.base import AuditedView, ControlModelView, ReadOnlyControlView, escaped_lines
 from portal.admin.control_models import MigrationRun, StaffGrant, StaffMember, TenantRecord
 from portal.admin.formatting import human_duration, human_time
+from portal.admin.grant_tenant import EVERY_TENANT, EVERY_TENANT_LABEL, GrantTenantField, grant_tenant
 from portal.admin.tenant_actions import upgrade_selected
 from portal.admin.tenant_lifecycle import TenantLifecycle, manage_buttons
 from portal.console_sessions import close_staff_sessions
 from portal.extensions import db
 from portal.permissions import CONTROL_MODELS, TENANT_MODELS
 from portal.quarantine import chain_head
+from portal.tenant_scope import search_tenants
 from tenants.core.clock import utcnow
 from tenants.core.control_schema import migration_runs, tenant_results
 from tenants.core.registry import Tenant
@@ -143,7 +145,7 @@ class TenantsView(TenantLifecycle, ReadOnlyControlView):
         if not self._right("change"):
             abort(403)
         slug = request.form.get("slug", "")
-        if slug not in {t.slug for t in current_app.extensions["tenancy"].registry.all()}:
+        if not slug or current_app.extensions["tenancy"].registry.find(slug) is None:
             abort(404)
         self.upgrade_slugs([slug])
         return redirect(url_for("tenant_home.index", tenant=slug))
@@ -198,18 +200,6 @@ class ResultsView(ReadOnlyControlView):
 
 
 GRANT_MODEL_CHOICES = [SelectChoice(m) for m in (*TENANT_MODELS, *CONTROL_MODELS)]
-EVERY_TENANT = "*"
-
-
-def grant_tenant_choices() -> list[SelectChoice]:
-    """Offer `*` (every tenant) and each registered tenant; anything else is refused as not a choice."""
-    tenants = current_app.extensions["tenancy"].registry.all()
-    return [SelectChoice(EVERY_TENANT, "* (every tenant)")] + [SelectChoice(t.slug) for t in tenants]
-
-
-def grant_tenant(value: Any) -> str | None:
-    """Coerce the form's tenant to the stored one: `*` (or nothing) is NULL, every tenant."""
-    return None if value in (None, "", EVERY_TENANT) else str(value)
 
 
 def grant_lines(conn: Any, staff_id: int) -> list[str]:
@@ -236,11 +226,23 @@ class StaffView(AuditedView, ControlModelView):
         description="Write-only: required for a new account, leave blank to keep the current one.")}
     inline_models = [(StaffGrant, {
         "form_columns": ["id", "tenant_slug", "model", "can_view", "can_add", "can_change", "can_delete"],
-        "form_overrides": {"model": SelectField, "tenant_slug": SelectField},
+        "form_overrides": {"model": SelectField, "tenant_slug": GrantTenantField},
         "form_args": {"model": {"choices": GRANT_MODEL_CHOICES},
-                      "tenant_slug": {"label": "Tenant", "choices": grant_tenant_choices, "coerce": grant_tenant,
-                                      "description": "* = every tenant (control models need *)."}},
+                      "tenant_slug": {"label": "Tenant",
+                                      "description": "* = every tenant (control models need *); type to search."}},
     })]
+
+    @expose("/grant-tenants/")
+    def grant_tenants(self) -> Any:
+        """Answer the grant editor's select2: `*` first, then registered tenants whose slug or name contains `query`."""
+        if not self._right("change"):
+            abort(403)
+        term, offset = request.args.get("query", ""), request.args.get("offset", 0)
+        found = search_tenants(current_app.extensions["tenancy"].control_engine, current_user, term, offset,
+                               request.args.get("limit", 10), active_only=False)
+        first = [[EVERY_TENANT, EVERY_TENANT_LABEL]] if str(offset) in ("", "0") and (
+            not term.strip() or term.strip() in EVERY_TENANT_LABEL) else []
+        return jsonify(first + [[slug, text] for slug, text in found])
 
     def allowed(self, action: str) -> bool:
         return current_user.is_authenticated and current_user.kind == "staff" and current_user.is_superuser

@@ -1,4 +1,9 @@
-"""Find across tenants: a user by email, or a product by SKU or name, in every tenant one may view."""
+"""Find across tenants: a user by email, or a product by SKU or name, in the tenants one may view.
+
+Each search opens one page of tenants (TENANTS_PER_SEARCH, in slug order), never the whole
+fleet: the page says which tenants it searched out of how many, links to the next ones, and
+offers to narrow by tenant (slug or name contains), as a Django admin list narrows by a filter.
+"""
 
 import logging
 from dataclasses import dataclass
@@ -7,15 +12,17 @@ from typing import Any
 from flask import current_app, request, url_for
 from flask_admin import BaseView, expose
 from flask_login import current_user
-from sqlalchemy import or_, select
+from sqlalchemy import false, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from portal.admin.base import SecureView
-from portal.admin.dashboard import visible_tenants
+from portal.admin.dashboard import page_number
 from portal.models import Product, User
 from portal.permissions import can
 from tenants.core.binding import tenant_session
+from tenants.core.control_schema import tenants
 from tenants.core.errors import TenantError
+from tenants.core.registry import Tenant
 from tenants.core.tenancy import Tenancy
 
 log = logging.getLogger(__name__)
@@ -23,6 +30,18 @@ log = logging.getLogger(__name__)
 KINDS = {"user": ("users", "user"), "product": ("products", "product")}
 PER_TENANT = 20
 MAX_RESULTS = 200
+TENANTS_PER_SEARCH = 25  # tenant databases one search opens, at most
+
+
+@dataclass(frozen=True)
+class Searched:
+    """Which tenants a search covered: `first`..`last` (1-based) of `total`, and its page."""
+
+    first: int
+    last: int
+    total: int
+    page: int
+    pages: int
 
 
 @dataclass(frozen=True)
@@ -50,13 +69,48 @@ def _query(kind: str, text: str) -> Any:
             .order_by(Product.name).limit(PER_TENANT))
 
 
-def find_across(tenancy: Tenancy, principal: Any, kind: str, text: str) -> tuple[list[Found], list[str]]:
-    """Search every tenant `principal` may view `kind` in; return the matches and the tenants that could not be read."""
+def _viewable(query: Any, principal: Any, model: str) -> Any:
+    """Restrict a query over `tenants` to those where `principal` may view `model` (grants as SQL)."""
+    if principal.kind == "tenant":
+        return query.where(tenants.c.slug == principal.tenant_slug)
+    if principal.is_superuser:
+        return query
+    grants = [g for g in principal.grants if g.model == model and g.allows("view")]
+    if any(g.tenant_slug is None for g in grants):
+        return query
+    slugs = sorted({g.tenant_slug for g in grants if g.tenant_slug})
+    return query.where(tenants.c.slug.in_(slugs) if slugs else false())
+
+
+def tenants_to_search(tenancy: Tenancy, principal: Any, model: str, narrow: str,
+                      asked: Any) -> tuple[list[Tenant], Searched]:
+    """Return one page of the active tenants `principal` may view `model` in (narrowed by slug or name)."""
+    t = tenants.c
+    query = _viewable(select(t.slug, t.display_name, t.status, t.status_reason, t.database_url, t.created_at)
+                      .where(t.status == "active"), principal, model)
+    needle = narrow.strip().lower()
+    if needle:
+        query = query.where(or_(t.slug.contains(needle, autoescape=True),
+                                func.lower(t.display_name).contains(needle, autoescape=True)))
+    with tenancy.control_engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+        pages = max(1, -(-total // TENANTS_PER_SEARCH))
+        page = page_number(asked, pages)
+        rows = conn.execute(query.order_by(t.slug).limit(TENANTS_PER_SEARCH)
+                            .offset((page - 1) * TENANTS_PER_SEARCH)).all()
+    first = (page - 1) * TENANTS_PER_SEARCH
+    return [Tenant(*row) for row in rows], Searched(first + 1 if rows else 0, first + len(rows), total, page, pages)
+
+
+def find_across(tenancy: Tenancy, principal: Any, kind: str, text: str, narrow: str = "",
+                page: Any = 1) -> tuple[list[Found], list[str], Searched]:
+    """Search one page of the tenants `principal` may view `kind` in; return matches, unreadable tenants, coverage."""
     model, endpoint = KINDS[kind]
     found: list[Found] = []
     unreadable: list[str] = []
-    for tenant in visible_tenants(tenancy, principal):
-        if tenant.status != "active" or not can(principal, tenant.slug, model, "view"):
+    chosen, searched = tenants_to_search(tenancy, principal, model, narrow, page)
+    for tenant in chosen:
+        if not can(principal, tenant.slug, model, "view"):  # SQL narrowed the tenants; the grants decide
             continue
         try:
             with tenant_session(tenancy.storage(tenant)) as session:
@@ -70,7 +124,7 @@ def find_across(tenancy: Tenancy, principal: Any, kind: str, text: str) -> tuple
                   for label, obj_id in matches]
         if len(found) >= MAX_RESULTS:
             break
-    return found[:MAX_RESULTS], unreadable
+    return found[:MAX_RESULTS], unreadable, searched
 
 
 class FindView(SecureView, BaseView):
@@ -84,7 +138,9 @@ class FindView(SecureView, BaseView):
         kind = request.args.get("kind", "user")
         kind = kind if kind in KINDS else "user"
         text = request.args.get("q", "").strip()[:200]
-        results, unreadable = find_across(current_app.extensions["tenancy"], current_user, kind, text) if text else (
-            None, [])
-        return self.render("admin/find.html", kind=kind, text=text, results=results, limit=MAX_RESULTS,
-                           unreadable=unreadable)
+        narrow = request.args.get("tenant", "").strip()[:200]
+        results, unreadable, searched = find_across(current_app.extensions["tenancy"], current_user, kind, text,
+                                                    narrow, request.args.get("page", 1)) if text else (None, [], None)
+        return self.render("admin/find.html", kind=kind, text=text, narrow=narrow, results=results,
+                           limit=MAX_RESULTS, unreadable=unreadable, searched=searched,
+                           per_search=TENANTS_PER_SEARCH)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 NAMING_CONVENTION = {
@@ -32,6 +33,7 @@ NAMING_CONVENTION = {
 }
 
 TENANT_STATUSES = ("provisioning", "active", "suspended", "failed")
+FAILED_RESULT = text("status IN ('failed', 'timeout', 'unreachable')")
 
 
 def new_account_key() -> str:
@@ -60,7 +62,7 @@ tenants = Table(
 tenant_versions = Table(
     "tenant_versions", metadata,
     Column("tenant_slug", String(40), primary_key=True),
-    Column("revision", String(64)),
+    Column("revision", String(64), index=True),  # the console's "behind head": index ranges, not a scan
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("run_id", String(36)),
 )
@@ -97,6 +99,9 @@ tenant_results = Table(
     Column("error", Text),
     Column("detail", Text),
     Index("ix_tenant_results_run_slug", "run_id", "tenant_slug"),
+    # The console's "last migration failed": failed results only, not every result of every run.
+    Index("ix_tenant_results_failed", "tenant_slug", "id", postgresql_where=FAILED_RESULT,
+          sqlite_where=FAILED_RESULT),
 )
 
 # Each tenant's latest result per scope ('migration': runs that move it along the chain,

@@ -11,7 +11,7 @@ from portal.permissions import Grant
 from tenants.core.control_schema import audit_log, staff
 from tenants.fleet.options import RunOptions
 from tenants.fleet.single import move_tenant
-from tests.console_support import Console, add_staff, csrf_token, login, signed_in
+from tests.console_support import Console, add_staff, csrf_token, login, register_tenants, signed_in
 
 SCRIPT = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -283,3 +283,15 @@ def test_tenants_view_shows_drift_state(console: Console, root) -> None:
                          follow_redirects=True)
     page = response.get_data(as_text=True)
     assert f"{console.a}: no drift" in page and f"{console.b}: drifted: extra-column products hand_made" in page
+
+
+def test_find_opens_one_page_of_tenants_and_narrows_by_tenant(console: Console, root) -> None:
+    # 60 more tenants without storage: a search that opened every tenant would list them all as unreadable.
+    register_tenants(console.tenancy.control_engine, [f"bulk_{i:03d}" for i in range(60)])
+    page = root.get("/admin/find/?kind=product&q=GLX-1").get_data(as_text=True)
+    assert "Searched 25\n      of 62 tenants (1-25 by slug)" in page and 'id="find-next"' in page
+    assert page.count("bulk_") <= 25 + 2  # the unreadable ones of this page only (+ the links' narrow/next)
+    narrowed = root.get(f"/admin/find/?kind=product&q=GLX-1&tenant={console.b}").get_data(as_text=True)
+    assert "Searched 1\n      of 1 tenants" in narrowed and 'id="find-results"' in narrowed
+    last = root.get("/admin/find/?kind=product&q=GLX-1&page=99").get_data(as_text=True)
+    assert "(51-62 by slug)" in last and 'id="find-previous"' in last and 'id="find-next"' not in last

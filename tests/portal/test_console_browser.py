@@ -266,7 +266,11 @@ def test_new_staff_member_gets_grants_in_the_console(page, served: Served) -> No
     page.fill("#password", "a long enough password")
     page.click("a:has-text('Add Grants')")
     page.wait_for_selector("select[name='grants-0-model']")
-    page.select_option("select[name='grants-0-tenant_slug']", a)
+    # The grant's tenant is Flask-Admin's select2 ajax search (grant-tenants/), not a select of every tenant.
+    page.click("#s2id_grants-0-tenant_slug")
+    page.fill("#select2-drop .select2-input", a)
+    page.wait_for_function("() => !document.querySelector('#select2-drop .select2-active')")
+    page.click(f"#select2-drop .select2-result-label:has-text('({a})')")
     page.select_option("select[name='grants-0-model']", "products")
     page.check("input[name='grants-0-can_change']")
     page.click("input[type=submit][value='Save']")

@@ -4,9 +4,10 @@ import re
 
 import pytest
 
+from tenants.core.ledger import TenantResult, record_result, start_run
 from tenants.fleet.create import create_tenant
 from tenants.migrate.lifecycle import drop_tenant
-from tests.console_support import Console, register_tenants
+from tests.console_support import Console, record_versions, register_tenants
 
 
 def row_of(page: str, slug: str) -> str:
@@ -70,3 +71,33 @@ def test_the_dashboard_opens_no_tenant(console: Console, root) -> None:
     page = root.get("/admin/")
     assert page.status_code == 200 and '<td data-count="products">2</td>' in row_of(page.get_data(as_text=True),
                                                                                     console.a)
+
+
+def test_needs_attention_counts_every_kind_of_tenant_behind_head(console: Console, root) -> None:
+    engine = console.tenancy.control_engine
+    old, unrecorded, nameless, current = ([f"{p}_{i:02d}" for i in range(n)]
+                                         for p, n in (("old", 12), ("unrec", 9), ("none", 4), ("ok", 30)))
+    register_tenants(engine, old + unrecorded + nameless + current)
+    record_versions(engine, old, "0001")
+    record_versions(engine, nameless, None)
+    record_versions(engine, current, console.tenancy.head())
+    attention = root.get("/admin/").get_data(as_text=True).split('id="attention"', 1)[1].split("</div>", 1)[0]
+    shown = sorted(old + unrecorded + nameless)[:20]
+    assert [line.split(":")[0].strip() for line in attention.split("<li>")[1:21]] == shown
+    assert "and 5 more tenants behind head" in attention  # 12 + 9 + 4 = 25, exactly
+    assert "old_00: at 0001" in attention and "none_00: at no recorded revision" in attention
+    assert "ok_" not in attention and f"{console.a}:" not in attention
+
+
+def test_a_failed_migration_needs_attention_until_a_later_migration(console: Console, root) -> None:
+    engine = console.tenancy.control_engine
+    failed = start_run(engine, "upgrade", None)
+    record_result(engine, failed, TenantResult(console.a, "failed", "0002", "0002", error="lock timeout"))
+    record_result(engine, failed, TenantResult(console.b, "failed", "0002", "0002", error="boom"))
+    stats = start_run(engine, "stats", None)  # a maintenance task after it hides nothing
+    record_result(engine, stats, TenantResult(console.a, "ok"))
+    retried = start_run(engine, "upgrade-tenant", None)
+    record_result(engine, retried, TenantResult(console.b, "ok", "0002", console.tenancy.head()))
+    attention = root.get("/admin/").get_data(as_text=True).split('id="attention"', 1)[1].split("</div>", 1)[0]
+    assert f"{console.a}: last upgrade failed: lock timeout" in attention
+    assert f"{console.b}: last upgrade" not in attention

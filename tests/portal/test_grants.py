@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from tenants.core.control_schema import audit_log, staff, staff_grants
-from tests.console_support import Console, csrf_token, login
+from tests.console_support import Console, csrf_token, login, register_tenants
 
 
 def _new_staff(root, email: str, tenant: str, model: str = "products"):  # type: ignore[no-untyped-def]
@@ -45,10 +45,26 @@ def test_star_grants_every_tenant(console: Console, root) -> None:
         assert support.get(f"/t/{slug}/admin/product/").status_code == 200
 
 
-def test_grant_editor_offers_tenants_and_models(console: Console, root) -> None:
-    page = root.get("/admin/staff/edit/?id=2").get_data(as_text=True)  # alice, with grants
-    for value in ("*", console.a, console.b, "products", "users", "tenants"):
+def test_grant_editor_offers_models_and_searches_tenants(console: Console, root) -> None:
+    register_tenants(console.tenancy.control_engine, [f"bulk_{i:03d}" for i in range(60)])
+    page = root.get("/admin/staff/edit/?id=2").get_data(as_text=True)  # alice: grants on acme
+    for value in ("products", "users", "tenants"):
         assert f'value="{value}"' in page
+    # The grant's tenant is Flask-Admin's select2 ajax field holding its own value, not a list of every tenant.
+    assert 'data-role="select2-ajax"' in page and 'data-url="/admin/staff/grant-tenants/"' in page
+    assert f'value="{console.a}"' in page
+    assert "bulk_" not in page and f'value="{console.b}"' not in page
+
+
+def test_grant_tenant_search_offers_every_tenant_first_then_matches(console: Console, root, alice) -> None:
+    register_tenants(console.tenancy.control_engine, [f"bulk_{i:03d}" for i in range(60)], status="suspended")
+    first = root.get("/admin/staff/grant-tenants/?query=").get_json()
+    assert first[0] == ["*", "* (every tenant)"] and len(first) == 11  # "*" and a page of 10
+    assert [slug for slug, _ in root.get("/admin/staff/grant-tenants/?query=bulk_05&offset=0").get_json()] == [
+        f"bulk_05{i}" for i in range(10)]  # suspended tenants can be granted too
+    assert root.get("/admin/staff/grant-tenants/?query=bulk&offset=10&limit=10").get_json()[0][0] == "bulk_010"
+    assert len(root.get("/admin/staff/grant-tenants/?query=bulk&limit=1000").get_json()) == 20  # bounded
+    assert alice.get("/admin/staff/grant-tenants/?query=").status_code == 403
 
 
 def test_control_model_grant_needs_every_tenant(console: Console, root) -> None:
