@@ -7,7 +7,7 @@ from flask_admin import expose
 from flask_admin.actions import action
 from flask_login import current_user
 from markupsafe import Markup
-from sqlalchemy import func, select
+from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 from wtforms import PasswordField, SelectChoice, SelectField
 from wtforms.validators import Length, Optional, ValidationError
@@ -25,7 +25,7 @@ from portal.permissions import CONTROL_MODELS, TENANT_MODELS
 from portal.quarantine import chain_head
 from portal.tenant_scope import search_tenants
 from tenants.core.clock import utcnow
-from tenants.core.control_schema import migration_runs, tenant_results
+from tenants.core.ledger import last_results
 from tenants.core.registry import Tenant
 from tenants.safety.drift import check_drift
 
@@ -42,22 +42,12 @@ def pending_count(tenancy: Any, revision: str | None) -> int:
     return len(list(tenancy.scripts.iterate_revisions(heads[0], revision or "base")))
 
 
-def page_last_results(engine: Any, slugs: list[str]) -> dict[str, dict]:
-    """Return the latest result (of any run) of each of these tenants: one bounded query for a page of the list."""
-    r, m = tenant_results.c, migration_runs.c
-    latest = select(func.max(r.id)).where(r.tenant_slug.in_(slugs)).group_by(r.tenant_slug)
-    with engine.connect() as conn:
-        rows = conn.execute(select(tenant_results, m.kind).join(migration_runs, m.id == r.run_id)
-                            .where(r.id.in_(latest)))
-        return {row.tenant_slug: dict(row._mapping) for row in rows}
-
-
 def _fleet_facts() -> dict[str, Any]:
     if "fleet_facts" not in g:
         tenancy = current_app.extensions["tenancy"]
         # The rows of this page only (TenantsView.get_list), not every result of every run.
         g.fleet_facts = {"head": chain_head(tenancy),
-                         "last": page_last_results(tenancy.control_engine, g.get("tenants_page_slugs", []))}
+                         "last": last_results(tenancy.control_engine, slugs=g.get("tenants_page_slugs", []))}
     return g.fleet_facts
 
 

@@ -221,12 +221,14 @@ def ledger_versions(engine: Engine) -> dict[str, str | None]:
         return {slug: rev for slug, rev in rows}
 
 
-def last_results(engine: Engine, *, migrations: bool | None = None) -> dict[str, dict]:
+def last_results(engine: Engine, *, migrations: bool | None = None,
+                 slugs: list[str] | None = None) -> dict[str, dict]:
     """Return each registered tenant's most recent result row, as a dict (with its run's `kind`).
 
     `migrations=True` looks only at runs that move tenants along the chain, `False` only at
     maintenance tasks, None at every run: a maintenance run never hides a failed migration.
-    One row per tenant and scope is read (tenant_latest_results), however long the history.
+    `slugs` limits it to those tenants (a page of a list). One row per tenant and scope is read
+    (tenant_latest_results), however long the history; a re-created slug has none of the old one's.
     """
     r, m, t, latest = tenant_results.c, migration_runs.c, tenants.c, tenant_latest_results.c
     query = (select(tenant_results, m.kind).select_from(tenant_latest_results)
@@ -234,6 +236,8 @@ def last_results(engine: Engine, *, migrations: bool | None = None) -> dict[str,
              .join(tenant_results, r.id == latest.result_id).join(migration_runs, m.id == r.run_id))
     if migrations is not None:
         query = query.where(latest.scope == ("migration" if migrations else "task"))
+    if slugs is not None:
+        query = query.where(t.slug.in_(slugs))
     found: dict[str, dict] = {}
     with engine.connect() as conn:
         for row in conn.execute(query):

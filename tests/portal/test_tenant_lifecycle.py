@@ -4,7 +4,7 @@ from sqlalchemy import select
 
 from portal.permissions import Grant
 from tenants.core.control_schema import audit_log
-from tests.console_support import Console, add_staff, csrf_token, signed_in
+from tests.console_support import Console, add_staff, csrf_token, register_tenants, signed_in
 
 
 def _history(console: Console) -> list[tuple]:
@@ -68,3 +68,21 @@ def test_only_tenants_change_may_manage_tenants(console: Console, alice) -> None
     assert ops.post("/admin/tenants/status/", data={"csrf_token": token, "slug": console.b, "do": "suspend"}
                     ).status_code == 302
     assert console.tenancy.registry.get(console.b).status == "suspended"
+
+
+def test_a_recreated_tenant_shows_none_of_the_old_tenants_last_result(console: Console, root) -> None:
+    from tenants.core.ledger import TenantResult, finish_run, record_result, start_run
+    from tenants.fleet.create import create_tenant
+    from tenants.migrate.lifecycle import drop_tenant
+
+    engine = console.tenancy.control_engine
+    create_tenant(console.tenancy, "initech")
+    run_id = start_run(engine, "upgrade", "0003", "test", {}, total=1)
+    record_result(engine, run_id, TenantResult("initech", "failed", "0002", "0002", 1.0, "boom in 0003"))
+    finish_run(engine, run_id, "failed", {"failed": 1})
+    assert "boom in 0003" in root.get("/admin/tenants/").get_data(as_text=True)
+    drop_tenant(console.tenancy, "initech")
+    # Registered again with no result of its own yet (create-tenant would record one that hides the old)
+    register_tenants(engine, ["initech"])
+    listed = root.get("/admin/tenants/").get_data(as_text=True)
+    assert "initech" in listed and "boom in 0003" not in listed

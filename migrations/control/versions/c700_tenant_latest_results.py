@@ -9,7 +9,7 @@ the tenant's registry row was created (results of an older tenant of the same sl
 before it was dropped, so before the new row).
 
 Revision ID: c700
-Revises: c600
+Revises: c650
 """
 from datetime import timedelta, timezone
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 
 revision = 'c700'
-down_revision = 'c600'
+down_revision = 'c650'
 branch_labels = None
 depends_on = None
 
