@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import psycopg2
 from sqlalchemy.engine import make_url
 
 from tenants.core.settings import PROJECT_ROOT
@@ -71,3 +72,15 @@ def wait_for(condition, timeout: float = 60):  # type: ignore[no-untyped-def]
             return value
         time.sleep(0.1)
     raise AssertionError("timed out waiting")
+
+
+def other_sessions(url: str, where: str = "true") -> int:
+    """Count the sessions of `url`'s database, other than this one, that match `where` (the test's own SQL)."""
+    conn = psycopg2.connect(make_url(url).render_as_string(hide_password=False))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        f"AND pid <> pg_backend_pid() AND ({where})")
+            return cur.fetchone()[0]
+    finally:
+        conn.close()

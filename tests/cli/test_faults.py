@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2
 import pytest
 from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.engine import make_url
@@ -29,7 +28,7 @@ from tenants.core.tenancy import Tenancy
 from tenants.fleet.create import create_tenant
 from tenants.migrate.control import ensure_control
 from tests.conftest import admin_execute, create_pg_database, drop_pg_database, run_manage
-from tests.fault_support import SECRET, Operator, wait_for, with_secret
+from tests.fault_support import SECRET, Operator, other_sessions, wait_for, with_secret
 from tests.fleet_support import LOGGED, SLOW, live, make_tenants, with_chain, write_chain
 from tests.scale_support import active_sleeps
 
@@ -123,18 +122,6 @@ def dead_pid() -> int:
     return child.pid
 
 
-def fleet_connections(url: str) -> int:
-    """Count the sessions of `url`'s database other than this one."""
-    conn = psycopg2.connect(make_url(url).render_as_string(hide_password=False))
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                        "AND pid <> pg_backend_pid()")
-            return cur.fetchone()[0]
-    finally:
-        conn.close()
-
-
 @pytest.mark.slow
 def test_workers_die_with_a_sigkilled_runner(pg_fleet, operator: Operator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     settings, env = pg_fleet
@@ -151,7 +138,7 @@ def test_workers_die_with_a_sigkilled_runner(pg_fleet, operator: Operator, tmp_p
     except ProcessLookupError:
         orphans = False
     assert not orphans, "worker processes outlived their runner"
-    assert fleet_connections(settings.control_url) == 0
+    assert other_sessions(settings.control_url) == 0
 
 
 @pytest.mark.parametrize("url, message", [

@@ -4,7 +4,6 @@ import os
 import signal
 import time
 
-import psycopg2
 import pytest
 from sqlalchemy import select
 
@@ -17,7 +16,7 @@ from tenants.migrate.lifecycle import TenantSpec
 from tenants.migrate.templates import TEMPLATE_DIR
 from tests.chains import add_revision, copy_chain
 from tests.conftest import run_manage
-from tests.fault_support import Operator, wait_for
+from tests.fault_support import Operator, other_sessions, wait_for
 from tests.fleet_support import SLOW, live, make_tenants, rows
 from tests.migrate.test_templates import scratch_schemas
 
@@ -111,18 +110,6 @@ def test_create_tenants_command_exit_codes(cli_env, tmp_path, tenancy):
     assert twice.returncode == 2 and tenancy.registry.find("zeta") is None
 
 
-def busy_sessions(url: str) -> int:
-    """Count the portal's sessions in this database that are in a statement or a transaction."""
-    conn = psycopg2.connect(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                        "AND application_name LIKE 'tenant-%%' AND state <> 'idle' AND pid <> pg_backend_pid()")
-            return cur.fetchone()[0]
-    finally:
-        conn.close()
-
-
 def test_a_killed_bulk_leaves_every_tenant_created_or_recoverable(settings, cli_env, tmp_path):
     chain = copy_chain(tmp_path)
     add_revision(chain, "0004", "0003", SLOW.format(seconds=0.3))  # PostgreSQL: each new schema takes 0.3 s
@@ -143,7 +130,8 @@ def test_a_killed_bulk_leaves_every_tenant_created_or_recoverable(settings, cli_
         if settings.control_url.startswith("postgresql"):
             # A killed client's server session lets its locks go only once it notices the client is
             # gone (at the end of the statement it runs): until then re-creating is rightly TenantBusy.
-            wait_for(lambda: busy_sessions(settings.control_url) == 0)
+            wait_for(lambda: other_sessions(settings.control_url,
+                                             "application_name LIKE 'tenant-%' AND state <> 'idle'") == 0)
         from tenants.core.tenancy import Tenancy
         from tests.fleet_support import with_chain
 
