@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from functools import lru_cache
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 
 def pg_dump_major() -> int | None:
@@ -26,12 +26,19 @@ def _tool_major(tool: str | None) -> int | None:
         return None
 
 
-def libpq_env(url: str) -> dict[str, str]:
-    """Connection settings for libpq tools, so no password appears on a command line."""
+def libpq_target(url: str) -> tuple[str, dict[str, str]]:
+    """Return (connection URI without its password, environment with PGPASSWORD) for a libpq tool.
+
+    The URI keeps the URL's query options (sslmode, sslrootcert, options, ...), which libpq reads
+    itself; the password goes in the environment, so it never appears on a command line.
+    """
     parsed = make_url(url)
-    env = {"PGHOST": parsed.host or "", "PGPORT": str(parsed.port or ""), "PGUSER": parsed.username or "",
-           "PGPASSWORD": parsed.password or "", "PGDATABASE": parsed.database or ""}
-    return {**os.environ, **{k: v for k, v in env.items() if v}}
+    uri = URL.create("postgresql", parsed.username, None, parsed.host, parsed.port, parsed.database,
+                     parsed.query).render_as_string(hide_password=False)
+    env = dict(os.environ)
+    if parsed.password:
+        env["PGPASSWORD"] = str(parsed.password)
+    return uri, env
 
 
 def run_pg_dump(url: str, args: list[str], timeout: float) -> str:
@@ -39,8 +46,9 @@ def run_pg_dump(url: str, args: list[str], timeout: float) -> str:
 
     RuntimeError("pg_dump failed: ...") names pg_dump's error line when it exits non-zero.
     """
-    command = [shutil.which("pg_dump") or "pg_dump", *args]
-    done = subprocess.run(command, env=libpq_env(url), capture_output=True, text=True, timeout=timeout)
+    uri, env = libpq_target(url)
+    command = [shutil.which("pg_dump") or "pg_dump", f"--dbname={uri}", *args]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines() or ["no message"]
         raise RuntimeError("pg_dump failed: " + next((line for line in lines if "error" in line), lines[0]))
