@@ -28,7 +28,6 @@ The scratch database is dropped at the end unless --keep.
 
 import argparse
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -118,7 +117,7 @@ def main() -> None:
 
         run_servers(opts)
         return
-    from bench.upgrade_support import CHAIN, admin, drop_database, measure, psql_floor, reset, write_chain
+    from bench.upgrade_support import CHAIN, admin, measure, psql_floor, release, reset, write_chain
     from tenants.core.names import quote_ident, quoted_schema
     from tenants.core.settings import TenantSettings
     from tenants.core.tenancy import Tenancy
@@ -214,11 +213,7 @@ def main() -> None:
                 print(f"{label}: {n / seconds:.1f} tenants/s, {local / seconds:.2f}x the in-process default run, "
                       f"{pool[-1][1] / seconds:.2f}x {pool[-1][0]}")
     finally:
-        if tenancy is not None:
-            tenancy.close()
-        if not opts.keep:
-            drop_database(opts.pg_url, name)
-            shutil.rmtree(workdir, ignore_errors=True)
+        release(tenancy, opts.pg_url, name, workdir, keep=opts.keep)
 
 
 if __name__ == "__main__":

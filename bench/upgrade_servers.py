@@ -15,7 +15,6 @@ size per server, the bulk version reads, and the per-tenant unit time against th
 
 import argparse
 import os
-import shutil
 import signal
 import statistics
 import sys
@@ -28,7 +27,7 @@ import psycopg2
 from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 
-from bench.upgrade_support import ROOT, admin, drop_database, measure, psql_sessions, reset, write_chain
+from bench.upgrade_support import ROOT, admin, measure, psql_sessions, release, reset, write_chain
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -191,8 +190,4 @@ def _bench(opts: argparse.Namespace, far_admin: str) -> None:
         for line in breakdown:
             print(f"  {line}")
     finally:
-        if tenancy is not None:
-            tenancy.close()
-        if not opts.keep:
-            drop_database(opts.pg_url, name)
-            shutil.rmtree(workdir, ignore_errors=True)
+        release(tenancy, opts.pg_url, name, workdir, keep=opts.keep)

@@ -70,6 +70,15 @@ def drop_database(pg_url: str, name: str) -> None:
     admin(pg_url, "DROP DATABASE IF EXISTS " + quote_ident(name) + " WITH (FORCE)")
 
 
+def release(tenancy, pg_url: str, name: str, workdir: Path, *, keep: bool) -> None:  # type: ignore[no-untyped-def]
+    """End a bench's run: close its Tenancy (if made), then drop its database and folder unless `keep`."""
+    if tenancy is not None:
+        tenancy.close()
+    if not keep:
+        drop_database(pg_url, name)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def reset(db_url: str, slugs: list[str], *, ledger: bool = True) -> None:
     """Put every tenant back at base: an empty schema, and a ledger that says so.
 
