@@ -37,7 +37,7 @@ from tenants.core.names import quote_ident, quoted_schema
 from tenants.core.storage import PostgresSchemaStorage
 from tenants.migrate.file_lock import file_lock
 from tenants.migrate.pgdump import pg_dump_major, run_pg_dump
-from tenants.migrate.replay import Rendered
+from tenants.migrate.replay import Rendered, one_script
 
 SCRATCH_PREFIX = "portal_template_"
 log = logging.getLogger(__name__)
@@ -75,11 +75,6 @@ def head_dump(storage: PostgresSchemaStorage, folder: Path, key: str, rendered: 
 def tenant_script(parts: tuple[str, ...], slug: str) -> str:
     """Return the dump with the template schema renamed to the tenant's (it creates the schema)."""
     return quoted_schema(slug).join(parts)
-
-
-def one_script(rendered: Rendered) -> str:
-    """Return rendered statements as one script (one round trip)."""
-    return "\n".join(sql if sql.endswith(";") else sql + ";" for _, statements in rendered for sql in statements)
 
 
 def server_major(storage: PostgresSchemaStorage) -> int:

@@ -129,6 +129,11 @@ def batches(rendered: Rendered) -> list[tuple[str, str]]:
             for revision, statements in rendered if statements]
 
 
+def one_script(rendered: Rendered) -> str:
+    """Join every revision's statements into one script: one round trip for the whole range."""
+    return "\n".join(script for _, script in batches(rendered))
+
+
 def replay(storage: TenantStorage, rendered: Rendered, from_rev: str | None, target: str | None, *,
            lock_timeout: float, statement_timeout: float, rehearse: bool = False) -> MigrationOutcome | None:
     """Run rendered statements in the tenant's locked transaction; None if it is not at `from_rev`.

@@ -39,7 +39,7 @@ from tenants.migrate.errors import MigrationFailed, MigrationTimeout
 from tenants.migrate.file_lock import file_lock
 from tenants.migrate.migrator import TIMEOUT_SQLSTATES, MigrationOutcome, migrate_tenant
 from tenants.migrate.plan import runs_outside_transaction
-from tenants.migrate.replay import VERSION_TABLE, Rendered, batches, render_range
+from tenants.migrate.replay import VERSION_TABLE, Rendered, batches, one_script, render_range
 
 TEMPLATE_DIR = ".templates"
 DUPLICATE_SCHEMA = "42P06"
@@ -198,7 +198,7 @@ def bring_to_head(storage: TenantStorage, scripts: ScriptDirectory, template: Te
         try:
             # One round trip: the head's final schema (else the whole chain), whatever the chain's length.
             script = (pg_template.tenant_script(dump, storage.slug) if dump
-                      else create + pg_template.one_script(template.rendered))
+                      else create + one_script(template.rendered))
             _run(storage, [(None, script)], template.head, lock_timeout, statement_timeout)
         except MigrationFailed as e:
             if isinstance(e, MigrationTimeout):
