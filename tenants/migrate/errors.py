@@ -14,7 +14,8 @@ class MigrationFailed(TenantError):
         self.slug = slug
         self.revision = revision
         self.db_message = message
-        where = f" at revision {revision}" if revision else ""
+        # A range ("a..b") is named when the revisions ran as one script and a timeout ended it.
+        where = f" at revision{'s' if revision and '..' in revision else ''} {revision}" if revision else ""
         super().__init__(f"tenant {slug!r}{where}: {message}")
 
 

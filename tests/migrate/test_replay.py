@@ -10,7 +10,7 @@ from tenants.fleet.options import RunOptions
 from tenants.fleet.runs import downgrade_tenants, upgrade_tenants
 from tenants.migrate.plan import Selection
 from tenants.migrate.replay import render_range
-from tests.fleet_support import live, make_tenants, with_chain, write_chain
+from tests.fleet_support import columns, live, make_tenants, rows, with_chain, write_chain
 
 # Column adds with defaults, new tables with keys, indexes (plain, unique, partial), an enum type,
 # a rename, a type change, data with quotes, '%' and bound values, and a CHECK constraint.
@@ -110,3 +110,67 @@ def test_range_needing_a_live_connection_runs_online(rich_fleet: Tenancy, settin
         assert {s: live(fleet, s) for s in ("online_t", "replay_t")} == {"online_t": "0007", "replay_t": "0007"}
     finally:
         fleet.close()
+
+
+# Three revisions replayed as one query; 0006's constraint breaks on a tenant whose data violates it.
+LATE_FAILURE_CHAIN = {
+    "0004": ("0003", 'op.add_column("products", sa.Column("weight", sa.Integer))', ""),
+    "0005": ("0004", 'op.create_index("ix_products_weight", "products", ["weight"])', ""),
+    "0006": ("0005", 'op.create_check_constraint("ck_products_stock_small", "products", "stock < 1000")', ""),
+}
+
+
+@pytest.fixture
+def late_fleet(settings, tmp_path: Path, tenancy: Tenancy):  # type: ignore[no-untyped-def]
+    """Tenants 'fine_t' and 'big_t' (stock 5000) at 0003, and a Tenancy over LATE_FAILURE_CHAIN."""
+    from tests.conftest import require_postgres
+
+    require_postgres()
+    if not settings.control_url.startswith("postgresql"):
+        pytest.skip("the replay fast path is PostgreSQL only")
+    make_tenants(tenancy, ["fine_t"])
+    make_tenants(tenancy, ["big_t"], stock=5000)
+    fleet = Tenancy(with_chain(settings, write_chain(tmp_path, LATE_FAILURE_CHAIN, "late_chain")))
+    yield fleet
+    fleet.close()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("rehearse", [False, True])
+def test_range_run_as_one_query_still_names_the_failing_revision(late_fleet: Tenancy, rehearse: bool) -> None:
+    report = upgrade_tenants(late_fleet, Selection(), options=RunOptions(replay=True, jobs=1, rehearse=rehearse))
+    final = report.final()
+    assert final["fine_t"].status == "ok" and "replayed SQL" in final["fine_t"].detail
+    # The one query failed; the range ran again revision by revision and 0006 is named, not 0004..0006.
+    assert final["big_t"].status == "failed"
+    assert "at revision 0006:" in final["big_t"].error and "ck_products_stock_small" in final["big_t"].error
+    assert live(late_fleet, "big_t") == "0003" and "weight" not in columns(late_fleet, "big_t", "products")
+    assert rows(late_fleet, "big_t", "SELECT id, stock FROM products") == [(1, 5000)]
+    assert rows(late_fleet, "big_t", "SELECT count(*) FROM users") == [(1,)]
+    assert live(late_fleet, "fine_t") == ("0003" if rehearse else "0006")
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_timeout_in_a_range_names_the_range_and_waits_once(late_fleet: Tenancy) -> None:
+    import time
+
+    import psycopg2
+
+    from tenants.migrate.errors import MigrationTimeout
+    from tenants.migrate.replay import replay
+
+    rendered = render_range(late_fleet.scripts, "postgresql", "0003", "0006")
+    conn = psycopg2.connect(late_fleet.settings.control_url)
+    try:
+        conn.cursor().execute('LOCK TABLE "tenant_big_t".products IN ACCESS EXCLUSIVE MODE')  # test scaffolding
+        started = time.monotonic()
+        with pytest.raises(MigrationTimeout, match=r"at revisions 0004\.\.0006: .*lock timeout") as raised:
+            replay(late_fleet.storage("big_t"), rendered, "0003", "0006", lock_timeout=1.0, statement_timeout=30)
+        waited = time.monotonic() - started
+    finally:
+        conn.rollback()
+        conn.close()
+    assert raised.value.revision == "0004..0006"
+    assert 1.0 <= waited < 1.9  # one wait for the lock, not a second run of the range
+    assert live(late_fleet, "big_t") == "0003" and "weight" not in columns(late_fleet, "big_t", "products")
+    assert rows(late_fleet, "big_t", "SELECT id, stock FROM products") == [(1, 5000)]
