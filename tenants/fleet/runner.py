@@ -197,6 +197,8 @@ class FleetRun:
         if not self.stop and limit is not None and time.monotonic() - self.report.started > limit:
             self.stop = "max-duration"
             self.report.notes.append(f"--max-duration {limit:g} s reached: no new tenant started")
+        if self.stop is not None:
+            self.pool.halt()  # the tenants waiting in the workers' queue do not start either
         return self.stop is not None
 
     def _args(self, item: TenantPlan) -> tuple:
@@ -225,14 +227,20 @@ class FleetRun:
             return
         queue = list(items)
         running: dict[Future, TenantPlan] = {}
+        limit = self.options.max_duration
+        deadline = None if limit is None else self.report.started + limit
         while queue or running:
             try:
-                while queue and len(running) < jobs and not self._should_stop():
+                # Twice the workers: each has its next tenant waiting (fleet.pool); --jobs-per-server still bounds
+                # what is in flight, queued or running, for one server.
+                while queue and len(running) < 2 * jobs and not self._should_stop():
                     item = slots.take(queue)
                     if item is None:
                         break  # every server with queued tenants is at its --jobs-per-server bound
                     with self.heartbeat.pause:  # a worker may be forked here: not while a beat is under way
-                        running[self.pool.submit(jobs, self._args(item))] = item
+                        future = self.pool.submit(jobs, self._args(item), stop_on_failure=self.options.fail_fast,
+                                                  deadline=deadline)
+                    running[future] = item
                 if self.stop and queue:
                     self.report.not_started += [i.slug for i in queue]
                     queue = []
@@ -252,8 +260,12 @@ class FleetRun:
                 except BrokenProcessPool as e:
                     self.pool.close()
                     result = TenantResult(item.slug, "failed", item.current, None, 0.0,
-                                          f"tenant {item.slug!r}: its worker process died ({e}); "
-                                          "its transaction was rolled back")
+                                          f"tenant {item.slug!r}: a worker process died ({e}) while this tenant "
+                                          "ran or waited its turn; a transaction it had begun was rolled back")
+                if result is None:  # the run stopped before this queued tenant started
+                    self.report.not_started.append(item.slug)
+                    self._should_stop()  # a deadline the worker saw: say so in the report (a failure says so itself)
+                    continue
                 self._record(result)
 
     def _record(self, result: TenantResult) -> None:

@@ -256,3 +256,39 @@ def test_a_maintenance_run_after_a_failed_upgrade_does_not_hide_the_failure(tena
     again = upgrade_tenants(fleet, Selection(only_failed=True))
     assert [r.slug for r in again.results] == ["bad"] and again.exit_code == 0
     assert live(fleet, "bad") == "0005"
+
+
+# Every tenant but 'aaa_bad' sleeps 1 s in 0004; aaa_bad fails at once (its stock breaks the constraint).
+SLOW_BUT_THE_BAD_ONE = {
+    "0004": ("0003", """
+        op.execute("DO $$BEGIN IF current_schema() <> 'tenant_aaa_bad' THEN PERFORM pg_sleep(1); END IF; END$$")
+        op.create_check_constraint("stock_below_1000", "products", "stock < 1000")
+        """, ""),
+}
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_fail_fast_stops_tenants_waiting_in_the_workers_queue(tenancy: Tenancy, chained) -> None:  # type: ignore[no-untyped-def]
+    # With 2 workers, 4 tenants are in flight: aaa_bad and bbb running, ccc and ddd queued. aaa_bad's
+    # worker is free at once: it must not start ccc after aaa_bad failed, before the runner hears of it.
+    make_tenants(tenancy, ["aaa_bad"], stock=5000)
+    make_tenants(tenancy, ["bbb", "ccc", "ddd", "eee"])
+    fleet = chained(SLOW_BUT_THE_BAD_ONE)
+    report = upgrade_tenants(fleet, Selection(), options=RunOptions(jobs=2, fail_fast=True))
+    final = report.final()
+    assert final["aaa_bad"].status == "failed" and final["bbb"].status == "ok"
+    assert sorted(report.not_started) == ["ccc", "ddd", "eee"] and report.exit_code == 1
+    assert [live(fleet, s) for s in ("aaa_bad", "bbb", "ccc", "ddd", "eee")] == ["0003", "0004", "0003", "0003", "0003"]
+    assert set(last_results(fleet.control_engine)) >= {"aaa_bad", "bbb"}
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_max_duration_stops_tenants_waiting_in_the_workers_queue(tenancy: Tenancy, chained) -> None:  # type: ignore[no-untyped-def]
+    # bbb and ccc start at once and take 1 s; ddd and eee wait in the workers' queue past the 0.5 s limit.
+    make_tenants(tenancy, ["bbb", "ccc", "ddd", "eee"])
+    fleet = chained(SLOW_BUT_THE_BAD_ONE)
+    report = upgrade_tenants(fleet, Selection(), options=RunOptions(jobs=2, max_duration=0.5))
+    assert report.status == "stopped" and report.exit_code == 4
+    assert sorted(r.slug for r in report.results) == ["bbb", "ccc"]
+    assert sorted(report.not_started) == ["ddd", "eee"]
+    assert [live(fleet, s) for s in ("bbb", "ccc", "ddd", "eee")] == ["0004", "0004", "0003", "0003"]
