@@ -1,8 +1,12 @@
-"""manage.py lists its commands without building the web app."""
+"""manage.py lists its commands without building the web app; a tenant command does not even import Flask."""
+
+import os
+import subprocess
+import sys
 
 from click.testing import CliRunner
 
-from tests.conftest import run_manage
+from tests.conftest import PROJECT_ROOT, run_manage
 
 
 def test_help_lists_every_command_without_building_the_app(cli_env):
@@ -21,11 +25,30 @@ def test_tenant_commands_run_without_building_the_app(cli_env, monkeypatch):
     def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise AssertionError("a tenant command built the web app")
 
-    monkeypatch.setattr(manage.cli, "create_app", refuse)
+    cli = manage.operator_cli()
+    monkeypatch.setattr(cli, "create_app", refuse)
     runner = CliRunner(env=cli_env)
     for args in (["create-tenant", "acme"], ["list-tenants", "--json"], ["tenant-versions", "--json"],
                  ["upgrade-all-tenants", "--json"], ["upgrade-tenant", "acme"], ["for-each-tenant", "analyze"],
                  ["downgrade-tenants", "--to", "0002", "--dry-run", "--allow-destructive"], ["check-tenants"],
                  ["backups"], ["migrate-control"]):
-        result = runner.invoke(manage.cli, args)
+        result = runner.invoke(cli, args)
         assert result.exit_code == 0 and result.exception is None, (args, result.output, result.exception)
+
+
+def _imported(args: list[str], env: dict[str, str]) -> set[str]:
+    """Run `python -X importtime manage.py ARGS` and return the modules it imported (-X importtime names each)."""
+    result = subprocess.run([sys.executable, "-X", "importtime", str(PROJECT_ROOT / "manage.py"), *args],
+                            env={**os.environ, **env, "PYTHONPATH": str(PROJECT_ROOT)}, capture_output=True,
+                            text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, (args, result.stderr[-2000:])
+    return {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_tenant_commands_import_neither_flask_nor_the_web_app(cli_env):
+    web = ("flask", "portal", "flask_migrate", "flask_limiter", "werkzeug")
+    for args in (["tenant-versions", "--json"], ["upgrade-all-tenants", "--json"], ["upgrade-all-tenants", "--help"]):
+        modules = _imported(args, cli_env)
+        assert "tenants.cli.fleet" in modules
+        assert not {m for m in modules if m.split(".")[0] in web}, args
+    assert {"flask", "portal.cli"} <= _imported(["--help"], cli_env)  # any other command: the whole CLI

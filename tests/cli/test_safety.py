@@ -10,7 +10,7 @@ from alembic.script import ScriptDirectory
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from manage import cli
+from manage import operator_cli
 from tenants.cli.safety import COMMANDS
 from tenants.core.settings import PROJECT_ROOT
 from tenants.core.tenancy import Tenancy
@@ -24,6 +24,8 @@ from tenants.safety.gate import plan_gate
 from tenants.safety.lint.chain import lint_revisions
 from tests.chains import copy_chain
 from tests.conftest import run_manage
+
+cli = operator_cli()  # the whole CLI, as `manage.py` builds it
 
 PRODUCTS = "SELECT id, name, sku, price, stock FROM products ORDER BY id"
 

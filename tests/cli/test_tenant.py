@@ -6,11 +6,13 @@ import pytest
 from alembic.script import ScriptDirectory
 from click.testing import CliRunner
 
-from manage import cli
+from manage import operator_cli
 from tenants.fleet.create import create_tenant
 from tenants.migrate.migrator import current_revision
 from tests.conftest import run_manage
 from tests.core.test_names import BAD_SLUGS
+
+cli = operator_cli()  # the whole CLI, as `manage.py` builds it
 
 
 def test_create_list_upgrade_drop_through_cli_runner(runner, tenancy):

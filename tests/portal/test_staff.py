@@ -3,11 +3,13 @@
 from sqlalchemy import select
 from werkzeug.security import check_password_hash
 
-from manage import cli
+from manage import operator_cli
 from tenants.core.control_schema import staff, staff_grants
 from tenants.core.tenancy import Tenancy
 from tenants.migrate.control import ensure_control
 from tests.conftest import run_manage
+
+cli = operator_cli()  # the whole CLI, as `manage.py` builds it
 
 
 def _staff_rows(settings) -> list:  # type: ignore[no-untyped-def]

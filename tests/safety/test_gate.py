@@ -5,7 +5,7 @@ from dataclasses import replace
 
 from sqlalchemy import func, select, text
 
-from manage import cli
+from manage import operator_cli
 from tenants.core.control_schema import migration_runs
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.create import create_tenant
@@ -16,6 +16,8 @@ from tenants.safety.backups.store import list_backups
 from tests.chains import chain_with
 from tests.conftest import run_manage
 from tests.factories import make_product
+
+cli = operator_cli()  # the whole CLI, as `manage.py` builds it
 
 DROP_NAME = {"0004": ("0003", "with op.batch_alter_table('products') as batch:\n    batch.drop_column('name')")}
 PLAIN_INDEX = {"0004": ("0003", "op.create_index('ix_products_name', 'products', ['name'])")}
