@@ -33,9 +33,9 @@ class Selection:
     only_failed: bool = False
 
 
-@dataclass
+@dataclass(slots=True)  # slots: a run holds one per tenant
 class TenantPlan:
-    """One tenant's part of a run."""
+    """One tenant's part of a run; tenants at the same revision share one `steps` and one `outside_transaction` list."""
 
     tenant: Tenant
     status: str  # pending | at-target | error
@@ -147,7 +147,7 @@ def plan_migration(tenancy: Tenancy, tenants: list[Tenant], target: str | None, 
     known = {script.revision for script in scripts.walk_revisions()}
     reads = read_versions(tenancy, tenants)
     outside: dict[str, bool] = {}
-    by_current: dict[str | None, tuple[str, list[str], str | None]] = {}
+    by_current: dict[str | None, tuple[str, list[str], list[str], str | None]] = {}
     newer: set[str | None] = set()  # revisions past an upgrade's target
 
     def steps_from(current: str | None) -> tuple[str, list[str], str | None]:
@@ -181,13 +181,14 @@ def plan_migration(tenancy: Tenancy, tenants: list[Tenant], target: str | None, 
             items.append(TenantPlan(tenant, "error", read.revision, error=drift, error_status="drifted"))
             continue
         if read.revision not in by_current:
-            by_current[read.revision] = steps_from(read.revision)
-        status, steps, error = by_current[read.revision]
-        for revision in steps:
-            if revision not in outside:
-                outside[revision] = runs_outside_transaction(scripts, revision)
-        items.append(TenantPlan(tenant, status, read.revision, list(steps),
-                                [r for r in steps if outside[r]], error))
+            status, steps, error = steps_from(read.revision)
+            for revision in steps:
+                if revision not in outside:
+                    outside[revision] = runs_outside_transaction(scripts, revision)
+            by_current[read.revision] = status, steps, [r for r in steps if outside[r]], error
+        # One list per revision, not per tenant (about 200 bytes a tenant at 10,000); nothing changes them.
+        status, steps, flagged, error = by_current[read.revision]
+        items.append(TenantPlan(tenant, status, read.revision, steps, flagged, error))
     read = [item for item in items if item.error_status != "unreachable"]
     if read and all(item.status == "error" and item.current in newer for item in read):
         raise InvalidUsage(f"--to {target} is older than every selected tenant: use downgrade-tenants to go back; "
