@@ -27,7 +27,7 @@ import psycopg2
 from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 
-from bench.upgrade_support import ROOT, admin, measure, psql_sessions, release, reset, write_chain
+from bench.upgrade_support import ROOT, admin, measure, psql_sessions, release, write_chain
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -135,12 +135,20 @@ def _bench(opts: argparse.Namespace, far_admin: str) -> None:
         manage = [sys.executable, str(ROOT / "manage.py")]
         print(f"{n} tenants over 2 servers ({len(near)} + {len(far)}), head {head}, database {name}", flush=True)
 
+        # Every measured row starts from a byte-identical copy of the world as it is now (empty schemas,
+        # the registry, no ledger): a DROP SCHEMA ... CASCADE reset leaves the catalog's indexes bloated
+        # by the run before, which at 10,000 tenants slowed each later row against the first (the floor).
+        tenancy.engines.dispose()
+        pristine = name + "_pristine"
+        for server in (opts.pg_url, far_admin):
+            admin(server, f"CREATE DATABASE {quote_ident(pristine)} TEMPLATE {quote_ident(name)}")
+
         def reset_all() -> None:
-            with tenancy.control_engine.begin() as conn:  # every tenant's ledger row is in the control database
-                conn.exec_driver_sql("DELETE FROM tenant_versions")
-            tenancy.control_engine.dispose()  # no idle session of this process across the runs
-            reset(near_url, near, ledger=False)
-            reset(far_url, far, ledger=False)
+            tenancy.engines.dispose()  # no idle session of this process across the runs
+            for server in (opts.pg_url, far_admin):
+                admin(server, f"DROP DATABASE {quote_ident(name)} WITH (FORCE)")
+                admin(server, f"CREATE DATABASE {quote_ident(name)} TEMPLATE {quote_ident(pristine)}")
+                admin(server, "CHECKPOINT")  # none falls due inside a row's measurement
 
         rendered = render_range(tenancy.scripts, "postgresql", None, head)
         body = "\n".join(sql for _, statements in rendered for sql in statements)
@@ -149,6 +157,7 @@ def _bench(opts: argparse.Namespace, far_admin: str) -> None:
             return ["BEGIN;\nSET LOCAL search_path TO " + quoted_schema(s) + ";\n" + body + "\nCOMMIT;" for s in group]
 
         rows: list[tuple[str, float, str]] = []
+        reset_all()
         floor = psql_sessions([(near_url, scripts(near)), (far_url, scripts(far))], workdir)
         rows.append(("floor: psql, 1 session per server", floor, ""))
         print(f"  floor: {floor:.1f} s", flush=True)
@@ -190,4 +199,6 @@ def _bench(opts: argparse.Namespace, far_admin: str) -> None:
         for line in breakdown:
             print(f"  {line}")
     finally:
+        if not opts.keep:  # the far copy goes with the far cluster
+            admin(opts.pg_url, f"DROP DATABASE IF EXISTS {quote_ident(name + '_pristine')}")
         release(tenancy, opts.pg_url, name, workdir, keep=opts.keep)
