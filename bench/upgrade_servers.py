@@ -7,7 +7,8 @@ and its data folder removed at the end, whatever happens, SIGTERM included), giv
 database and puts half the tenants in each (database-per-server tenants: the local half lives in the
 control database, the far half's registry rows carry the far database's URL). Then measures, in one
 run: the psql floor (one session per server, all tenants), `upgrade-all-tenants` with --jobs 2 (the
-floor's concurrency) and the default jobs, the no-op run next to its own start-up, and
+floor's concurrency), with --jobs 2 --jobs-per-server 1 (also its shape: one session per server at
+any time) and with the default jobs, the no-op run next to its own start-up, and
 `tenant-versions`; per-tenant times, peak RSS of each process tree, and where the time goes: catalog
 size per server, the bulk version reads, and the per-tenant unit time against the run's wall time
 (what is left is dispatch and ledger writes).
@@ -21,13 +22,14 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 import psycopg2
 from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 
-from bench.upgrade_support import ROOT, admin, measure, psql_sessions, release, write_chain
+from bench.upgrade_support import ROOT, admin, fresh_copies, measure, psql_sessions, release, write_chain
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -118,6 +120,7 @@ def _bench(opts: argparse.Namespace, far_admin: str) -> None:
     far_url = make_url(far_admin).set(database=name).render_as_string(hide_password=False)
     workdir = Path(tempfile.mkdtemp(prefix="bench_servers_"))
     tenancy = None
+    stack = ExitStack()
     admin(opts.pg_url, "CREATE DATABASE " + quote_ident(name))
     try:
         admin(far_admin, "CREATE DATABASE " + quote_ident(name))
@@ -135,20 +138,14 @@ def _bench(opts: argparse.Namespace, far_admin: str) -> None:
         manage = [sys.executable, str(ROOT / "manage.py")]
         print(f"{n} tenants over 2 servers ({len(near)} + {len(far)}), head {head}, database {name}", flush=True)
 
-        # Every measured row starts from a byte-identical copy of the world as it is now (empty schemas,
-        # the registry, no ledger): a DROP SCHEMA ... CASCADE reset leaves the catalog's indexes bloated
-        # by the run before, which at 10,000 tenants slowed each later row against the first (the floor).
+        # Every measured row starts from a byte-identical copy of the world as it is now (empty
+        # schemas, the registry, no ledger): see fresh_copies.
         tenancy.engines.dispose()
-        pristine = name + "_pristine"
-        for server in (opts.pg_url, far_admin):
-            admin(server, f"CREATE DATABASE {quote_ident(pristine)} TEMPLATE {quote_ident(name)}")
+        copies = stack.enter_context(fresh_copies([opts.pg_url, far_admin], name))
 
         def reset_all() -> None:
             tenancy.engines.dispose()  # no idle session of this process across the runs
-            for server in (opts.pg_url, far_admin):
-                admin(server, f"DROP DATABASE {quote_ident(name)} WITH (FORCE)")
-                admin(server, f"CREATE DATABASE {quote_ident(name)} TEMPLATE {quote_ident(pristine)}")
-                admin(server, "CHECKPOINT")  # none falls due inside a row's measurement
+            copies()
 
         rendered = render_range(tenancy.scripts, "postgresql", None, head)
         body = "\n".join(sql for _, statements in rendered for sql in statements)
@@ -163,6 +160,8 @@ def _bench(opts: argparse.Namespace, far_admin: str) -> None:
         print(f"  floor: {floor:.1f} s", flush=True)
         breakdown = []
         for label, extra in (("upgrade-all-tenants --jobs 2", ["--jobs", "2"]),
+                             ("  --jobs 2 --jobs-per-server 1 (floor's shape)",
+                              ["--jobs", "2", "--jobs-per-server", "1"]),
                              ("upgrade-all-tenants (default jobs)", [])):
             reset_all()
             memory: dict = {}
@@ -199,6 +198,5 @@ def _bench(opts: argparse.Namespace, far_admin: str) -> None:
         for line in breakdown:
             print(f"  {line}")
     finally:
-        if not opts.keep:  # the far copy goes with the far cluster
-            admin(opts.pg_url, f"DROP DATABASE IF EXISTS {quote_ident(name + '_pristine')}")
+        stack.close()
         release(tenancy, opts.pg_url, name, workdir, keep=opts.keep)

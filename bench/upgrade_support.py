@@ -6,7 +6,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +77,37 @@ def release(tenancy, pg_url: str, name: str, workdir: Path, *, keep: bool) -> No
     if not keep:
         drop_database(pg_url, name)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def fresh_copies(servers: list[str], name: str) -> Iterator[Callable[[], None]]:
+    """Keep a copy of database `name` as it is now on each server (admin URLs); yield what puts it back.
+
+    Each measured row then starts from a byte-identical database. A reset by DROP SCHEMA ...
+    CASCADE leaves the catalog's indexes bloated by the row before, so each later row ran on a
+    slower catalog than the first (the floor), by more the more tenants. Close every session to
+    `name` first; the copies are dropped at the end.
+    """
+    from tenants.core.names import quote_ident
+
+    pristine = quote_ident(name + "_pristine")
+    for server in servers:
+        admin(server, f"CREATE DATABASE {pristine} TEMPLATE {quote_ident(name)}")
+
+    def restore() -> None:
+        for server in servers:
+            admin(server, f"DROP DATABASE {quote_ident(name)} WITH (FORCE)")
+            admin(server, f"CREATE DATABASE {quote_ident(name)} TEMPLATE {pristine}")
+            admin(server, "CHECKPOINT")  # none falls due inside a row's measurement
+
+    try:
+        yield restore
+    finally:
+        for server in servers:
+            try:
+                admin(server, f"DROP DATABASE IF EXISTS {pristine}")
+            except psycopg2.Error:
+                pass  # a far server already stopped takes its copy with it
 
 
 def reset(db_url: str, slugs: list[str], *, ledger: bool = True) -> None:
