@@ -5,7 +5,8 @@
 
 Builds the scratch database of bench/upgrade_all.py (N tenant schemas, its 10-revision chain) and
 runs, in each round and in this order: the one-session psql floor, `upgrade-all-tenants --jobs 1`,
-the two-session floor, `upgrade-all-tenants --jobs 2`; every row from the same reset state. With
+the two-session floor, `upgrade-all-tenants --jobs 2`; every row from a byte-identical copy of
+the database (bench.upgrade_support.fresh_copies). With
 `--baseline-tree DIR` (another checkout of the project, e.g. `git archive <commit> | tar -x -C DIR`), each
 round also runs that tree's `--jobs 1` and `--jobs 2`, so a change is measured against the code
 before it under the same load. Prints the median of each row and the ratios to its floor.
@@ -15,6 +16,7 @@ import argparse
 import os
 import statistics
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,11 +31,11 @@ def main() -> None:
     parser.add_argument("--pg-url", default=os.environ.get("PORTAL_TEST_PG_URL",
                                                            "postgresql://postgres@127.0.0.1:5432/postgres"))
     opts = parser.parse_args()
-    from bench.upgrade_support import measure, psql_floor, reset, scratch_fleet
+    from bench.upgrade_support import fresh_copies, measure, psql_floor, reset, scratch_fleet
     from tenants.core.names import quoted_schema
 
     n = opts.tenants
-    with scratch_fleet(opts.pg_url, n, "bench_floor_") as scratch:
+    with scratch_fleet(opts.pg_url, n, "bench_floor_") as scratch, ExitStack() as stack:
         db_url, workdir, chain, slugs = scratch.url, scratch.workdir, scratch.chain, scratch.slugs
         scripts = ["BEGIN;\nSET LOCAL search_path TO " + quoted_schema(s) + ";\n" + scratch.body + "\nCOMMIT;"
                    for s in slugs]
@@ -48,15 +50,17 @@ def main() -> None:
                 raise SystemExit(f"--jobs {jobs} in {tree} failed: {done.stdout[-2000:]} {done.stderr[-2000:]}")
             return seconds
 
+        reset(db_url, slugs)  # the tenants' empty schemas; every row starts from a copy of this (fresh_copies)
+        restore = stack.enter_context(fresh_copies([opts.pg_url], scratch.name))
         times: dict[str, list[float]] = {}
         print(f"{n} tenant schemas, {scratch.revisions}-revision chain, database {scratch.name}, "
               f"{opts.rounds} rounds", flush=True)
         for round_no in range(opts.rounds):
             for jobs in (1, 2):
-                reset(db_url, slugs)
+                restore()
                 times.setdefault(f"floor {jobs}", []).append(psql_floor(db_url, scripts, jobs, workdir))
                 for label, tree in trees:
-                    reset(db_url, slugs)
+                    restore()
                     times.setdefault(f"--jobs {jobs}{label}", []).append(fleet(tree, jobs))
             print(f"  round {round_no + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()), flush=True)
         med = {label: statistics.median(values) for label, values in times.items()}
