@@ -8,8 +8,9 @@ import getpass
 import json
 import os
 import socket
+import sys
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import Engine, bindparam, case, func, insert, select, update
@@ -50,6 +51,19 @@ class TenantResult:
     duration_ms: float = 0.0
     error: str | None = None
     detail: str | None = None
+
+    def with_shared_strings(self) -> "TenantResult":
+        """Return this result with one copy of the strings most tenants share (status, revisions, detail).
+
+        A result comes from a worker as fresh strings; a run's report keeps one per tenant, and
+        these copies were about 250 bytes of each tenant's share of the runner's memory.
+        """
+        return replace(self, status=sys.intern(self.status), from_revision=_interned(self.from_revision),
+                       to_revision=_interned(self.to_revision), detail=_interned(self.detail))
+
+
+def _interned(text: str | None) -> str | None:
+    return None if text is None else sys.intern(text)
 
 
 def start_run(engine: Engine, kind: str, target: str | None, started_by: str | None = None,

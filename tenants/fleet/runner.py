@@ -4,12 +4,10 @@ Tenants go through a bounded pool of processes (Alembic's globals are not thread
 results written to the ledger in batches (fleet.recorder); the fleet lock keeps two runs apart.
 """
 
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -272,7 +270,7 @@ class FleetRun:
 
     def _record(self, result: TenantResult) -> None:
         """Queue one result for the ledger (written in batches: fleet.recorder), then tell the presenter."""
-        result = _shared_strings(result)
+        result = result.with_shared_strings()
         if self.stop != CONTROL_LOST:
             self.results.add(result, utcnow() - timedelta(milliseconds=result.duration_ms))
             if self.results.due():
@@ -293,16 +291,3 @@ class FleetRun:
             self._lose_control(e)
         self.results.drop()  # what could not be written (the report still has it)
 
-
-def _shared_strings(result: TenantResult) -> TenantResult:
-    """Return the result with one copy of the strings most tenants share (status, revisions, detail).
-
-    A result comes from a worker as fresh strings; the report keeps one per tenant, and these
-    copies were about 250 bytes of each tenant's share of the runner's memory.
-    """
-    return replace(result, status=sys.intern(result.status), from_revision=_interned(result.from_revision),
-                   to_revision=_interned(result.to_revision), detail=_interned(result.detail))
-
-
-def _interned(text: str | None) -> str | None:
-    return None if text is None else sys.intern(text)
