@@ -12,13 +12,14 @@ from typing import Any
 from flask import current_app, request, url_for
 from flask_admin import BaseView, expose
 from flask_login import current_user
-from sqlalchemy import false, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from portal.admin.base import SecureView
 from portal.admin.dashboard import page_number
 from portal.models import Product, User
 from portal.permissions import can
+from portal.tenant_scope import matching, scoped
 from tenants.core.binding import tenant_session
 from tenants.core.control_schema import tenants
 from tenants.core.errors import TenantError
@@ -69,29 +70,12 @@ def _query(kind: str, text: str) -> Any:
             .order_by(Product.name).limit(PER_TENANT))
 
 
-def _viewable(query: Any, principal: Any, model: str) -> Any:
-    """Restrict a query over `tenants` to those where `principal` may view `model` (grants as SQL)."""
-    if principal.kind == "tenant":
-        return query.where(tenants.c.slug == principal.tenant_slug)
-    if principal.is_superuser:
-        return query
-    grants = [g for g in principal.grants if g.model == model and g.allows("view")]
-    if any(g.tenant_slug is None for g in grants):
-        return query
-    slugs = sorted({g.tenant_slug for g in grants if g.tenant_slug})
-    return query.where(tenants.c.slug.in_(slugs) if slugs else false())
-
-
 def tenants_to_search(tenancy: Tenancy, principal: Any, model: str, narrow: str,
                       asked: Any) -> tuple[list[Tenant], Searched]:
     """Return one page of the active tenants `principal` may view `model` in (narrowed by slug or name)."""
     t = tenants.c
-    query = _viewable(select(t.slug, t.display_name, t.status, t.status_reason, t.database_url, t.created_at)
-                      .where(t.status == "active"), principal, model)
-    needle = narrow.strip().lower()
-    if needle:
-        query = query.where(or_(t.slug.contains(needle, autoescape=True),
-                                func.lower(t.display_name).contains(needle, autoescape=True)))
+    query = matching(scoped(select(t.slug, t.display_name, t.status, t.status_reason, t.database_url, t.created_at)
+                            .where(t.status == "active"), principal, (model,)), narrow)
     with tenancy.control_engine.connect() as conn:
         total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
         pages = max(1, -(-total // TENANTS_PER_SEARCH))

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 
+import pytest
 from sqlalchemy import select
 
 from portal.models import Product, User
@@ -295,3 +296,15 @@ def test_find_opens_one_page_of_tenants_and_narrows_by_tenant(console: Console, 
     assert "Searched 1\n      of 1 tenants" in narrowed and 'id="find-results"' in narrowed
     last = root.get("/admin/find/?kind=product&q=GLX-1&page=99").get_data(as_text=True)
     assert "(51-62 by slug)" in last and 'id="find-previous"' in last and 'id="find-next"' not in last
+
+
+@pytest.mark.parametrize("typed", ["\x00", "%", "_", "' OR '1'='1", "<script>alert(1)</script>", "x" * 5000])
+def test_find_narrow_by_tenant_takes_hostile_text_as_text(console: Console, root, typed: str) -> None:
+    # The same text the switcher's search is proved against: a NUL used to be a 500 on PostgreSQL.
+    response = root.get("/admin/find/", query_string={"kind": "product", "q": "GLX-1", "tenant": typed})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "<script>alert(1)</script>" not in page
+    searched = 2 if typed == "\x00" else 0  # a NUL alone narrows nothing; no slug or name holds the others
+    assert f"of {searched} tenants" in page
+    assert console.tenancy.registry.find(console.a) is not None
