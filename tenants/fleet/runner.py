@@ -290,4 +290,3 @@ class FleetRun:
         except CONTROL_ERRORS as e:
             self._lose_control(e)
         self.results.drop()  # what could not be written (the report still has it)
-

@@ -171,11 +171,9 @@ def _run_range(storage: TenantStorage, rendered: Rendered, from_rev: str | None,
             current, has_table = _version(conn, from_rev)
             if current != from_rev:
                 return False
-            parts = [(revision, script) for revision, script in batches(rendered)
-                     if not (revision == VERSION_TABLE and has_table)]
-            named = [revision for revision, _ in parts if revision != VERSION_TABLE]
-            if whole and len(named) > 1:
-                parts = [(f"{named[0]}..{named[-1]}", "\n".join(script for _, script in parts))]
+            todo = [(revision, sql) for revision, sql in rendered if not (revision == VERSION_TABLE and has_table)]
+            named = [revision for revision, sql in todo if sql and revision != VERSION_TABLE]
+            parts = [(f"{named[0]}..{named[-1]}", one_script(todo))] if whole and len(named) > 1 else batches(todo)
             for revision, script in parts:
                 failing = revision
                 conn.exec_driver_sql(script, execution_options={"no_parameters": True})
