@@ -35,6 +35,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -66,23 +68,23 @@ def stop_workers(procs: list[subprocess.Popen]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def celery_rows(opts: argparse.Namespace, manage: list[str], env: dict, db_url: str, slugs: list[str],
+def celery_rows(opts: argparse.Namespace, manage: list[str], env: dict, fresh: Callable[[], None],
                 workdir: Path) -> list[tuple[str, float, str]]:
-    """Upgrade every tenant through --via celery with 1, 2, 4 warm workers; one row each."""
-    from bench.upgrade_support import measure, reset
+    """Upgrade every tenant through --via celery with 1, 2, 4 warm workers, each from `fresh()`; one row each."""
+    from bench.upgrade_support import measure
 
     counts = [int(c) for c in opts.workers.split(",")]
     queue_env = {**env, "CELERY_QUEUE": f"bench_{uuid.uuid4().hex[:10]}"}
     rows = []
     # The in-process pool with as many processes as the most workers: the like-for-like comparison.
-    reset(db_url, slugs)
+    fresh()
     seconds, rss, done = measure([*manage, "upgrade-all-tenants", "--quiet", "--jobs", str(max(counts))], env)
     if done.returncode:
         raise SystemExit(f"--jobs {max(counts)} failed: {done.stdout[-2000:]} {done.stderr[-2000:]}")
     rows.append((f"upgrade-all-tenants --jobs {max(counts)}", seconds, f"peak RSS {rss / 2**20:.0f} MiB"))
     print(f"  upgrade-all-tenants --jobs {max(counts)}: {seconds:.1f} s", flush=True)
     for count in counts:
-        reset(db_url, slugs)
+        fresh()
         procs = []
         try:
             for index in range(count):
@@ -117,7 +119,7 @@ def main() -> None:
 
         run_servers(opts)
         return
-    from bench.upgrade_support import CHAIN, admin, measure, psql_floor, release, reset, write_chain
+    from bench.upgrade_support import CHAIN, admin, fresh_copies, measure, psql_floor, release, reset, write_chain
     from tenants.core.names import quote_ident, quoted_schema
     from tenants.core.settings import TenantSettings
     from tenants.core.tenancy import Tenancy
@@ -130,6 +132,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench_upgrade_"))
     admin(opts.pg_url, "CREATE DATABASE " + quote_ident(name))
     tenancy = None
+    stack = ExitStack()
     try:
         chain = write_chain(workdir)
         settings = TenantSettings(control_url=db_url, tenant_dir=workdir / "tenants", revision_dir=chain)
@@ -139,7 +142,7 @@ def main() -> None:
         for slug in slugs:
             tenancy.registry.add(slug, slug, None)
             tenancy.registry.set_status(slug, "active")
-        reset(db_url, slugs)
+        reset(db_url, slugs)  # the tenants' empty schemas: every row starts from a copy of this
         head = tenancy.head()
         env = {**os.environ, "DATABASE_URL": db_url, "PORTAL_REVISION_DIR": str(chain),
                "PORTAL_INSTANCE_PATH": str(workdir), "PYTHONPATH": str(ROOT)}
@@ -148,12 +151,20 @@ def main() -> None:
 
         rendered = render_range(tenancy.scripts, "postgresql", None, head)
         body = "\n".join(sql for _, statements in rendered for sql in statements)
+        tenancy.engines.dispose()
+        restore = stack.enter_context(fresh_copies([opts.pg_url], name))
+
+        def fresh() -> None:
+            tenancy.engines.dispose()  # no session of this process across a copy
+            restore()
+
+        fresh()
         scripts = ["BEGIN;\nSET LOCAL search_path TO " + quoted_schema(s) + ";\n" + body + "\nCOMMIT;" for s in slugs]
         rows: list[tuple[str, float, str]] = []
         floor1 = psql_floor(db_url, scripts, 1, workdir)
-        reset(db_url, slugs)
+        fresh()
         floor2 = psql_floor(db_url, scripts, 2, workdir)
-        reset(db_url, slugs)
+        fresh()
         rows += [("floor: psql, 1 session", floor1, ""), ("floor: psql, 2 sessions", floor2, "")]
         print(f"  floors done ({floor1:.1f} s, {floor2:.1f} s)", flush=True)
 
@@ -166,7 +177,7 @@ def main() -> None:
             per.append(seconds)
         naive = statistics.mean(per) * n
         rows.append((f"naive: upgrade-tenant per tenant (extrapolated from {len(sample)})", naive, ""))
-        reset(db_url, slugs)
+        fresh()
 
         # The rehearsal changes nothing: the tenants are still at base for the rows after it.
         seconds, rss, done = measure([*manage, "upgrade-all-tenants", "--quiet", "--rehearse"], env)
@@ -185,7 +196,7 @@ def main() -> None:
             rows.append((label, seconds, f"peak RSS {rss / 2**20:.0f} MiB"))
             print(f"  {label}: {seconds:.1f} s", flush=True)
             if "no-replay" not in label:
-                reset(db_url, slugs)
+                fresh()
 
         noop = [measure([*manage, "upgrade-all-tenants", "--quiet"], env) for _ in range(3)]
         helps = [measure([*manage, "upgrade-all-tenants", "--help"], env)[0] for _ in range(3)]
@@ -196,7 +207,7 @@ def main() -> None:
         rows.append(("start-up: upgrade-all-tenants --help, median 3", help_s, ""))
 
         if opts.via == "celery":
-            rows += celery_rows(opts, manage, env, db_url, slugs, workdir)
+            rows += celery_rows(opts, manage, env, fresh, workdir)
 
         print(f"\n{'':<48} {'seconds':>8} {'tenants/s':>10} {'x floor1':>9} {'x floor2':>9}")
         for label, seconds, note in rows:
@@ -213,6 +224,7 @@ def main() -> None:
                 print(f"{label}: {n / seconds:.1f} tenants/s, {local / seconds:.2f}x the in-process default run, "
                       f"{pool[-1][1] / seconds:.2f}x {pool[-1][0]}")
     finally:
+        stack.close()
         release(tenancy, opts.pg_url, name, workdir, keep=opts.keep)
 
 
