@@ -19,7 +19,7 @@ from tenants.core.ledger import TenantResult, correct_ledger, finish_run, start_
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.lock import FleetLock, Heartbeat
 from tenants.fleet.options import PlanCheck, RunOptions
-from tenants.fleet.pool import WorkerPool
+from tenants.fleet.pool import WorkerPool, batch_size
 from tenants.fleet.recorder import ResultBuffer
 from tenants.fleet.report import FAILURES, RunReport
 from tenants.fleet.servers import ServerSlots, default_jobs, pool_size
@@ -226,21 +226,22 @@ class FleetRun:
                                               "transaction was rolled back, the tenant is unchanged"))
             return
         queue = list(items)
-        running: dict[Future, TenantPlan] = {}
+        running: dict[Future, list[TenantPlan]] = {}
         limit = self.options.max_duration
         deadline = None if limit is None else self.report.started + limit
+        timed_s, timed_n = 0.0, 0  # the tenants run so far, in seconds and in number: what sizes the batches
         while queue or running:
             try:
-                # Twice the workers: each has its next tenant waiting (fleet.pool); --jobs-per-server still bounds
+                # Twice the workers: each has its next batch waiting (fleet.pool); --jobs-per-server still bounds
                 # what is in flight, queued or running, for one server.
                 while queue and len(running) < 2 * jobs and not self._should_stop():
-                    item = slots.take(queue)
-                    if item is None:
+                    batch = slots.take_batch(queue, batch_size(len(queue), jobs, timed_n and timed_s / timed_n))
+                    if not batch:
                         break  # every server with queued tenants is at its --jobs-per-server bound
                     with self.heartbeat.pause:  # a worker may be forked here: not while a beat is under way
-                        future = self.pool.submit(jobs, self._args(item), stop_on_failure=self.options.fail_fast,
-                                                  deadline=deadline)
-                    running[future] = item
+                        future = self.pool.submit(jobs, [self._args(item) for item in batch],
+                                                  stop_on_failure=self.options.fail_fast, deadline=deadline)
+                    running[future] = batch
                 if self.stop and queue:
                     self.report.not_started += [i.slug for i in queue]
                     queue = []
@@ -253,20 +254,24 @@ class FleetRun:
                 self.stop = "interrupted"  # workers ignore Ctrl-C: the in-flight tenants finish and are recorded
                 continue
             for future in finished:
-                item = running.pop(future)
-                slots.release(item)
+                batch = running.pop(future)
+                for item in batch:
+                    slots.release(item)
                 try:
-                    result = future.result()
+                    results = future.result()
                 except BrokenProcessPool as e:
                     self.pool.close()
-                    result = TenantResult(item.slug, "failed", item.current, None, 0.0,
-                                          f"tenant {item.slug!r}: a worker process died ({e}) while this tenant "
-                                          "ran or waited its turn; a transaction it had begun was rolled back")
-                if result is None:  # the run stopped before this queued tenant started
-                    self.report.not_started.append(item.slug)
-                    self._should_stop()  # a deadline the worker saw: say so in the report (a failure says so itself)
-                    continue
-                self._record(result)
+                    results = [TenantResult(item.slug, "failed", item.current, None, 0.0,
+                                            f"tenant {item.slug!r}: a worker process died ({e}) while this tenant "
+                                            "ran or waited its turn; a transaction it had begun was rolled back")
+                               for item in batch]
+                for item, result in zip(batch, results):
+                    if result is None:  # the run stopped before this queued tenant started
+                        self.report.not_started.append(item.slug)
+                        self._should_stop()  # a deadline the worker saw: say so in the report (a failure says so)
+                        continue
+                    timed_s, timed_n = timed_s + result.duration_ms / 1000, timed_n + 1
+                    self._record(result)
 
     def _record(self, result: TenantResult) -> None:
         """Queue one result for the ledger (written in batches: fleet.recorder), then tell the presenter."""

@@ -115,6 +115,13 @@ class ServerSlots:
                 return queue.pop(index)
         return None
 
+    def take_batch(self, queue: list[TenantPlan], size: int) -> list[TenantPlan]:
+        """Remove and return up to `size` queued tenants whose servers have free slots (each takes its slot)."""
+        batch: list[TenantPlan] = []
+        while len(batch) < size and (item := self.take(queue)) is not None:
+            batch.append(item)
+        return batch
+
     def release(self, item: TenantPlan) -> None:
         """Free the slot a finished tenant held."""
         self.running[self.server(item)] -= 1
