@@ -265,7 +265,7 @@ class FleetRun:
                                             f"tenant {item.slug!r}: a worker process died ({e}) while this tenant "
                                             "ran or waited its turn; a transaction it had begun was rolled back")
                                for item in batch]
-                for item, result in zip(batch, results):
+                for item, result in zip(batch, results, strict=True):
                     if result is None:  # the run stopped before this queued tenant started
                         self.report.not_started.append(item.slug)
                         self._should_stop()  # a deadline the worker saw: say so in the report (a failure says so)

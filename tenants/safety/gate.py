@@ -7,6 +7,7 @@ stop a run, but a revision with any data-loss hazard still gets each tenant back
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from alembic.script import ScriptDirectory
 
@@ -14,6 +15,8 @@ from tenants.core.tenancy import Tenancy
 from tenants.migrate.plan import Plan
 from tenants.safety.errors import GateBlocked
 from tenants.safety.lint.hazards import DATA_LOSS, Hazard, format_hazard
+
+LINT_DIR = ".lint"  # in the tenant folder: the lint's verdicts per chain (tenants.safety.lint.cache)
 
 
 def gate(hazards: Iterable[Hazard], allow_destructive: bool = False, strict: bool = False) -> list[Hazard]:
@@ -55,18 +58,28 @@ class GateReport:
 
 def plan_gate(scripts: ScriptDirectory, from_revisions: Iterable[str | None], target: str | None = "head",
               dialects: Collection[str] = ("postgresql",), allow_destructive: bool = False,
-              strict: bool = False, *, downgrade: bool = False) -> GateReport:
+              strict: bool = False, *, downgrade: bool = False, cache: Path | None = None) -> GateReport:
     """Lint every revision body a run from the given starting revisions would run, and judge the run.
 
     An upgrade runs upgrade bodies; a downgrade runs the downgrade bodies of the revisions it takes back.
+    With `cache` (a folder), the hazards found for the same question about the same chain are reused.
     """
-    # pglast loads only when there is something to lint, so a no-op run stays fast.
-    from tenants.safety.lint.chain import lint_downgrade, lint_pending
+    starts = set(from_revisions)
 
-    if downgrade:
-        hazards = lint_downgrade(scripts, set(from_revisions), target, dialects)
+    def lint() -> list[Hazard]:
+        # pglast loads only when there is something to lint, so a no-op run stays fast.
+        from tenants.safety.lint.chain import lint_downgrade, lint_pending
+
+        if downgrade:
+            return lint_downgrade(scripts, starts, target, dialects)
+        return lint_pending(scripts, starts, target, dialects)
+
+    if cache is None:
+        hazards = lint()
     else:
-        hazards = lint_pending(scripts, set(from_revisions), target, dialects)
+        from tenants.safety.lint.cache import cached_hazards, question_key
+
+        hazards = cached_hazards(cache, scripts, question_key(starts, target, dialects, downgrade), lint)
     return GateReport(hazards, gate(hazards, allow_destructive, strict),
                       {h.revision for h in hazards if h.severity == DATA_LOSS})
 
@@ -89,7 +102,7 @@ class LintGate:
         starts = {item.current for item in plan.pending}
         dialects = dialects_of(tenancy.storage(item.tenant).dialect for item in plan.pending)
         self.report = plan_gate(tenancy.scripts, starts, plan.target, dialects, self.allow_destructive, self.strict,
-                                downgrade=self.downgrade)
+                                downgrade=self.downgrade, cache=Path(tenancy.settings.tenant_dir) / LINT_DIR)
         self.report.raise_if_blocked()
         return [f"migration hazard: {format_hazard(h)}" for h in self.report.hazards]
 

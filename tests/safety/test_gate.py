@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 from sqlalchemy import func, select, text
 
@@ -13,6 +14,7 @@ from tenants.migrate.control import ensure_control
 from tenants.migrate.migrator import current_revision
 from tenants.safety.backups.restore import restore_tenant
 from tenants.safety.backups.store import list_backups
+from tenants.safety.gate import LINT_DIR
 from tests.chains import chain_with
 from tests.conftest import run_manage
 from tests.factories import make_product
@@ -97,4 +99,18 @@ def test_lock_hazards_warn_and_strict_stops(settings, runner, tmp_path):
     result = runner.invoke(cli, ["upgrade-all-tenants"], env=env)
     assert result.exit_code == 0, result.output
     assert current_revision(tenancy.storage("acme")) == "0004"
+    tenancy.close()
+
+
+def test_a_remembered_verdict_stops_the_next_run_too_without_linting_again(settings, cli_env, tmp_path):
+    # The second run answers from <tenant_dir>/.lint: pglast is not even imported, and the run is refused all the same.
+    tenancy, env = fleet(settings, tmp_path, DROP_NAME)
+    imported = []
+    for _ in range(2):
+        result = run_manage(["upgrade-all-tenants"], {**cli_env, **env, "PYTHONPROFILEIMPORTTIME": "1"})
+        assert result.returncode == 2 and "drop-column" in result.stderr, result.stdout + result.stderr
+        imported.append(" pglast" in result.stderr)
+    assert imported == [True, False]
+    assert list((Path(tenancy.settings.tenant_dir) / LINT_DIR).glob("*.json"))
+    assert [current_revision(tenancy.storage(s)) for s in ("acme", "globex")] == ["0003", "0003"]
     tenancy.close()
