@@ -1,0 +1,100 @@
+"""Fast tenants travel to the workers in batches: nothing is lost, skipped or run after the run stops."""
+
+from pathlib import Path
+
+import pytest
+
+from tenants.core.ledger import last_results
+from tenants.core.tenancy import Tenancy
+from tenants.fleet import runner
+from tenants.fleet.options import RunOptions
+from tenants.fleet.pool import MAX_BATCH, batch_size
+from tenants.fleet.runs import upgrade_tenants
+from tenants.migrate.plan import Selection
+from tests.fleet_support import live, make_tenants, with_chain, write_chain
+
+SLUGS = [f"t{i:02d}" for i in range(24)]
+
+# 0004 fails at once in t12_bad (its stock breaks the constraint) and is quick everywhere else.
+FAILS_IN_THE_MIDDLE = {
+    "0004": ("0003", 'op.create_check_constraint("stock_below_1000", "products", "stock < 1000")', ""),
+}
+
+# 0004 kills the worker process that runs it in t12_dies (op.get_bind(): it runs online, in a worker).
+KILLS_ITS_WORKER = {"0004": ("0003", """
+    # tenant-portal: acknowledge unreviewable -- it kills its worker on purpose
+    import os, signal
+    if op.get_bind().exec_driver_sql("SELECT current_schema()").scalar() == "tenant_t12_dies":
+        os.kill(os.getpid(), signal.SIGKILL)
+    op.add_column("products", sa.Column("weight", sa.Integer(), nullable=True))
+    """, "")}
+
+
+def test_batch_size_follows_the_tenants_time_and_leaves_the_tail_spread() -> None:
+    assert batch_size(1000, 2, None) == 1  # nothing timed yet
+    assert batch_size(1000, 2, 0.02) == 5  # about 0.1 s of work
+    assert batch_size(1000, 2, 0.001) == MAX_BATCH
+    assert batch_size(1000, 2, 3.0) == 1  # a slow tenant travels alone
+    assert batch_size(12, 2, 0.001) == 3  # the last tenants are shared by every worker
+    assert batch_size(1, 2, 0.001) == 1
+
+
+@pytest.fixture
+def sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every batch the runner sends (batch_size, watched)."""
+    seen: list[int] = []
+
+    def watched(*args) -> int:  # type: ignore[no-untyped-def]
+        seen.append(batch_size(*args))
+        return seen[-1]
+
+    monkeypatch.setattr(runner, "batch_size", watched)
+    return seen
+
+
+def fleet(settings, tmp_path: Path, tenancy: Tenancy, bad: str, revisions: dict) -> Tenancy:  # type: ignore[no-untyped-def]
+    make_tenants(tenancy, SLUGS)
+    make_tenants(tenancy, [bad], stock=5000)
+    return Tenancy(with_chain(settings, write_chain(tmp_path, revisions)))
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_fail_fast_in_a_batch_starts_nothing_after_the_failure(settings, tmp_path: Path, tenancy: Tenancy,  # type: ignore[no-untyped-def]
+                                                               sizes: list[int]) -> None:
+    fleet_ = fleet(settings, tmp_path, tenancy, "t12_bad", FAILS_IN_THE_MIDDLE)
+    try:
+        report = upgrade_tenants(fleet_, Selection(), options=RunOptions(jobs=2, fail_fast=True))
+        assert max(sizes) > 1, f"no batch of several tenants was sent: {sizes}"
+        final = report.final()
+        assert final["t12_bad"].status == "failed" and report.exit_code == 1
+        ok = {slug for slug, result in final.items() if result.status == "ok"}
+        assert ok | set(report.not_started) | {"t12_bad"} == {*SLUGS, "t12_bad"}
+        assert {"t22", "t23"} <= set(report.not_started), "tenants after the failure were started"
+        assert all(live(fleet_, slug) == "0004" for slug in ok)
+        assert all(live(fleet_, slug) == "0003" for slug in [*report.not_started, "t12_bad"])
+        assert set(last_results(fleet_.control_engine)) >= ok | {"t12_bad"}
+    finally:
+        fleet_.close()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_worker_dying_mid_batch_loses_no_tenant_and_the_next_run_finishes(  # type: ignore[no-untyped-def]
+        settings, tmp_path: Path, tenancy: Tenancy, sizes: list[int]) -> None:
+    fleet_ = fleet(settings, tmp_path, tenancy, "t12_dies", KILLS_ITS_WORKER)
+    try:
+        report = upgrade_tenants(fleet_, Selection(), options=RunOptions(jobs=2))
+        assert max(sizes) > 1, f"no batch of several tenants was sent: {sizes}"
+        final = report.final()
+        assert report.exit_code == 1 and final["t12_dies"].status == "failed"
+        assert "a worker process died" in final["t12_dies"].error
+        assert set(final) == {*SLUGS, "t12_dies"} and not report.not_started  # every tenant has its result
+        for slug, result in final.items():  # a reported failure is unchanged, or committed just before the death
+            assert live(fleet_, slug) == "0004" if result.status == "ok" else live(fleet_, slug) in ("0003", "0004")
+        assert live(fleet_, "t12_dies") == "0003"
+        # The next run, without the tenant that kills its worker, finishes every other one and corrects the ledger.
+        again = upgrade_tenants(fleet_, Selection(skip=("t12_dies",)), options=RunOptions(jobs=2))
+        assert again.exit_code == 0, again.final()
+        assert [live(fleet_, slug) for slug in SLUGS] == ["0004"] * len(SLUGS)
+        assert all(last_results(fleet_.control_engine)[slug]["status"] == "ok" for slug in SLUGS)
+    finally:
+        fleet_.close()
