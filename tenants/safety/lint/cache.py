@@ -48,8 +48,8 @@ def question_key(starts: Iterable[str | None], target: str | None, dialects: Col
 def cached_hazards(folder: Path, scripts: ScriptDirectory, question: str,
                    lint: Callable[[], list[Hazard]]) -> list[Hazard]:
     """Return the verdict on `question` about the chain of `scripts`: remembered in `folder`, else `lint()`'s."""
-    head = scripts.get_current_head() or "base"
-    prefix = hashlib.sha256(f"{chain_key(scripts, head)}\0{lint_fingerprint()}".encode()).hexdigest()[:16]
+    heads = ",".join(sorted(scripts.get_heads())) or "base"  # a branched chain has several
+    prefix = hashlib.sha256(f"{chain_key(scripts, heads)}\0{lint_fingerprint()}".encode()).hexdigest()[:16]
     path = folder / f"{prefix}-{question}.json"
     try:
         return [Hazard(**fields) for fields in json.loads(path.read_text())]
