@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from tenants.core.driver_sql import driver_execute
 from tenants.core.engines import Engines, display_url
 from tenants.core.errors import ForeignKeyViolation, StorageUnavailable, TenantBusy, TenantExists
 from tenants.core.names import lock_key, quoted_schema, schema_name, validate_slug
@@ -141,10 +142,10 @@ class PostgresSchemaStorage(TenantStorage):
             # One round trip: search_path, the transaction's timeouts and the tenant lock. All are
             # transaction-local (set_config(..., true), xact lock): nothing outlives the transaction
             # on the pooled connection.
-            got = conn.execute(_BEGIN_SQL[exclusive, timeouts is not None], {
+            got = driver_execute(conn, _BEGIN_SQL[exclusive, timeouts is not None], {
                 "p": quoted_schema(self.slug), "k": lock_key(self.slug),
                 **_timeout_values(*(timeouts or (0, 0))),
-            }).scalar()
+            })[0]
             if exclusive and not got:
                 raise TenantBusy(f"tenant {self.slug!r} is locked by another process")
             yield conn
@@ -152,22 +153,24 @@ class PostgresSchemaStorage(TenantStorage):
                 trans.rollback()
 
     def set_timeouts(self, connection: Connection, lock_timeout: float, statement_timeout: float) -> None:
-        connection.execute(_BEGIN_SQL["timeouts only"], _timeout_values(lock_timeout, statement_timeout))
+        driver_execute(connection, _BEGIN_SQL["timeouts only"], _timeout_values(lock_timeout, statement_timeout))
 
 
 def _timeout_values(lock_timeout: float, statement_timeout: float) -> dict[str, str]:
     return {"lt": f"{int(lock_timeout * 1000)}ms", "st": f"{int(statement_timeout * 1000)}ms"}
 
 
-# The lock comes first in the select list, so scalar() is its answer.
+# The lock comes first in the select list, so the first column is its answer. In psycopg2's
+# parameter style: these run on the driver's cursor (tenants.core.driver_sql).
+_SEARCH_PATH = "set_config('search_path', %(p)s, true)"
+_TIMEOUTS = "set_config('lock_timeout', %(lt)s, true), set_config('statement_timeout', %(st)s, true)"
+_LOCK = "pg_try_advisory_xact_lock(%(k)s)"
 _BEGIN_SQL = {
-    (False, False): text("SELECT set_config('search_path', :p, true)"),
-    (False, True): text("SELECT set_config('search_path', :p, true), set_config('lock_timeout', :lt, true), "
-                        "set_config('statement_timeout', :st, true)"),
-    (True, False): text("SELECT pg_try_advisory_xact_lock(:k), set_config('search_path', :p, true)"),
-    (True, True): text("SELECT pg_try_advisory_xact_lock(:k), set_config('search_path', :p, true), "
-                       "set_config('lock_timeout', :lt, true), set_config('statement_timeout', :st, true)"),
-    "timeouts only": text("SELECT set_config('lock_timeout', :lt, true), set_config('statement_timeout', :st, true)"),
+    (False, False): f"SELECT {_SEARCH_PATH}",
+    (False, True): f"SELECT {_SEARCH_PATH}, {_TIMEOUTS}",
+    (True, False): f"SELECT {_LOCK}, {_SEARCH_PATH}",
+    (True, True): f"SELECT {_LOCK}, {_SEARCH_PATH}, {_TIMEOUTS}",
+    "timeouts only": f"SELECT {_TIMEOUTS}",
 }
 
 

@@ -11,9 +11,10 @@ found at another revision than the rendered range starts from.
 import time
 
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
+from tenants.core.driver_sql import driver_execute
 from tenants.core.names import quoted_schema
 from tenants.core.storage import TenantStorage
 from tenants.core.tenancy import Tenancy
@@ -99,7 +100,7 @@ class _Moved(Exception):
 
 def _has_version_table(conn: Connection) -> bool:
     # to_regclass resolves through the tenant's search_path; cheaper than a reflection query.
-    return conn.execute(text("SELECT to_regclass('alembic_version') IS NOT NULL")).scalar()
+    return driver_execute(conn, "SELECT to_regclass('alembic_version') IS NOT NULL")[0]
 
 
 def _version(conn: Connection, expected: str | None) -> tuple[str | None, bool]:
@@ -111,12 +112,12 @@ def _version(conn: Connection, expected: str | None) -> tuple[str | None, bool]:
         # The plan saw a version row, so the table is almost surely there: read it directly and
         # treat its absence (dropped since the plan) as a moved tenant.
         try:
-            return conn.exec_driver_sql("SELECT max(version_num) FROM alembic_version").scalar(), True
+            return driver_execute(conn, "SELECT max(version_num) FROM alembic_version")[0], True
         except DBAPIError as e:
             if getattr(e.orig, "pgcode", None) == "42P01":  # undefined_table
                 raise _Moved() from e
             raise
-    return conn.exec_driver_sql("SELECT max(version_num) FROM alembic_version").scalar(), True
+    return driver_execute(conn, "SELECT max(version_num) FROM alembic_version")[0], True
 
 
 def batches(rendered: Rendered) -> list[tuple[str, str]]:
@@ -176,7 +177,7 @@ def _run_range(storage: TenantStorage, rendered: Rendered, from_rev: str | None,
             parts = [(f"{named[0]}..{named[-1]}", one_script(todo))] if whole and len(named) > 1 else batches(todo)
             for revision, script in parts:
                 failing = revision
-                conn.exec_driver_sql(script, execution_options={"no_parameters": True})
+                driver_execute(conn, script)  # no parameters: the script goes as it is
     except _Moved:
         return False
     except DBAPIError as e:
