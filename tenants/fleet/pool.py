@@ -22,7 +22,7 @@ from tenants.fleet.report import FAILURES
 from tenants.fleet.units import init_worker, process_tenancy, run_unit
 
 # A batch carries about this much work (measured on the tenants run so far), and at most MAX_BATCH tenants.
-BATCH_SECONDS = 0.1
+BATCH_SECONDS = 0.25
 MAX_BATCH = 8
 
 _HALT: Event | None = None  # this worker's copy of its pool's stop flag (set by the pool initializer)

@@ -32,9 +32,9 @@ KILLS_ITS_WORKER = {"0004": ("0003", """
 
 def test_batch_size_follows_the_tenants_time_and_leaves_the_tail_spread() -> None:
     assert batch_size(1000, 2, None) == 1  # nothing timed yet
-    assert batch_size(1000, 2, 0.02) == 5  # about 0.1 s of work
+    assert batch_size(1000, 2, 0.05) == 5  # about BATCH_SECONDS (0.25 s) of work
     assert batch_size(1000, 2, 0.001) == MAX_BATCH
-    assert batch_size(1000, 2, 3.0) == 1  # a slow tenant travels alone
+    assert batch_size(1000, 2, 0.3) == 1  # a slow tenant travels alone
     assert batch_size(12, 2, 0.001) == 3  # the last tenants are shared by every worker
     assert batch_size(1, 2, 0.001) == 1
 
