@@ -52,14 +52,17 @@ class TenantResult:
     error: str | None = None
     detail: str | None = None
 
-    def with_shared_strings(self) -> "TenantResult":
+    def with_shared_strings(self, slug: str | None = None) -> "TenantResult":
         """Return this result with one copy of the strings most tenants share (status, revisions, detail).
 
         A result comes from a worker as fresh strings; a run's report keeps one per tenant, and
-        these copies were about 250 bytes of each tenant's share of the runner's memory.
+        these copies were about 250 bytes of each tenant's share of the runner's memory. `slug`,
+        when given, is the same text the caller already holds (the plan's): it is kept instead.
         """
-        return replace(self, status=sys.intern(self.status), from_revision=_interned(self.from_revision),
-                       to_revision=_interned(self.to_revision), detail=_interned(self.detail))
+        assert slug is None or slug == self.slug
+        return replace(self, slug=slug or self.slug, status=sys.intern(self.status),
+                       from_revision=_interned(self.from_revision), to_revision=_interned(self.to_revision),
+                       detail=_interned(self.detail))
 
 
 def _interned(text: str | None) -> str | None:

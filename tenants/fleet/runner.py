@@ -271,11 +271,11 @@ class FleetRun:
                         self._should_stop()  # a deadline the worker saw: say so in the report (a failure says so)
                         continue
                     timed_s, timed_n = timed_s + result.duration_ms / 1000, timed_n + 1
-                    self._record(result)
+                    self._record(result, item.slug)
 
-    def _record(self, result: TenantResult) -> None:
-        """Queue one result for the ledger (written in batches: fleet.recorder), then tell the presenter."""
-        result = result.with_shared_strings()
+    def _record(self, result: TenantResult, slug: str | None = None) -> None:
+        """Queue one result for the ledger (in batches: fleet.recorder), tell the presenter; keep the plan's `slug`."""
+        result = result.with_shared_strings(slug)
         if self.stop != CONTROL_LOST:
             self.results.add(result, utcnow() - timedelta(milliseconds=result.duration_ms))
             if self.results.due():

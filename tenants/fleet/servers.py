@@ -91,13 +91,17 @@ class ServerSlots:
         self.settings = settings
         self.per_server = per_server
         self.running: dict[str, int] = defaultdict(int)
-        self.servers: dict[str, str] = {}
+        # By the tenant's own database URL (None: the control database or the tenant folder): a
+        # server is a function of that URL alone, and a fleet has few (an entry per tenant cost
+        # the runner memory that grew with the fleet).
+        self.servers: dict[str | None, str] = {}
 
     def server(self, item: TenantPlan) -> str:
-        """Return the tenant's server (parsed once per tenant)."""
-        if item.slug not in self.servers:
-            self.servers[item.slug] = tenant_server(self.settings, item)
-        return self.servers[item.slug]
+        """Return the tenant's server (parsed once per database URL)."""
+        url = item.tenant.database_url
+        if url not in self.servers:
+            self.servers[url] = tenant_server(self.settings, item)
+        return self.servers[url]
 
     def order(self, items: list[TenantPlan]) -> list[TenantPlan]:
         """Return `items` with the servers taking turns."""

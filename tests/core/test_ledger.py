@@ -184,3 +184,5 @@ def test_results_from_workers_share_their_repeated_strings() -> None:
     assert shared_a == a and shared_b == b  # the same values
     assert shared_a.detail is shared_b.detail and shared_a.to_revision is shared_b.to_revision
     assert shared_a.status is shared_b.status and shared_a.from_revision is None
+    planned = "".join(["ac", "me"])  # the plan's own copy of the slug
+    assert a.slug is not planned and a.with_shared_strings(planned).slug is planned
