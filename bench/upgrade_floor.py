@@ -16,6 +16,7 @@ import argparse
 import os
 import statistics
 import sys
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def main() -> None:
     parser.add_argument("--pg-url", default=os.environ.get("PORTAL_TEST_PG_URL",
                                                            "postgresql://postgres@127.0.0.1:5432/postgres"))
     opts = parser.parse_args()
-    from bench.upgrade_support import fresh_copies, measure, psql_floor, reset, scratch_fleet
+    from bench.upgrade_support import fresh_copies, measure, psql_floor, reset, scratch_fleet, stolen
     from tenants.core.names import quoted_schema
 
     n = opts.tenants
@@ -53,21 +54,31 @@ def main() -> None:
         reset(db_url, slugs)  # the tenants' empty schemas; every row starts from a copy of this (fresh_copies)
         restore = stack.enter_context(fresh_copies([opts.pg_url], scratch.name))
         times: dict[str, list[float]] = {}
+        steal: dict[str, list[float]] = {}
+
+        def row(label: str, run: Callable[..., float], *args: object) -> None:
+            restore()
+            before = stolen()
+            times.setdefault(label, []).append(run(*args))
+            steal.setdefault(label, []).append(stolen() - before)
+
         print(f"{n} tenant schemas, {scratch.revisions}-revision chain, database {scratch.name}, "
               f"{opts.rounds} rounds", flush=True)
         for round_no in range(opts.rounds):
             for jobs in (1, 2):
-                restore()
-                times.setdefault(f"floor {jobs}", []).append(psql_floor(db_url, scripts, jobs, workdir))
+                row(f"floor {jobs}", psql_floor, db_url, scripts, jobs, workdir)
                 for label, tree in trees:
-                    restore()
-                    times.setdefault(f"--jobs {jobs}{label}", []).append(fleet(tree, jobs))
-            print(f"  round {round_no + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()), flush=True)
+                    row(f"--jobs {jobs}{label}", fleet, tree, jobs)
+            print(f"  round {round_no + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s (steal {steal[k][-1]:.1f})"
+                                                       for k, v in times.items()), flush=True)
         med = {label: statistics.median(values) for label, values in times.items()}
-        print(f"\n{'median of ' + str(opts.rounds):<32} {'seconds':>8} {'ms/tenant':>10} {'x floor':>8}")
+        print(f"\n{'median of ' + str(opts.rounds):<32} {'seconds':>8} {'ms/tenant':>10} {'x floor':>8} {'steal s':>8}")
         for label, seconds in med.items():
             floor = med[f"floor {1 if 'jobs 1' in label or label == 'floor 1' else 2}"]
-            print(f"{label:<32} {seconds:8.2f} {seconds / n * 1000:10.2f} {seconds / floor:8.3f}")
+            print(f"{label:<32} {seconds:8.2f} {seconds / n * 1000:10.2f} {seconds / floor:8.3f} "
+                  f"{statistics.median(steal[label]):8.2f}")
+        print("steal: CPU seconds the hypervisor took from this machine during the row (another guest's load)")
+
 
 if __name__ == "__main__":
     main()

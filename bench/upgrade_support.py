@@ -1,5 +1,6 @@
 """Shared scaffolding of the upgrade benchmarks: the bench chain, psql floors, resets, timed runs."""
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -134,6 +135,20 @@ def reset(db_url: str, slugs: list[str]) -> None:
         cur.execute("VACUUM")
         cur.execute("CHECKPOINT")
     conn.close()
+
+
+def stolen() -> float:
+    """Return the CPU seconds the hypervisor has taken from this machine since boot (0 where /proc/stat has none).
+
+    A row measured while another guest held the cores is slower for a reason the bench does not
+    control; the benches print this beside their rows so such a round can be told apart.
+    """
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return 0.0
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
 
 
 def measure(args: list[str], env: dict, memory: dict | None = None) -> tuple[float, int, subprocess.CompletedProcess]:
