@@ -174,3 +174,31 @@ def test_timeout_in_a_range_names_the_range_and_waits_once(late_fleet: Tenancy) 
     assert 1.0 <= waited < 1.9  # one wait for the lock, not a second run of the range
     assert live(late_fleet, "big_t") == "0003" and "weight" not in columns(late_fleet, "big_t", "products")
     assert rows(late_fleet, "big_t", "SELECT id, stock FROM products") == [(1, 5000)]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_tenant_moved_since_the_plan_or_locked_is_left_as_it_is(late_fleet: Tenancy) -> None:
+    # The hot path's statements run on the driver's cursor: its errors must still mean what they meant.
+    import psycopg2
+
+    from tenants.core.errors import TenantBusy
+    from tenants.core.names import lock_key
+    from tenants.migrate.replay import replay
+
+    rendered = render_range(late_fleet.scripts, "postgresql", "0003", "0006")
+    assert upgrade_tenants(late_fleet, Selection(tenants=("fine_t",)), "0004").exit_code == 0
+    # At 0004, not at the 0003 the range starts from: None (the caller runs Alembic online), nothing run.
+    assert replay(late_fleet.storage("fine_t"), rendered, "0003", "0006", lock_timeout=1, statement_timeout=30) is None
+    assert live(late_fleet, "fine_t") == "0004"
+    conn = psycopg2.connect(late_fleet.settings.control_url)
+    try:
+        conn.cursor().execute("SELECT pg_advisory_lock(%s)", (lock_key("big_t"),))  # another process's tenant lock
+        with pytest.raises(TenantBusy):
+            replay(late_fleet.storage("big_t"), rendered, "0003", "0006", lock_timeout=1, statement_timeout=30)
+        conn.cursor().execute("SELECT pg_advisory_unlock(%s)", (lock_key("big_t"),))
+        conn.cursor().execute('DROP TABLE "tenant_big_t".alembic_version')  # emptied behind the portal's back
+        conn.commit()
+    finally:
+        conn.close()
+    assert replay(late_fleet.storage("big_t"), rendered, "0003", "0006", lock_timeout=1, statement_timeout=30) is None
+    assert "weight" not in columns(late_fleet, "big_t", "products")
