@@ -16,7 +16,6 @@ size per server, the bulk version reads, and the per-tenant unit time against th
 
 import argparse
 import os
-import signal
 import statistics
 import sys
 import tempfile
@@ -29,11 +28,7 @@ import psycopg2
 from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 
-from bench.upgrade_support import ROOT, admin, fresh_copies, measure, psql_sessions, release, write_chain
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(f"stopped by signal {signum}")  # unwinds through the finally blocks that clean up
+from bench.upgrade_support import ROOT, admin, fresh_copies, measure, psql_sessions, release, stoppable, write_chain
 
 
 def create_schemas(url: str, slugs: list[str], workdir: Path) -> None:
@@ -99,12 +94,8 @@ def run_servers(opts: argparse.Namespace) -> None:
     """Run the two-server benchmark (see the module docstring)."""
     from tests.pg_cluster import second_cluster
 
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        with second_cluster() as far_admin:
-            _bench(opts, far_admin)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with stoppable(), second_cluster() as far_admin:
+        _bench(opts, far_admin)
 
 
 def _bench(opts: argparse.Namespace, far_admin: str) -> None:

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -228,8 +229,21 @@ class ScratchFleet:
 
 
 @contextmanager
+def stoppable() -> Iterator[None]:
+    """Inside, SIGTERM raises SystemExit: the finally blocks that drop scratch databases and clusters run."""
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(f"stopped by signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
 def scratch_fleet(pg_url: str, tenants: int, prefix: str, *, keep: bool = False) -> Iterator[ScratchFleet]:
-    """Make a ScratchFleet on the server of `pg_url`; drop it and its folder afterwards unless `keep`."""
+    """Make a ScratchFleet on the server of `pg_url`; drop it and its folder afterwards unless `keep` (SIGTERM too)."""
     from sqlalchemy.engine import make_url
 
     from tenants.core.names import quote_ident
@@ -241,24 +255,25 @@ def scratch_fleet(pg_url: str, tenants: int, prefix: str, *, keep: bool = False)
     name = f"bench_{uuid.uuid4().hex[:10]}"
     url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
-    admin(pg_url, "CREATE DATABASE " + quote_ident(name))
-    try:
-        chain = write_chain(workdir)
-        tenancy = Tenancy(TenantSettings(control_url=url, tenant_dir=workdir / "tenants", revision_dir=chain))
+    with stoppable():
+        admin(pg_url, "CREATE DATABASE " + quote_ident(name))
         try:
-            ensure_control(tenancy)
-            slugs = [f"t{i:05d}" for i in range(tenants)]
-            for slug in slugs:
-                tenancy.registry.add(slug, slug, None)
-                tenancy.registry.set_status(slug, "active")
-            rendered = render_range(tenancy.scripts, "postgresql", None, tenancy.head())
+            chain = write_chain(workdir)
+            tenancy = Tenancy(TenantSettings(control_url=url, tenant_dir=workdir / "tenants", revision_dir=chain))
+            try:
+                ensure_control(tenancy)
+                slugs = [f"t{i:05d}" for i in range(tenants)]
+                for slug in slugs:
+                    tenancy.registry.add(slug, slug, None)
+                    tenancy.registry.set_status(slug, "active")
+                rendered = render_range(tenancy.scripts, "postgresql", None, tenancy.head())
+            finally:
+                tenancy.close()
+            body = "\n".join(sql for _, statements in rendered for sql in statements)
+            yield ScratchFleet(name, url, workdir, chain, slugs, body, len(rendered))
         finally:
-            tenancy.close()
-        body = "\n".join(sql for _, statements in rendered for sql in statements)
-        yield ScratchFleet(name, url, workdir, chain, slugs, body, len(rendered))
-    finally:
-        if keep:
-            print(f"kept database {name} and folder {workdir}")
-        else:
-            drop_database(pg_url, name)
-            shutil.rmtree(workdir, ignore_errors=True)
+            if keep:
+                print(f"kept database {name} and folder {workdir}")
+            else:
+                drop_database(pg_url, name)
+                shutil.rmtree(workdir, ignore_errors=True)

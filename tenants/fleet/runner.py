@@ -235,7 +235,8 @@ class FleetRun:
                 # Twice the workers: each has its next batch waiting (fleet.pool); --jobs-per-server still bounds
                 # what is in flight, queued or running, for one server.
                 while queue and len(running) < 2 * jobs and not self._should_stop():
-                    batch = slots.take_batch(queue, batch_size(len(queue), jobs, timed_n and timed_s / timed_n))
+                    mean = timed_s / timed_n if timed_n else None
+                    batch = slots.take_batch(queue, batch_size(len(queue), jobs, mean))
                     if not batch:
                         break  # every server with queued tenants is at its --jobs-per-server bound
                     with self.heartbeat.pause:  # a worker may be forked here: not while a beat is under way
