@@ -110,19 +110,27 @@ class ServerSlots:
             groups[self.server(item)].append(item)
         return interleave(groups)
 
-    def take(self, queue: list[TenantPlan]) -> TenantPlan | None:
-        """Remove and return the first queued tenant whose server has a free slot, else None."""
+    def take(self, queue: list[TenantPlan], server: str | None = None) -> TenantPlan | None:
+        """Remove and return the first queued tenant (of `server`, if given) whose server has a free slot, else None."""
         for index, item in enumerate(queue):
-            server = self.server(item)
-            if self.per_server is None or self.running[server] < self.per_server:
-                self.running[server] += 1
+            its = self.server(item)
+            if (server is None or its == server) and (self.per_server is None or self.running[its] < self.per_server):
+                self.running[its] += 1
                 return queue.pop(index)
         return None
 
     def take_batch(self, queue: list[TenantPlan], size: int) -> list[TenantPlan]:
-        """Remove and return up to `size` queued tenants whose servers have free slots (each takes its slot)."""
-        batch: list[TenantPlan] = []
-        while len(batch) < size and (item := self.take(queue)) is not None:
+        """Remove and return up to `size` queued tenants of one server, each taking its slot.
+
+        One server per batch: a batch runs in one worker, one tenant after another, so tenants of
+        two servers in one batch would run one after the other where --jobs-per-server meant them
+        to run side by side.
+        """
+        first = self.take(queue)
+        if first is None:
+            return []
+        batch = [first]
+        while len(batch) < size and (item := self.take(queue, self.server(first))) is not None:
             batch.append(item)
         return batch
 

@@ -60,6 +60,22 @@ def test_slots_split_each_server_and_the_pool_takes_servers_in_turn(tmp_path: Pa
     assert [i.slug for i in interleave({"x": [_item("x1")], "y": []})] == ["x1"]
 
 
+def test_a_batch_holds_tenants_of_one_server_each_in_its_slot(tmp_path: Path) -> None:
+    # A batch runs in one worker, one tenant after another: tenants of two servers in one batch
+    # would run one after the other where --jobs-per-server meant them side by side.
+    settings = TenantSettings(control_url="postgresql://p@near/control", tenant_dir=tmp_path)
+    items = [_item(f"a{i}") for i in range(4)] + [_item(f"b{i}", "postgresql://p@far:5544/t") for i in range(4)]
+    slots = ServerSlots(settings, 2)
+    queue = slots.order(items)  # a0 b0 a1 b1 ...
+    assert [i.slug for i in slots.take_batch(queue, 8)] == ["a0", "a1"]  # near's 2 slots, not b0
+    assert [i.slug for i in slots.take_batch(queue, 8)] == ["b0", "b1"]
+    assert slots.take_batch(queue, 8) == []  # both servers at their bound
+    free = ServerSlots(settings, None)
+    queue = free.order(items)
+    assert [i.slug for i in free.take_batch(queue, 3)] == ["a0", "a1", "a2"]
+    assert [i.slug for i in free.take_batch(queue, 3)] == ["b0", "b1", "b2"]
+
+
 def test_pool_bound_per_server_keeps_both_servers_busy(pg_control_url: str, far_db: str, tmp_path: Path) -> None:
     settings = TenantSettings(control_url=pg_control_url, tenant_dir=tmp_path / "tenants", lock_timeout=2.0)
     base = Tenancy(settings)
