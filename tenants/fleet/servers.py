@@ -95,6 +95,7 @@ class ServerSlots:
         # server is a function of that URL alone, and a fleet has few (an entry per tenant cost
         # the runner memory that grew with the fleet).
         self.servers: dict[str | None, str] = {}
+        self.queued: set[str] = set()  # the servers of the tenants `order` was given
 
     def server(self, item: TenantPlan) -> str:
         """Return the tenant's server (parsed once per database URL)."""
@@ -108,13 +109,23 @@ class ServerSlots:
         groups: dict[str, list[TenantPlan]] = defaultdict(list)
         for item in items:
             groups[self.server(item)].append(item)
+        self.queued |= set(groups)
         return interleave(groups)
+
+    def full(self, server: str) -> bool:
+        """Return whether `server` is at its --jobs-per-server bound."""
+        return self.per_server is not None and self.running[server] >= self.per_server
 
     def take(self, queue: list[TenantPlan], server: str | None = None) -> TenantPlan | None:
         """Remove and return the first queued tenant (of `server`, if given) whose server has a free slot, else None."""
+        # Nothing to look for when the servers asked about are all at their bound: a scan of the
+        # whole queue per dispatch made a bounded run quadratic (283 s against the floor's 105 at
+        # 10,000 tenants over two servers).
+        if self.full(server) if server is not None else (self.queued and all(map(self.full, self.queued))):
+            return None
         for index, item in enumerate(queue):
             its = self.server(item)
-            if (server is None or its == server) and (self.per_server is None or self.running[its] < self.per_server):
+            if (server is None or its == server) and not self.full(its):
                 self.running[its] += 1
                 return queue.pop(index)
         return None
