@@ -131,17 +131,18 @@ class ServerSlots:
         return None
 
     def take_batch(self, queue: list[TenantPlan], size: int) -> list[TenantPlan]:
-        """Remove and return up to `size` queued tenants of one server, each taking its slot.
+        """Remove and return up to `size` queued tenants, each taking its slot.
 
-        One server per batch: a batch runs in one worker, one tenant after another, so tenants of
-        two servers in one batch would run one after the other where --jobs-per-server meant them
-        to run side by side.
+        A batch runs in one worker, one tenant after another. With --jobs-per-server it holds one
+        server's tenants: tenants of two servers in one batch would run one after the other where
+        the bound meant them to run side by side. Without a bound it follows the queue's order,
+        in which the servers take turns, so each worker still alternates between servers.
         """
         first = self.take(queue)
         if first is None:
             return []
-        batch = [first]
-        while len(batch) < size and (item := self.take(queue, self.server(first))) is not None:
+        batch, only = [first], self.server(first) if self.per_server is not None else None
+        while len(batch) < size and (item := self.take(queue, only)) is not None:
             batch.append(item)
         return batch
 
