@@ -114,7 +114,7 @@ def _sqlite_template(tenancy: Tenancy, folder: Path, key: str, head: str, check:
             if not path.exists():  # another process may have built it while we waited
                 check("sqlite")
                 _build_sqlite(tenancy, path, head)
-                _remove_stale(folder, key)
+                remove_stale(folder, key)
     return Template("sqlite", head, path=path)
 
 
@@ -139,8 +139,8 @@ def _build_sqlite(tenancy: Tenancy, path: Path, head: str) -> None:
         storage.drop()
 
 
-def _remove_stale(folder: Path, key: str) -> None:
-    """Delete the templates of other chains: a new tenant is only ever made from the current head."""
+def remove_stale(folder: Path, key: str) -> None:
+    """Delete the files in `folder` of chains other than `key` (templates, lint verdicts): only the current is used."""
     for old in folder.iterdir():
         # Locks stay (another process may hold one); so do scratch files another build is writing.
         if not old.name.startswith(key) and not old.name.endswith((".lock", ".tmp")):
@@ -164,7 +164,7 @@ def _postgres_template(tenancy: Tenancy, folder: Path, key: str, head: str, chec
     scratch = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     scratch.write_text(json.dumps(rendered))
     os.replace(scratch, path)  # two processes writing the same rendering: either file is right
-    _remove_stale(folder, key)
+    remove_stale(folder, key)
     return Template("postgresql", head, rendered=rendered, folder=folder, key=key)
 
 

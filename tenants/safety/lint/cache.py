@@ -21,7 +21,7 @@ from pathlib import Path
 
 from alembic.script import ScriptDirectory
 
-from tenants.migrate.templates import chain_key
+from tenants.migrate.templates import chain_key, remove_stale
 from tenants.safety.lint.hazards import Hazard
 
 # The lint's own modules, and the driver that renders the SQL it reads.
@@ -67,9 +67,7 @@ def _remember(folder: Path, path: Path, prefix: str, hazards: list[Hazard]) -> N
         folder.mkdir(parents=True, exist_ok=True)
         scratch.write_text(json.dumps(fields))
         os.replace(scratch, path)  # readers see the whole verdict or none
-        for old in folder.glob("*.json"):  # the verdicts of other chains or lints are never asked for again
-            if not old.name.startswith(prefix):
-                old.unlink(missing_ok=True)
+        remove_stale(folder, prefix)  # the verdicts of other chains or lints are never asked for again
     except OSError:  # a folder that cannot be written: the next run lints again
         with contextlib.suppress(OSError):
             scratch.unlink(missing_ok=True)
