@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.synchronize import Event
 
 from tenants.core.ledger import TenantResult
@@ -20,6 +21,7 @@ from tenants.core.settings import TenantSettings
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.report import FAILURES
 from tenants.fleet.units import init_worker, process_tenancy, run_unit
+from tenants.migrate.plan import TenantPlan
 
 # A batch carries about this much work (measured on the tenants run so far), and at most MAX_BATCH tenants.
 BATCH_SECONDS = 0.25
@@ -34,14 +36,20 @@ def _init_pooled(settings: TenantSettings, parent: int, halt: Event) -> None:
     init_worker(settings, parent)
 
 
-def run_pooled(batch: list[tuple], stop_on_failure: bool, deadline: float | None) -> list[TenantResult | None]:
-    """Run a batch of tenants in a worker, one after another, each unless the run has stopped (None: not started).
+# A pooled tenant's outcome: its result and when it finished (time.monotonic()), or None: not started.
+Pooled = tuple[TenantResult, float] | None
 
-    `deadline` is a time.monotonic() value (one clock for every process of the machine).
-    With `stop_on_failure` (--fail-fast), a failure stops the run here, before the runner
-    hears of it: no tenant of this batch, or waiting in the queue, starts after it.
+
+def run_pooled(batch: list[tuple], stop_on_failure: bool, deadline: float | None) -> list[Pooled]:
+    """Run a batch of tenants in a worker, one after another, each unless the run has stopped.
+
+    `deadline` is a time.monotonic() value (one clock for every process of the machine); so is
+    each tenant's finishing time, from which the runner dates the tenant's start in the ledger
+    (its result reaches the runner with the rest of its batch, later). With `stop_on_failure`
+    (--fail-fast), a failure stops the run here, before the runner hears of it: no tenant of
+    this batch, or waiting in the queue, starts after it.
     """
-    results: list[TenantResult | None] = []
+    results: list[Pooled] = []
     for args in batch:
         if (_HALT is not None and _HALT.is_set()) or (deadline is not None and time.monotonic() > deadline):
             results.append(None)
@@ -49,7 +57,7 @@ def run_pooled(batch: list[tuple], stop_on_failure: bool, deadline: float | None
         result = run_unit(*args)
         if stop_on_failure and result.status in FAILURES and _HALT is not None:
             _HALT.set()
-        results.append(result)
+        results.append((result, time.monotonic()))
     return results
 
 
@@ -83,6 +91,17 @@ class WorkerPool:
         if self.executor is None:
             self.executor = self._start(jobs)
         return self.executor.submit(run_pooled, batch, stop_on_failure, deadline)
+
+    def results(self, future: Future, batch: list[TenantPlan]) -> list[Pooled]:
+        """Return a finished batch's outcomes (see run_pooled); a dead worker fails each of its tenants by name."""
+        try:
+            return future.result()
+        except BrokenProcessPool as e:
+            self.close()
+            return [(TenantResult(item.slug, "failed", item.current, None, 0.0,
+                                  f"tenant {item.slug!r}: a worker process died ({e}) while this tenant ran or "
+                                  "waited its turn; a transaction it had begun was rolled back"), time.monotonic())
+                    for item in batch]
 
     def halt(self) -> None:
         """Start no further tenant in the workers (those running finish)."""

@@ -7,7 +7,6 @@ results written to the ledger in batches (fleet.recorder); the fleet lock keeps 
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from concurrent.futures.process import BrokenProcessPool
 from datetime import timedelta
 
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -19,7 +18,7 @@ from tenants.core.ledger import TenantResult, correct_ledger, finish_run, start_
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.lock import FleetLock, Heartbeat
 from tenants.fleet.options import PlanCheck, RunOptions
-from tenants.fleet.pool import WorkerPool, batch_size
+from tenants.fleet.pool import Pooled, WorkerPool, batch_size
 from tenants.fleet.recorder import ResultBuffer
 from tenants.fleet.report import FAILURES, RunReport
 from tenants.fleet.servers import ServerSlots, default_jobs, pool_size
@@ -208,9 +207,8 @@ class FleetRun:
     def _run_batch(self, items: list[TenantPlan]) -> None:
         slots = ServerSlots(self.tenancy.settings, self.options.jobs_per_server)
         items = slots.order(items)
-        servers = len({slots.server(item) for item in items})
         jobs = pool_size(self.options.jobs, default_jobs(self.tenancy, self.plan), self.options.jobs_per_server,
-                         servers)
+                         slots.servers_queued())
         if jobs == 1 or len(self.plan.pending) == 1:
             process_tenancy(self.tenancy.settings, self.tenancy)
             for index, item in enumerate(items):
@@ -225,60 +223,64 @@ class FleetRun:
                                               f"tenant {item.slug!r}: interrupted (Ctrl-C) while it ran; its "
                                               "transaction was rolled back, the tenant is unchanged"))
             return
-        queue = list(items)
         running: dict[Future, list[TenantPlan]] = {}
-        limit = self.options.max_duration
-        deadline = None if limit is None else self.report.started + limit
-        timed_s, timed_n = 0.0, 0  # the tenants run so far, in seconds and in number: what sizes the batches
-        while queue or running:
+        # One server: each worker has its next batch waiting (fleet.pool). Several: one batch per worker, so a new
+        # one goes to the worker just freed, on the server with the fewest (fleet.servers.ServerSlots).
+        depth = 2 * jobs if slots.servers_queued() == 1 else jobs
+        timed = [0.0, 0]  # the tenants run so far, in seconds and in number: what sizes the batches
+        done: list[tuple[list[TenantPlan], list[Pooled]]] = []
+        while slots.queued() or running or done:
             try:
-                # Twice the workers: each has its next batch waiting (fleet.pool); --jobs-per-server still bounds
-                # what is in flight, queued or running, for one server.
-                while queue and len(running) < 2 * jobs and not self._should_stop():
-                    mean = timed_s / timed_n if timed_n else None
-                    batch = slots.take_batch(queue, batch_size(len(queue), jobs, mean))
-                    if not batch:
-                        break  # every server with queued tenants is at its --jobs-per-server bound
-                    with self.heartbeat.pause:  # a worker may be forked here: not while a beat is under way
-                        future = self.pool.submit(jobs, [self._args(item) for item in batch],
-                                                  stop_on_failure=self.options.fail_fast, deadline=deadline)
-                    running[future] = batch
-                if self.stop and queue:
-                    self.report.not_started += [i.slug for i in queue]
-                    queue = []
-                if not running:
-                    break
+                self._submit(slots, running, jobs, depth, timed[0] / timed[1] if timed[1] else None)
+                if self.stop and slots.queued():
+                    self.report.not_started += [i.slug for i in slots.drain()]
+            except KeyboardInterrupt:
+                self.stop = "interrupted"  # workers ignore Ctrl-C: the in-flight tenants finish and are recorded
+                continue
+            for batch, results in done:  # once the freed workers have their next batches: they never wait on this
+                for item, outcome in zip(batch, results, strict=True):
+                    if outcome is None:  # the run stopped before this queued tenant started
+                        self.report.not_started.append(item.slug)
+                        self._should_stop()  # a deadline the worker saw: say so in the report (a failure says so)
+                    else:
+                        self._record(outcome[0], item.slug, outcome[1])
+            done = []
+            if not running:
+                break
+            try:
                 finished, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
                 if not finished and self.results.due():
                     self._flush()  # a quiet spell (long tenants): the finished ones reach the ledger now
             except KeyboardInterrupt:
-                self.stop = "interrupted"  # workers ignore Ctrl-C: the in-flight tenants finish and are recorded
+                self.stop = "interrupted"  # as above
                 continue
             for future in finished:
                 batch = running.pop(future)
-                for item in batch:
-                    slots.release(item)
-                try:
-                    results = future.result()
-                except BrokenProcessPool as e:
-                    self.pool.close()
-                    results = [TenantResult(item.slug, "failed", item.current, None, 0.0,
-                                            f"tenant {item.slug!r}: a worker process died ({e}) while this tenant "
-                                            "ran or waited its turn; a transaction it had begun was rolled back")
-                               for item in batch]
-                for item, result in zip(batch, results, strict=True):
-                    if result is None:  # the run stopped before this queued tenant started
-                        self.report.not_started.append(item.slug)
-                        self._should_stop()  # a deadline the worker saw: say so in the report (a failure says so)
-                        continue
-                    timed_s, timed_n = timed_s + result.duration_ms / 1000, timed_n + 1
-                    self._record(result, item.slug)
+                slots.release(batch)
+                results = self.pool.results(future, batch)
+                for result, _ in filter(None, results):
+                    timed[0], timed[1] = timed[0] + result.duration_ms / 1000, timed[1] + 1
+                done.append((batch, results))
 
-    def _record(self, result: TenantResult, slug: str | None = None) -> None:
-        """Queue one result for the ledger (in batches: fleet.recorder), tell the presenter; keep the plan's `slug`."""
+    def _submit(self, slots: ServerSlots, running: dict[Future, list[TenantPlan]], jobs: int, depth: int,
+                mean: float | None) -> None:
+        """Hand batches to the pool until `depth` are under way, the servers are at their bound or the run stops."""
+        deadline = None if self.options.max_duration is None else self.report.started + self.options.max_duration
+        while slots.queued() and len(running) < depth and not self._should_stop():
+            batch = slots.take_batch(batch_size(slots.queued(), jobs, mean))
+            if not batch:
+                return  # every server with queued tenants is at its --jobs-per-server bound
+            with self.heartbeat.pause:  # a worker may be forked here: not while a beat is under way
+                future = self.pool.submit(jobs, [self._args(item) for item in batch],
+                                          stop_on_failure=self.options.fail_fast, deadline=deadline)
+            running[future] = batch
+
+    def _record(self, result: TenantResult, slug: str | None = None, finished: float | None = None) -> None:
+        """Queue a result for the ledger (fleet.recorder), dated from when it `finished` (monotonic; default now)."""
         result = result.with_shared_strings(slug)
         if self.stop != CONTROL_LOST:
-            self.results.add(result, utcnow() - timedelta(milliseconds=result.duration_ms))
+            ago = 0.0 if finished is None else max(0.0, time.monotonic() - finished)
+            self.results.add(result, utcnow() - timedelta(seconds=ago, milliseconds=result.duration_ms))
             if self.results.due():
                 self._flush()
         self.report.results.append(result)

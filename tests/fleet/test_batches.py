@@ -6,12 +6,12 @@ import pytest
 
 from tenants.core.ledger import last_results, ledger_versions
 from tenants.core.tenancy import Tenancy
-from tenants.fleet import runner
 from tenants.fleet.options import RunOptions
-from tenants.fleet.pool import MAX_BATCH, batch_size
+from tenants.fleet.pool import MAX_BATCH, WorkerPool, batch_size
 from tenants.fleet.runs import upgrade_tenants
 from tenants.migrate.plan import Selection
 from tests.fleet_support import live, make_tenants, with_chain, write_chain
+from tests.scale_support import intervals, max_overlap
 
 SLUGS = [f"t{i:02d}" for i in range(24)]
 
@@ -19,6 +19,8 @@ SLUGS = [f"t{i:02d}" for i in range(24)]
 FAILS_IN_THE_MIDDLE = {
     "0004": ("0003", 'op.create_check_constraint("stock_below_1000", "products", "stock < 1000")', ""),
 }
+
+ADDS_A_COLUMN = {"0004": ("0003", 'op.add_column("products", sa.Column("weight", sa.Integer(), nullable=True))', "")}
 
 # 0004 kills the worker process that runs it in t12_dies (op.get_bind(): it runs online, in a worker).
 KILLS_ITS_WORKER = {"0004": ("0003", """
@@ -41,14 +43,15 @@ def test_batch_size_follows_the_tenants_time_and_leaves_the_tail_spread() -> Non
 
 @pytest.fixture
 def sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The size of every batch the runner sends (batch_size, watched)."""
+    """The number of tenants in every batch the runner sends to its workers (WorkerPool.submit, watched)."""
     seen: list[int] = []
+    submit = WorkerPool.submit
 
-    def watched(*args) -> int:  # type: ignore[no-untyped-def]
-        seen.append(batch_size(*args))
-        return seen[-1]
+    def watched(self, jobs, batch, **kw):  # type: ignore[no-untyped-def]
+        seen.append(len(batch))
+        return submit(self, jobs, batch, **kw)
 
-    monkeypatch.setattr(runner, "batch_size", watched)
+    monkeypatch.setattr(WorkerPool, "submit", watched)
     return seen
 
 
@@ -97,5 +100,23 @@ def test_a_worker_dying_mid_batch_loses_no_tenant_and_the_next_run_finishes(  # 
         assert [live(fleet_, slug) for slug in SLUGS] == ["0004"] * len(SLUGS)
         # A tenant that committed just before the death was reported failed: its recorded version is corrected.
         assert {slug: ledger_versions(fleet_.control_engine)[slug] for slug in SLUGS} == dict.fromkeys(SLUGS, "0004")
+    finally:
+        fleet_.close()
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"], indirect=True)
+def test_a_bound_per_server_still_sends_batches_and_holds(settings, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                          tenancy: Tenancy, sizes: list[int]) -> None:
+    # A batch holds one slot of its server: with --jobs-per-server 1 each tenant used to take a slot
+    # of its own, so a batch never held more than one and every tenant waited on a round trip.
+    make_tenants(tenancy, SLUGS)
+    fleet_ = Tenancy(with_chain(settings, write_chain(tmp_path, ADDS_A_COLUMN)))
+    try:
+        report = upgrade_tenants(fleet_, Selection(), options=RunOptions(jobs=2, jobs_per_server=1))
+        assert report.exit_code == 0, {s: (r.status, r.error) for s, r in report.final().items() if r.status != "ok"}
+        assert max(sizes) > 1, f"no batch of several tenants was sent: {sizes}"
+        assert [live(fleet_, slug) for slug in SLUGS] == ["0004"] * len(SLUGS)
+        spans = list(intervals(fleet_.control_engine, report.run_id).values())
+        assert len(spans) == len(SLUGS) and max_overlap(spans) == 1  # one tenant of the one server at a time
     finally:
         fleet_.close()

@@ -51,49 +51,66 @@ def test_slots_split_each_server_and_the_pool_takes_servers_in_turn(tmp_path: Pa
     assert placed["a0"] == ("postgresql://near:5432", 0, 0) and placed["a1"][1:] == (1, 0)
     assert placed["a4"][1:] == (0, 2) and placed["b1"] == ("postgresql://far:5544", 1, 0)
     slots = ServerSlots(settings, 1)
-    queue = slots.order(items)
-    assert [i.slug for i in queue[:4]] == ["a0", "b0", "a1", "b1"]
-    first, second = slots.take(queue), slots.take(queue)
-    assert (first.slug, second.slug) == ("a0", "b0") and slots.take(queue) is None  # both servers at 1
+    assert [i.slug for i in slots.order(items)[:4]] == ["a0", "b0", "a1", "b1"]
+    first, second = slots.take_batch(1), slots.take_batch(1)
+    assert slugs(first + second) == ["a0", "b0"] and slots.take_batch(1) == []  # both servers at 1
     slots.release(second)
-    assert slots.take(queue).slug == "b1"
+    assert slugs(slots.take_batch(1)) == ["b1"]
     assert [i.slug for i in interleave({"x": [_item("x1")], "y": []})] == ["x1"]
 
 
-def test_a_batch_holds_tenants_of_one_server_each_in_its_slot(tmp_path: Path) -> None:
-    # A batch runs in one worker, one tenant after another: tenants of two servers in one batch
-    # would run one after the other where --jobs-per-server meant them side by side.
+def slugs(batch: list[TenantPlan]) -> list[str]:
+    return [item.slug for item in batch]
+
+
+def test_a_batch_holds_tenants_of_one_server_in_one_slot(tmp_path: Path) -> None:
+    # A batch runs in one worker, one tenant after another: it holds one slot of its server, so
+    # --jobs-per-server 1 still sends batches, and never two servers, which it would run one after the other.
     settings = TenantSettings(control_url="postgresql://p@near/control", tenant_dir=tmp_path)
     items = [_item(f"a{i}") for i in range(4)] + [_item(f"b{i}", "postgresql://p@far:5544/t") for i in range(4)]
-    slots = ServerSlots(settings, 2)
-    queue = slots.order(items)  # a0 b0 a1 b1 ...
-    assert [i.slug for i in slots.take_batch(queue, 8)] == ["a0", "a1"]  # near's 2 slots, not b0
-    assert [i.slug for i in slots.take_batch(queue, 8)] == ["b0", "b1"]
-    assert slots.take_batch(queue, 8) == []  # both servers at their bound
-    free = ServerSlots(settings, None)  # no bound: the servers take turns inside each batch too
-    queue = free.order(items)
-    assert [i.slug for i in free.take_batch(queue, 3)] == ["a0", "b0", "a1"]
-    assert [i.slug for i in free.take_batch(queue, 3)] == ["b1", "a2", "b2"]
+    slots = ServerSlots(settings, 1)
+    slots.order(items)  # a0 b0 a1 b1 ...
+    near = slots.take_batch(3)
+    assert slugs(near) == ["a0", "a1", "a2"] and slugs(slots.take_batch(3)) == ["b0", "b1", "b2"]
+    assert slots.take_batch(3) == [] and slots.queued() == 2  # both servers at their bound
+    slots.release(near)
+    assert slugs(slots.take_batch(3)) == ["a3"] and slots.take_batch(3) == []
 
 
-def test_taking_from_servers_all_at_their_bound_does_not_read_the_queue(tmp_path: Path) -> None:
-    # The runner asks after every finished tenant; a scan of the whole queue each time made a
+def test_without_a_bound_the_next_batch_goes_to_the_server_with_fewest_under_way(tmp_path: Path) -> None:
+    settings = TenantSettings(control_url="postgresql://p@near/control", tenant_dir=tmp_path)
+    items = [_item(f"a{i}") for i in range(6)] + [_item(f"b{i}", "postgresql://p@far:5544/t") for i in range(6)]
+    free = ServerSlots(settings, None)
+    free.order(items)
+    first, second = free.take_batch(2), free.take_batch(2)
+    assert slugs(first) == ["a0", "a1"] and slugs(second) == ["b0", "b1"]  # one server each
+    assert slugs(free.take_batch(2)) == ["a2", "a3"]  # a tie: the servers take turns
+    assert slugs(free.take_batch(2)) == ["b2", "b3"]
+    free.release(second)  # far now has one batch under way, near two: far's worker was freed
+    assert slugs(free.take_batch(2)) == ["b4", "b5"]
+    assert slugs(free.take_batch(2)) == ["a4", "a5"] and free.queued() == 0 and free.take_batch(2) == []
+
+
+def test_taking_from_servers_all_at_their_bound_reads_no_queued_tenant(tmp_path: Path) -> None:
+    # The runner asks after every finished batch; a scan of the whole queue each time made a
     # bounded 10,000-tenant run quadratic (65 s of the runner's CPU in dispatch alone).
     class Untouchable:
         @property
         def tenant(self):  # type: ignore[no-untyped-def]
-            raise AssertionError("the queue was read though every server is at its bound")
+            raise AssertionError("a queued tenant was read though every server is at its bound")
 
     settings = TenantSettings(control_url="postgresql://p@near/control", tenant_dir=tmp_path)
     slots = ServerSlots(settings, 1)
-    queue = slots.order([_item("a0"), _item("b0", "postgresql://p@far:5544/t")])
-    taken = [slots.take(queue), slots.take(queue)]
-    queue += [Untouchable()] * 3  # type: ignore[list-item]
-    assert slots.take(queue) is None and slots.take(queue, slots.server(taken[0])) is None
-    assert slots.take_batch(queue, 8) == [] and len(queue) == 3
+    slots.order([_item("a0"), _item("b0", "postgresql://p@far:5544/t")])
+    taken = [slots.take_batch(8), slots.take_batch(8)]
+    for queue in slots.queues.values():
+        queue.extend([Untouchable()] * 3)  # type: ignore[list-item]
+    assert slots.take_batch(8) == [] and slots.queued() == 6
     slots.release(taken[0])
-    queue[:] = [_item("a1")]
-    assert slots.take(queue).slug == "a1"
+    for queue in slots.queues.values():
+        queue.clear()
+    slots.queues["postgresql://near:5432"].append(_item("a1"))
+    assert slugs(slots.take_batch(8)) == ["a1"]
 
 
 def test_pool_bound_per_server_keeps_both_servers_busy(pg_control_url: str, far_db: str, tmp_path: Path) -> None:
