@@ -113,6 +113,9 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4", help="worker counts for --via celery (default 1,2,4)")
     parser.add_argument("--servers", type=int, choices=[1, 2], default=1,
                         help="2: half the tenants on a second, throw-away server (bench/upgrade_servers.py)")
+    parser.add_argument("--rounds", type=int, default=1, help="with --servers 2: interleaved rounds, medians")
+    parser.add_argument("--baseline-tree", type=Path,
+                        help="with --servers 2: another checkout whose manage.py also runs each fleet row")
     opts = parser.parse_args()
     if opts.servers == 2:
         from bench.upgrade_servers import run_servers

@@ -1,6 +1,6 @@
 """upgrade_all.py --servers 2: the fleet spread over two PostgreSQL servers, next to its psql floor.
 
-    python bench/upgrade_all.py --tenants 10000 --servers 2
+    python bench/upgrade_all.py --tenants 10000 --servers 2 [--rounds 3] [--baseline-tree DIR]
 
 Starts a second, throw-away PostgreSQL cluster (initdb/pg_ctl, as tests/pg_cluster.py does; stopped
 and its data folder removed at the end, whatever happens, SIGTERM included), gives every server one
@@ -11,7 +11,10 @@ floor's concurrency), with --jobs 2 --jobs-per-server 1 (also its shape: one ses
 any time) and with the default jobs, the no-op run next to its own start-up, and
 `tenant-versions`; per-tenant times, peak RSS of each process tree, and where the time goes: catalog
 size per server, the bulk version reads, and the per-tenant unit time against the run's wall time
-(what is left is dispatch and ledger writes).
+(what is left is dispatch and ledger writes). With `--rounds N` the floor and fleet rows run N
+interleaved rounds and print medians; with `--baseline-tree DIR` (another checkout of the project)
+each fleet row also runs that tree's manage.py, so a change is measured against the code before it
+under the same load, as in bench/upgrade_floor.py.
 """
 
 import argparse
@@ -144,28 +147,43 @@ def _bench(opts: argparse.Namespace, far_admin: str) -> None:
         def scripts(group: list[str]) -> list[str]:
             return ["BEGIN;\nSET LOCAL search_path TO " + quoted_schema(s) + ";\n" + body + "\nCOMMIT;" for s in group]
 
-        rows: list[tuple[str, float, str]] = []
-        reset_all()
-        floor = psql_sessions([(near_url, scripts(near)), (far_url, scripts(far))], workdir)
-        rows.append(("floor: psql, 1 session per server", floor, ""))
-        print(f"  floor: {floor:.1f} s", flush=True)
-        breakdown = []
-        for label, extra in (("upgrade-all-tenants --jobs 2", ["--jobs", "2"]),
-                             ("  --jobs 2 --jobs-per-server 1 (floor's shape)",
-                              ["--jobs", "2", "--jobs-per-server", "1"]),
-                             ("upgrade-all-tenants (default jobs)", [])):
+        trees = [("", ROOT)] + ([(" (baseline tree)", opts.baseline_tree.resolve())] if opts.baseline_tree else [])
+        fleet_rows = (("upgrade-all-tenants --jobs 2", ["--jobs", "2"]),
+                      ("  --jobs 2 --jobs-per-server 1 (floor's shape)", ["--jobs", "2", "--jobs-per-server", "1"]),
+                      ("upgrade-all-tenants (default jobs)", []))
+        times: dict[str, list[float]] = {}
+        notes: dict[str, str] = {}
+        in_unit: dict[str, list[float]] = {}
+        floor_label = "floor: psql, 1 session per server"
+        for round_no in range(opts.rounds):  # interleaved, so that a slow spell of the machine hits every row alike
             reset_all()
-            memory: dict = {}
-            seconds, rss, done = measure([*manage, "upgrade-all-tenants", "--quiet", *extra], env, memory)
-            if done.returncode:
-                raise SystemExit(f"{label} failed ({done.returncode}): {done.stdout[-2000:]} {done.stderr[-2000:]}")
-            rows.append((label, seconds, f"peak RSS {rss / 2**20:.0f} MiB (PSS {memory['pss'] / 2**20:.0f}, "
-                                         f"runner {memory['parent'] / 2**20:.0f}, a worker's own "
-                                         f"{memory['worker_uss'] / 2**20:.0f})"))
-            in_units, results = unit_seconds(near_url)
-            breakdown.append(f"{label}: {results} results; sum of per-tenant unit time {in_units:.1f} s "
-                             f"({in_units / max(results, 1) * 1000:.2f} ms per tenant)")
-            print(f"  {label}: {seconds:.1f} s", flush=True)
+            times.setdefault(floor_label, []).append(
+                psql_sessions([(near_url, scripts(near)), (far_url, scripts(far))], workdir))
+            for base_label, extra in fleet_rows:
+                for suffix, tree in trees:
+                    label = base_label + suffix
+                    reset_all()
+                    memory: dict = {}
+                    seconds, rss, done = measure([sys.executable, str(tree / "manage.py"), "upgrade-all-tenants",
+                                                  "--quiet", *extra], {**env, "PYTHONPATH": str(tree)}, memory)
+                    if done.returncode:
+                        raise SystemExit(f"{label} failed ({done.returncode}): {done.stdout[-2000:]} "
+                                         f"{done.stderr[-2000:]}")
+                    times.setdefault(label, []).append(seconds)
+                    mib = {key: value / 2**20 for key, value in memory.items()}
+                    notes[label] = (f"peak RSS {rss / 2**20:.0f} MiB (PSS {mib['pss']:.0f}, runner "
+                                    f"{mib['parent']:.0f}, a worker's own {mib['worker_uss']:.0f})")
+                    unit_s, results = unit_seconds(near_url)
+                    if results != n:
+                        raise SystemExit(f"{label}: {results} results in the ledger, not {n}")
+                    in_unit.setdefault(label, []).append(unit_s / n * 1000)
+            print(f"  round {round_no + 1}: " + ", ".join(f"{k.strip()} {v[-1]:.1f} s" for k, v in times.items()),
+                  flush=True)
+        floor = statistics.median(times[floor_label])
+        rows = [(label + (f", median of {opts.rounds}" if opts.rounds > 1 else ""), statistics.median(values),
+                 notes.get(label, "")) for label, values in times.items()]
+        breakdown = [f"{label.strip()}: sum of per-tenant unit time {statistics.median(values):.2f} ms per tenant"
+                     for label, values in in_unit.items()]
 
         noop, helps, versions = [], [], []
         for _ in range(3):  # interleaved, so that load from other processes hits each alike
