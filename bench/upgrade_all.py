@@ -122,7 +122,17 @@ def main() -> None:
 
         run_servers(opts)
         return
-    from bench.upgrade_support import CHAIN, admin, fresh_copies, measure, psql_floor, release, reset, write_chain
+    from bench.upgrade_support import (
+        CHAIN,
+        admin,
+        fresh_copies,
+        measure,
+        psql_floor,
+        release,
+        reset,
+        stoppable,
+        write_chain,
+    )
     from tenants.core.names import quote_ident, quoted_schema
     from tenants.core.settings import TenantSettings
     from tenants.core.tenancy import Tenancy
@@ -133,10 +143,11 @@ def main() -> None:
     name = f"bench_{uuid.uuid4().hex[:10]}"
     db_url = make_url(opts.pg_url).set(database=name).render_as_string(hide_password=False)
     workdir = Path(tempfile.mkdtemp(prefix="bench_upgrade_"))
-    admin(opts.pg_url, "CREATE DATABASE " + quote_ident(name))
     tenancy = None
     stack = ExitStack()
+    stack.enter_context(stoppable())  # SIGTERM too drops the scratch database (release, below)
     try:
+        admin(opts.pg_url, "CREATE DATABASE " + quote_ident(name))
         chain = write_chain(workdir)
         settings = TenantSettings(control_url=db_url, tenant_dir=workdir / "tenants", revision_dir=chain)
         tenancy = Tenancy(settings)
