@@ -266,7 +266,7 @@ class FleetRun:
                 mean: float | None) -> None:
         """Hand batches to the pool until `depth` are under way, the servers are at their bound or the run stops."""
         deadline = None if self.options.max_duration is None else self.report.started + self.options.max_duration
-        while slots.queued() and len(running) < depth and not self._should_stop():
+        while not self._should_stop() and slots.queued() and len(running) < depth:  # asked first: it halts the pool
             batch = slots.take_batch(batch_size(slots.queued(), jobs, mean))
             if not batch:
                 return  # every server with queued tenants is at its --jobs-per-server bound

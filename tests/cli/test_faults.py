@@ -290,6 +290,36 @@ def test_ctrl_c_with_one_job_accounts_for_the_tenant_in_flight(pg_fleet, operato
         fleet.close()
 
 
+@pytest.mark.slow
+def test_ctrl_c_with_a_pool_finishes_the_tenants_under_way_and_starts_no_other(  # type: ignore[no-untyped-def]
+        pg_fleet, operator: Operator, tmp_path: Path) -> None:
+    # Ctrl-C reaches the whole process group, as at a terminal: the workers ignore it and finish
+    # their tenant; the runner stops handing out tenants, and those queued in the pool never start.
+    settings, env = pg_fleet
+    slugs = [f"p{i}" for i in range(6)]
+    fleet, chain_env = slow_fleet(settings, env, tmp_path, slugs, 2)
+    try:
+        run = operator.start(["upgrade-all-tenants", "--jobs", "2", "--json"], **chain_env)
+        wait_for(lambda: active_sleeps([settings.control_url]) == 2)
+        os.killpg(run.pid, signal.SIGINT)
+        out, err = operator.wait(run)
+        report = json.loads(out)
+        assert report["status"] == "interrupted" and run.returncode == 130, out + err
+        ran = {r["slug"]: r["status"] for r in report["results"]}
+        assert list(ran.values()) == ["ok", "ok"] and sorted([*ran, *report["not_started"]]) == slugs
+        assert {slug: live(fleet, slug) for slug in slugs} == {s: "0004" if s in ran else "0003" for s in slugs}
+        with fleet.control_engine.connect() as conn:
+            recorded = conn.execute(select(tenant_results.c.tenant_slug, tenant_results.c.status)
+                                    .where(tenant_results.c.run_id == report["run_id"])).all()
+            run_row = conn.execute(select(migration_runs).where(migration_runs.c.id == report["run_id"])).one()
+        assert dict(recorded) == ran  # the ledger has what the report has
+        assert (run_row.status, run_row.tenants_ok, run_row.tenants_skipped) == ("interrupted", 2, 4)
+        with pytest.raises(ProcessLookupError):  # no worker outlived the runner
+            os.killpg(run.pid, 0)
+    finally:
+        fleet.close()
+
+
 def corrupt(path: Path) -> None:
     """Overwrite a SQLite file's header, as a disk fault or a stray write would."""
     data = bytearray(path.read_bytes())
