@@ -116,6 +116,34 @@ def test_a_run_that_loses_its_lock_stops_and_exits_3(pg_fleet, operator: Operato
         fleet.close()
 
 
+@pytest.mark.slow
+def test_a_pooled_run_that_loses_its_lock_starts_none_of_its_queued_tenants(  # type: ignore[no-untyped-def]
+        pg_fleet, operator: Operator, tmp_path: Path) -> None:
+    settings, env = pg_fleet
+    slugs = [f"q{i}" for i in range(6)]
+    fleet, chain_env = slow_fleet(settings, env, tmp_path, slugs, 3)
+    try:
+        first = operator.start(["upgrade-all-tenants", "--jobs", "2", "--json"], PORTAL_LOCK_STALE_AFTER="3",
+                               **chain_env)
+        row = wait_for(lambda: (r := lock_row(fleet)) and run_status(fleet, r.run_id) == "running" and r)
+        wait_for(lambda: active_sleeps([settings.control_url]) == 2)  # two under way, two more queued in the pool
+        with fleet.control_engine.begin() as conn:  # what a take-over does: replace the row, abort the run
+            conn.execute(delete(fleet_locks))
+            conn.execute(insert(fleet_locks).values(name="fleet", run_id="taker", host="elsewhere", pid=1,
+                                                    acquired_at=utcnow(), heartbeat_at=utcnow()))
+            conn.execute(update(migration_runs).where(migration_runs.c.id == row.run_id)
+                         .values(status="aborted", finished_at=utcnow()))
+        out, err = operator.wait(first)
+        assert first.returncode == 3, out + err
+        report = json.loads(out)
+        finished = sorted(slug for slug in slugs if live(fleet, slug) == "0004")
+        assert finished == sorted(r["slug"] for r in report["results"]) and len(finished) == 2
+        assert sorted(report["not_started"]) == sorted(set(slugs) - set(finished))
+        assert run_status(fleet, row.run_id) == "aborted" and lock_row(fleet).run_id == "taker"
+    finally:
+        fleet.close()
+
+
 def dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
