@@ -11,6 +11,7 @@ import os
 from collections import defaultdict, deque
 from collections.abc import Iterable
 from functools import lru_cache
+from itertools import zip_longest
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -62,12 +63,9 @@ def by_server(settings: TenantSettings, items: Iterable[TenantPlan]) -> dict[str
 
 def interleave(groups: dict[str, list[TenantPlan]]) -> list[TenantPlan]:
     """Return the tenants taking one from each server in turn (a, b, c, a, b, c, ...)."""
-    queues = [list(items) for items in groups.values()]
     order: list[TenantPlan] = []
-    while any(queues):
-        for queue in queues:
-            if queue:
-                order.append(queue.pop(0))
+    for row in zip_longest(*groups.values()):  # not list.pop(0) per tenant: quadratic in a server's tenants
+        order.extend(item for item in row if item is not None)
     return order
 
 
