@@ -117,6 +117,8 @@ def main() -> None:
     parser.add_argument("--baseline-tree", type=Path,
                         help="with --servers 2: another checkout whose manage.py also runs each fleet row")
     opts = parser.parse_args()
+    if opts.servers == 1 and (opts.rounds != 1 or opts.baseline_tree):
+        parser.error("--rounds and --baseline-tree go with --servers 2 (bench/upgrade_floor.py has them for one server)")
     if opts.servers == 2:
         from bench.upgrade_servers import run_servers
 
