@@ -118,7 +118,7 @@ def main() -> None:
                         help="with --servers 2: another checkout whose manage.py also runs each fleet row")
     opts = parser.parse_args()
     if opts.servers == 1 and (opts.rounds != 1 or opts.baseline_tree):
-        parser.error("--rounds and --baseline-tree go with --servers 2 (bench/upgrade_floor.py has them for one server)")
+        parser.error("--rounds and --baseline-tree go with --servers 2 (bench/upgrade_floor.py has them for 1)")
     if opts.servers == 2:
         from bench.upgrade_servers import run_servers
 
