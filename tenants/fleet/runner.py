@@ -224,14 +224,11 @@ class FleetRun:
                                               "transaction was rolled back, the tenant is unchanged"))
             return
         running: dict[Future, list[TenantPlan]] = {}
-        # One server: each worker has its next batch waiting (fleet.pool). Several: one batch per worker, so a new
-        # one goes to the worker just freed, on the server with the fewest (fleet.servers.ServerSlots).
-        depth = 2 * jobs if slots.servers_queued() == 1 else jobs
         timed = [0.0, 0]  # the tenants run so far, in seconds and in number: what sizes the batches
         done: list[tuple[list[TenantPlan], list[Pooled]]] = []
         while slots.queued() or running or done:
             try:
-                self._submit(slots, running, jobs, depth, timed[0] / timed[1] if timed[1] else None)
+                self._submit(slots, running, jobs, timed[0] / timed[1] if timed[1] else None)
                 if self.stop and slots.queued():
                     self.report.not_started += [i.slug for i in slots.drain()]
             except KeyboardInterrupt:
@@ -262,11 +259,13 @@ class FleetRun:
                     timed[0], timed[1] = timed[0] + result.duration_ms / 1000, timed[1] + 1
                 done.append((batch, results))
 
-    def _submit(self, slots: ServerSlots, running: dict[Future, list[TenantPlan]], jobs: int, depth: int,
+    def _submit(self, slots: ServerSlots, running: dict[Future, list[TenantPlan]], jobs: int,
                 mean: float | None) -> None:
-        """Hand batches to the pool until `depth` are under way, the servers are at their bound or the run stops."""
+        """Hand out batches until the run stops, the servers are at their bound or enough are under way: with one
+        server queued, a next batch waiting per worker (fleet.pool); with several, one per worker (ServerSlots)."""
         deadline = None if self.options.max_duration is None else self.report.started + self.options.max_duration
-        while not self._should_stop() and slots.queued() and len(running) < depth:  # asked first: it halts the pool
+        while not self._should_stop() and slots.queued() and (  # the stop asked first: it halts the pool
+                len(running) < (2 * jobs if slots.servers_queued() == 1 else jobs)):
             batch = slots.take_batch(batch_size(slots.queued(), jobs, mean))
             if not batch:
                 return  # every server with queued tenants is at its --jobs-per-server bound
