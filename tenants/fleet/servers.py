@@ -89,8 +89,8 @@ class ServerSlots:
     one slot of that server: `--jobs-per-server 1` still lets a server's tenants travel in
     batches. The next batch comes from the server with the fewest batches under way (the
     servers taking turns on a tie), so workers spread over the servers instead of meeting on
-    one. The runner keeps no more batches than workers under way when there are several
-    servers: a batch waiting in the pool's queue goes to whichever worker frees first, wherever
+    one. The runner keeps no more batches than workers under way while several servers have
+    tenants queued: a batch waiting in the pool's queue goes to whichever worker frees first, wherever
     it was (two workers meeting on one server made each tenant there about 20% slower).
     """
 
