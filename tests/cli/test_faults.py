@@ -66,6 +66,16 @@ def lock_row(tenancy: Tenancy):  # type: ignore[no-untyped-def]
         return conn.execute(select(fleet_locks)).first()
 
 
+def take_over(tenancy: Tenancy, run_id: str) -> None:
+    """Do what a take-over of a stale fleet lock does: replace the lock row, abort the holder's run."""
+    with tenancy.control_engine.begin() as conn:
+        conn.execute(delete(fleet_locks))
+        conn.execute(insert(fleet_locks).values(name="fleet", run_id="taker", host="elsewhere", pid=1,
+                                                acquired_at=utcnow(), heartbeat_at=utcnow()))
+        conn.execute(update(migration_runs).where(migration_runs.c.id == run_id)
+                     .values(status="aborted", finished_at=utcnow()))
+
+
 def run_status(tenancy: Tenancy, run_id: str) -> str:
     with tenancy.control_engine.connect() as conn:
         return conn.execute(select(migration_runs.c.status).where(migration_runs.c.id == run_id)).scalar()
@@ -100,12 +110,7 @@ def test_a_run_that_loses_its_lock_stops_and_exits_3(pg_fleet, operator: Operato
         first = operator.start(["upgrade-all-tenants", "--jobs", "1"], PORTAL_LOCK_STALE_AFTER="3", **chain_env)
         row = wait_for(lambda: (r := lock_row(fleet)) and run_status(fleet, r.run_id) == "running" and r)
         time.sleep(0.5)
-        with fleet.control_engine.begin() as conn:  # what a take-over does: replace the row, abort the run
-            conn.execute(delete(fleet_locks))
-            conn.execute(insert(fleet_locks).values(name="fleet", run_id="taker", host="elsewhere", pid=1,
-                                                    acquired_at=utcnow(), heartbeat_at=utcnow()))
-            conn.execute(update(migration_runs).where(migration_runs.c.id == row.run_id)
-                         .values(status="aborted", finished_at=utcnow()))
+        take_over(fleet, row.run_id)
         out, err = operator.wait(first)
         assert first.returncode == 3, out + err
         assert "lost the fleet lock" in out
@@ -119,29 +124,46 @@ def test_a_run_that_loses_its_lock_stops_and_exits_3(pg_fleet, operator: Operato
 @pytest.mark.slow
 def test_a_pooled_run_that_loses_its_lock_starts_none_of_its_queued_tenants(  # type: ignore[no-untyped-def]
         pg_fleet, operator: Operator, tmp_path: Path) -> None:
-    settings, env = pg_fleet
-    slugs = [f"q{i}" for i in range(6)]
-    fleet, chain_env = slow_fleet(settings, env, tmp_path, slugs, 3)
+    # Tenants of 3 s: the lost lock is found within a heartbeat (1 s), and the run stops within its next turn.
+    fleet, slugs = two_under_way(pg_fleet, operator, tmp_path, 3, PORTAL_LOCK_STALE_AFTER="3")
     try:
-        first = operator.start(["upgrade-all-tenants", "--jobs", "2", "--json"], PORTAL_LOCK_STALE_AFTER="3",
-                               **chain_env)
-        row = wait_for(lambda: (r := lock_row(fleet)) and run_status(fleet, r.run_id) == "running" and r)
-        wait_for(lambda: active_sleeps([settings.control_url]) == 2)  # two under way, two more queued in the pool
-        with fleet.control_engine.begin() as conn:  # what a take-over does: replace the row, abort the run
-            conn.execute(delete(fleet_locks))
-            conn.execute(insert(fleet_locks).values(name="fleet", run_id="taker", host="elsewhere", pid=1,
-                                                    acquired_at=utcnow(), heartbeat_at=utcnow()))
-            conn.execute(update(migration_runs).where(migration_runs.c.id == row.run_id)
-                         .values(status="aborted", finished_at=utcnow()))
-        out, err = operator.wait(first)
-        assert first.returncode == 3, out + err
-        report = json.loads(out)
-        finished = sorted(slug for slug in slugs if live(fleet, slug) == "0004")
-        assert finished == sorted(r["slug"] for r in report["results"]) and len(finished) == 2
-        assert sorted(report["not_started"]) == sorted(set(slugs) - set(finished))
+        row = lock_row(fleet)
+        take_over(fleet, row.run_id)
+        out, err = operator.wait(operator.started[-1])
+        assert operator.started[-1].returncode == 3, out + err
+        only_those_under_way_ran(fleet, json.loads(out), slugs)
         assert run_status(fleet, row.run_id) == "aborted" and lock_row(fleet).run_id == "taker"
     finally:
         fleet.close()
+
+
+def two_under_way(pg_fleet, operator: Operator, tmp_path: Path, seconds: float,  # type: ignore[no-untyped-def]
+                  **env: str) -> tuple[Tenancy, list[str]]:
+    """Start `upgrade-all-tenants --jobs 2` over six tenants whose revision takes `seconds`; return when two run.
+
+    The other four then wait: two in the pool's queue, two in the runner's. Returns (fleet, slugs).
+    """
+    settings, base_env = pg_fleet
+    slugs = [f"s{i}" for i in range(6)]
+    fleet, chain_env = slow_fleet(settings, base_env, tmp_path, slugs, seconds)
+    try:
+        operator.start(["upgrade-all-tenants", "--jobs", "2", "--json"], **chain_env, **env)
+        wait_for(lambda: active_sleeps([settings.control_url]) == 2 and lock_row(fleet))
+    except BaseException:
+        fleet.close()
+        raise
+    return fleet, slugs
+
+
+def only_those_under_way_ran(fleet: Tenancy, report: dict, slugs: list[str]) -> None:
+    """Assert that the two tenants under way finished and are recorded, and that no other one started."""
+    ran = {r["slug"]: r["status"] for r in report["results"]}
+    assert list(ran.values()) == ["ok", "ok"] and sorted([*ran, *report["not_started"]]) == slugs
+    assert {slug: live(fleet, slug) for slug in slugs} == {s: "0004" if s in ran else "0003" for s in slugs}
+    with fleet.control_engine.connect() as conn:
+        recorded = conn.execute(select(tenant_results.c.tenant_slug, tenant_results.c.status)
+                                .where(tenant_results.c.run_id == report["run_id"])).all()
+    assert dict(recorded) == ran  # the ledger has what the report has
 
 
 def dead_pid() -> int:
@@ -323,25 +345,15 @@ def test_ctrl_c_with_a_pool_finishes_the_tenants_under_way_and_starts_no_other( 
         pg_fleet, operator: Operator, tmp_path: Path) -> None:
     # Ctrl-C reaches the whole process group, as at a terminal: the workers ignore it and finish
     # their tenant; the runner stops handing out tenants, and those queued in the pool never start.
-    settings, env = pg_fleet
-    slugs = [f"p{i}" for i in range(6)]
-    fleet, chain_env = slow_fleet(settings, env, tmp_path, slugs, 2)
+    fleet, slugs = two_under_way(pg_fleet, operator, tmp_path, 2)
     try:
-        run = operator.start(["upgrade-all-tenants", "--jobs", "2", "--json"], **chain_env)
-        wait_for(lambda: active_sleeps([settings.control_url]) == 2)
+        run = operator.started[-1]
         os.killpg(run.pid, signal.SIGINT)
         out, err = operator.wait(run)
         report = json.loads(out)
         assert report["status"] == "interrupted" and run.returncode == 130, out + err
-        ran = {r["slug"]: r["status"] for r in report["results"]}
-        assert list(ran.values()) == ["ok", "ok"] and sorted([*ran, *report["not_started"]]) == slugs
-        assert {slug: live(fleet, slug) for slug in slugs} == {s: "0004" if s in ran else "0003" for s in slugs}
-        with fleet.control_engine.connect() as conn:
-            recorded = conn.execute(select(tenant_results.c.tenant_slug, tenant_results.c.status)
-                                    .where(tenant_results.c.run_id == report["run_id"])).all()
-            run_row = conn.execute(select(migration_runs).where(migration_runs.c.id == report["run_id"])).one()
-        assert dict(recorded) == ran  # the ledger has what the report has
-        assert (run_row.status, run_row.tenants_ok, run_row.tenants_skipped) == ("interrupted", 2, 4)
+        only_those_under_way_ran(fleet, report, slugs)
+        assert run_status(fleet, report["run_id"]) == "interrupted"
         with pytest.raises(ProcessLookupError):  # no worker outlived the runner
             os.killpg(run.pid, 0)
     finally:
