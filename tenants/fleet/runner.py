@@ -224,11 +224,11 @@ class FleetRun:
                                               "transaction was rolled back, the tenant is unchanged"))
             return
         running: dict[Future, list[TenantPlan]] = {}
-        timed = [0.0, 0]  # the tenants run so far, in seconds and in number: what sizes the batches
+        timed_s, timed_n = 0.0, 0  # the tenants run so far, in seconds and in number: what sizes the batches
         done: list[tuple[list[TenantPlan], list[Pooled]]] = []
         while slots.queued() or running or done:
             try:
-                self._submit(slots, running, jobs, timed[0] / timed[1] if timed[1] else None)
+                self._submit(slots, running, jobs, timed_s / timed_n if timed_n else None)
                 if self.stop and slots.queued():
                     self.report.not_started += [i.slug for i in slots.drain()]
             except KeyboardInterrupt:
@@ -256,7 +256,7 @@ class FleetRun:
                 slots.release(batch)
                 results = self.pool.results(future, batch)
                 for result, _ in filter(None, results):
-                    timed[0], timed[1] = timed[0] + result.duration_ms / 1000, timed[1] + 1
+                    timed_s, timed_n = timed_s + result.duration_ms / 1000, timed_n + 1
                 done.append((batch, results))
 
     def _submit(self, slots: ServerSlots, running: dict[Future, list[TenantPlan]], jobs: int,

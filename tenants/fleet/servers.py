@@ -90,8 +90,8 @@ class ServerSlots:
     batches. The next batch comes from the server with the fewest batches under way (the
     servers taking turns on a tie), so workers spread over the servers instead of meeting on
     one. The runner keeps no more batches than workers under way while several servers have
-    tenants queued: a batch waiting in the pool's queue goes to whichever worker frees first, wherever
-    it was (two workers meeting on one server made each tenant there about 20% slower).
+    tenants queued: a batch waiting in the pool's queue goes to whichever worker frees first,
+    wherever it was (two workers meeting on one server made each tenant there about 20% slower).
     """
 
     def __init__(self, settings: TenantSettings, per_server: int | None) -> None:
@@ -131,13 +131,13 @@ class ServerSlots:
     def take_batch(self, size: int) -> list[TenantPlan]:
         """Remove and return up to `size` tenants of one server, taking its slot; [] when no server can take one."""
         servers = list(self.queues)
-        free = [(self.running[server], (index - self.turn) % len(servers), server)
+        free = [(self.running[server], (index - self.turn) % len(servers), index)
                 for index, server in enumerate(servers)
                 if self.queues[server] and (self.per_server is None or self.running[server] < self.per_server)]
         if not free:
             return []
-        _, _, server = min(free)
-        self.turn = (servers.index(server) + 1) % len(servers)
+        index = min(free)[2]
+        server, self.turn = servers[index], (index + 1) % len(servers)
         queue = self.queues[server]
         self.running[server] += 1
         return [queue.popleft() for _ in range(min(size, len(queue)))]
