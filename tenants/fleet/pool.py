@@ -5,7 +5,9 @@ last result travels to the runner and the next tenants travel back (about 0.6 ms
 on 2 cores). Fast tenants travel in batches: the pool's own cost per task (its manager and
 feeder threads, about 0.3 ms of the runner's CPU on 2 cores) is then paid once per batch. A
 tenant waiting in the queue may be started after the runner decided to stop, so the run's
-stop is also a flag the workers share, checked before each tenant starts.
+stop is also a flag the workers share, checked before each tenant starts. The flag is a byte of
+shared memory, not a multiprocessing Event: setting it takes no lock, so the runner's Ctrl-C
+handler can set it whatever the runner was doing (fleet.interrupt).
 """
 
 import gc
@@ -14,7 +16,7 @@ import os
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from multiprocessing.synchronize import Event
+from ctypes import c_bool
 
 from tenants.core.ledger import TenantResult
 from tenants.core.settings import TenantSettings
@@ -27,10 +29,10 @@ from tenants.migrate.plan import TenantPlan
 BATCH_SECONDS = 0.25
 MAX_BATCH = 8
 
-_HALT: Event | None = None  # this worker's copy of its pool's stop flag (set by the pool initializer)
+_HALT: c_bool | None = None  # this worker's copy of its pool's stop flag (set by the pool initializer)
 
 
-def _init_pooled(settings: TenantSettings, parent: int, halt: Event) -> None:
+def _init_pooled(settings: TenantSettings, parent: int, halt: c_bool) -> None:
     global _HALT
     _HALT = halt
     init_worker(settings, parent)
@@ -51,12 +53,12 @@ def run_pooled(batch: list[tuple], stop_on_failure: bool, deadline: float | None
     """
     results: list[Pooled] = []
     for args in batch:
-        if (_HALT is not None and _HALT.is_set()) or (deadline is not None and time.monotonic() > deadline):
+        if (_HALT is not None and _HALT.value) or (deadline is not None and time.monotonic() > deadline):
             results.append(None)
             continue
         result = run_unit(*args)
         if stop_on_failure and result.status in FAILURES and _HALT is not None:
-            _HALT.set()
+            _HALT.value = True
         results.append((result, time.monotonic()))
     return results
 
@@ -80,7 +82,8 @@ class WorkerPool:
         self.tenancy = tenancy
         self.engines_to_dispose = engines_to_dispose
         self.executor: ProcessPoolExecutor | None = None
-        self.halted: Event | None = None
+        self.halted: c_bool | None = None
+        self.halt_requested = False  # a halt before the workers' flag exists sets it when they start
 
     def submit(self, jobs: int, batch: list[tuple], *, stop_on_failure: bool = False,
                deadline: float | None = None) -> Future:
@@ -104,9 +107,10 @@ class WorkerPool:
                     for item in batch]
 
     def halt(self) -> None:
-        """Start no further tenant in the workers (those running finish)."""
+        """Start no further tenant in the workers (those running finish); safe in a signal handler."""
+        self.halt_requested = True
         if self.halted is not None:
-            self.halted.set()
+            self.halted.value = True
 
     def _start(self, jobs: int) -> ProcessPoolExecutor:
         # No connection crosses the fork: the parent's pools are emptied first, the children
@@ -124,7 +128,9 @@ class WorkerPool:
         gc.freeze()
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if "fork" in methods else None)
-        self.halted = context.Event()
+        self.halted = context.Value(c_bool, False, lock=False)
+        if self.halt_requested:  # asked while the flag was made: a signal handler may have run meanwhile
+            self.halted.value = True
         return ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_pooled,
                                    initargs=(tenancy.settings, os.getpid(), self.halted))
 

@@ -16,6 +16,7 @@ from tenants.core.engines import mask_secrets
 from tenants.core.errors import TenantError
 from tenants.core.ledger import TenantResult, correct_ledger, finish_run, start_run
 from tenants.core.tenancy import Tenancy
+from tenants.fleet.interrupt import interrupt_requests_stop
 from tenants.fleet.lock import FleetLock, Heartbeat
 from tenants.fleet.options import PlanCheck, RunOptions
 from tenants.fleet.pool import Pooled, WorkerPool, batch_size
@@ -28,8 +29,7 @@ from tenants.migrate.plan import Plan, TenantPlan
 Event = Callable[[str, object], None]
 LOCK_LOST = "lock-lost"  # the run's heartbeat found its fleet lock taken over
 CONTROL_LOST = "control-lost"  # the control plane stopped answering mid-run
-# What the control plane's engine raises when its database is gone (not a tenant's failure).
-CONTROL_ERRORS = (OperationalError, InterfaceError)
+CONTROL_ERRORS = (OperationalError, InterfaceError)  # the control plane's database is gone, not a tenant's failure
 
 
 class FleetRun:
@@ -223,17 +223,22 @@ class FleetRun:
                                               f"tenant {item.slug!r}: interrupted (Ctrl-C) while it ran; its "
                                               "transaction was rolled back, the tenant is unchanged"))
             return
+        with interrupt_requests_stop(self._interrupt):
+            self._run_pooled(slots, jobs)
+
+    def _interrupt(self) -> None:
+        """Ctrl-C while the workers run: the tenants under way finish and are recorded, no other starts."""
+        self.stop = "interrupted"
+        self.pool.halt()
+
+    def _run_pooled(self, slots: ServerSlots, jobs: int) -> None:
         running: dict[Future, list[TenantPlan]] = {}
         timed_s, timed_n = 0.0, 0  # the tenants run so far, in seconds and in number: what sizes the batches
         done: list[tuple[list[TenantPlan], list[Pooled]]] = []
         while slots.queued() or running or done:
-            try:
-                self._submit(slots, running, jobs, timed_s / timed_n if timed_n else None)
-                if self.stop and slots.queued():
-                    self.report.not_started += [i.slug for i in slots.drain()]
-            except KeyboardInterrupt:
-                self.stop = "interrupted"  # workers ignore Ctrl-C: the in-flight tenants finish and are recorded
-                continue
+            self._submit(slots, running, jobs, timed_s / timed_n if timed_n else None)
+            if self.stop and slots.queued():
+                self.report.not_started += [i.slug for i in slots.drain()]
             for batch, results in done:  # once the freed workers have their next batches: they never wait on this
                 for item, outcome in zip(batch, results, strict=True):
                     if outcome is None:  # the run stopped before this queued tenant started
@@ -244,13 +249,9 @@ class FleetRun:
             done = []
             if not running:
                 break
-            try:
-                finished, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
-                if not finished and self.results.due():
-                    self._flush()  # a quiet spell (long tenants): the finished ones reach the ledger now
-            except KeyboardInterrupt:
-                self.stop = "interrupted"  # as above
-                continue
+            finished, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
+            if not finished and self.results.due():
+                self._flush()  # a quiet spell (long tenants): the finished ones reach the ledger now
             for future in finished:
                 batch = running.pop(future)
                 slots.release(batch)

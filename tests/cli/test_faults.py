@@ -23,7 +23,7 @@ from tenants.core.clock import utcnow
 from tenants.core.control_schema import fleet_locks, migration_runs, tenant_results
 from tenants.core.errors import StorageUnavailable
 from tenants.core.ledger import ledger_versions
-from tenants.core.settings import TenantSettings
+from tenants.core.settings import PROJECT_ROOT, TenantSettings
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.create import create_tenant
 from tenants.migrate.control import ensure_control
@@ -356,6 +356,50 @@ def test_ctrl_c_with_a_pool_finishes_the_tenants_under_way_and_starts_no_other( 
         assert run_status(fleet, report["run_id"]) == "interrupted"
         with pytest.raises(ProcessLookupError):  # no worker outlived the runner
             os.killpg(run.pid, 0)
+    finally:
+        fleet.close()
+
+
+# Run in the runner's process before manage.py: Ctrl-C arrives just after the 2nd result went to the
+# ledger's buffer and before it reached the report (a KeyboardInterrupt there lost it from the report).
+INTERRUPT_WHILE_RECORDING = """
+import os, runpy, signal, sys
+from tenants.fleet.recorder import ResultBuffer
+add, calls = ResultBuffer.add, []
+def interrupted_add(self, *args):
+    add(self, *args)
+    calls.append(1)
+    if len(calls) == 2:
+        os.kill(os.getpid(), signal.SIGINT)
+ResultBuffer.add = interrupted_add
+sys.argv = ["manage.py", "upgrade-all-tenants", "--jobs", "2", "--json"]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_a_result_is_recorded_loses_no_result(  # type: ignore[no-untyped-def]
+        pg_fleet, operator: Operator, tmp_path: Path) -> None:
+    settings, env = pg_fleet
+    slugs = [f"r{i}" for i in range(6)]
+    fleet, chain_env = slow_fleet(settings, env, tmp_path, slugs, 0.3)
+    try:
+        run = subprocess.Popen([sys.executable, "-c", INTERRUPT_WHILE_RECORDING], cwd=PROJECT_ROOT,
+                               env={**os.environ, **env, **chain_env, "PYTHONPATH": str(PROJECT_ROOT)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        operator.started.append(run)
+        out, err = operator.wait(run)
+        report = json.loads(out)
+        assert report["status"] == "interrupted" and run.returncode == 130, out + err
+        ran = {r["slug"]: r["status"] for r in report["results"]}
+        assert len(ran) >= 2 and set(ran.values()) == {"ok"}  # the result being recorded is in the report
+        assert sorted([*ran, *report["not_started"]]) == slugs
+        assert {slug: live(fleet, slug) for slug in slugs} == {s: "0004" if s in ran else "0003" for s in slugs}
+        with fleet.control_engine.connect() as conn:
+            recorded = conn.execute(select(tenant_results.c.tenant_slug, tenant_results.c.status)
+                                    .where(tenant_results.c.run_id == report["run_id"])).all()
+        assert dict(recorded) == ran  # the ledger has what the report has
+        assert run_status(fleet, report["run_id"]) == "interrupted"  # not left `running`
     finally:
         fleet.close()
 
