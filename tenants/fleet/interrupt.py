@@ -17,9 +17,10 @@ from contextlib import contextmanager
 def interrupt_requests_stop(on_interrupt: Callable[[], None]) -> Iterator[None]:
     """Inside, SIGINT calls `on_interrupt` (it must only set flags) instead of raising KeyboardInterrupt.
 
-    Only the main thread can handle signals: elsewhere (a run started from a thread) this does nothing.
+    Only the main thread can handle signals: elsewhere (a run started from a thread) this does nothing;
+    so it does where SIGINT is ignored (a job started in the background, or under nohup): it stays ignored.
     """
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         yield
         return
 
