@@ -22,8 +22,7 @@ from tenants.core.ledger import TenantResult
 from tenants.core.settings import TenantSettings
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.report import FAILURES
-from tenants.fleet.units import init_worker, process_tenancy, run_unit
-from tenants.migrate.plan import TenantPlan
+from tenants.fleet.units import init_worker, process_tenancy, result_after_worker_death, run_unit
 
 # A batch carries about this much work (measured on the tenants run so far), and at most MAX_BATCH tenants.
 BATCH_SECONDS = 0.25
@@ -82,6 +81,7 @@ class WorkerPool:
         self.tenancy = tenancy
         self.engines_to_dispose = engines_to_dispose
         self.executor: ProcessPoolExecutor | None = None
+        self.sent: dict[Future, list[tuple]] = {}  # each batch under way, by its future: its run_unit arguments
         self.halted: c_bool | None = None
         self.halt_requested = False  # a halt before the workers' flag exists sets it when they start
 
@@ -93,18 +93,23 @@ class WorkerPool:
         """
         if self.executor is None:
             self.executor = self._start(jobs)
-        return self.executor.submit(run_pooled, batch, stop_on_failure, deadline)
+        future = self.executor.submit(run_pooled, batch, stop_on_failure, deadline)
+        self.sent[future] = batch
+        return future
 
-    def results(self, future: Future, batch: list[TenantPlan]) -> list[Pooled]:
-        """Return a finished batch's outcomes (see run_pooled); a dead worker fails each of its tenants by name."""
+    def results(self, future: Future) -> list[Pooled]:
+        """Return a finished batch's outcomes (see run_pooled).
+
+        A dead worker breaks the whole pool, and every batch under way loses its results: each of
+        their tenants gets its own (fleet.units.result_after_worker_death), once the pool is shut down.
+        """
+        batch = self.sent.pop(future)
         try:
             return future.result()
         except BrokenProcessPool as e:
             self.close()
-            return [(TenantResult(item.slug, "failed", item.current, None, 0.0,
-                                  f"tenant {item.slug!r}: a worker process died ({e}) while this tenant ran or "
-                                  "waited its turn; a transaction it had begun was rolled back"), time.monotonic())
-                    for item in batch]
+            return [(result_after_worker_death(*args, f"a worker process died ({e})"), time.monotonic())
+                    for args in batch]
 
     def halt(self) -> None:
         """Start no further tenant in the workers (those running finish); safe in a signal handler."""

@@ -255,7 +255,7 @@ class FleetRun:
             for future in finished:
                 batch = running.pop(future)
                 slots.release(batch)
-                results = self.pool.results(future, batch)
+                results = self.pool.results(future)
                 for result, _ in filter(None, results):
                     timed_s, timed_n = timed_s + result.duration_ms / 1000, timed_n + 1
                 done.append((batch, results))

@@ -1,15 +1,21 @@
 """Fast tenants travel to the workers in batches: nothing is lost, skipped or run after the run stops."""
 
+import threading
+from concurrent.futures import wait
 from pathlib import Path
 
+import psycopg2
 import pytest
+from sqlalchemy.engine import make_url
 
 from tenants.core.ledger import last_results, ledger_versions
+from tenants.core.names import lock_key, quoted_schema
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.options import RunOptions
 from tenants.fleet.pool import MAX_BATCH, WorkerPool, batch_size
 from tenants.fleet.runs import upgrade_tenants
 from tenants.migrate.plan import Selection
+from tenants.migrate.unit import migration_after_worker_death
 from tests.fleet_support import live, make_tenants, with_chain, write_chain
 from tests.scale_support import intervals, max_overlap
 
@@ -26,7 +32,9 @@ ADDS_A_COLUMN = {"0004": ("0003", 'op.add_column("products", sa.Column("weight",
 KILLS_ITS_WORKER = {"0004": ("0003", """
     # tenant-portal: acknowledge unreviewable -- it kills its worker on purpose
     import os, signal
-    if op.get_bind().exec_driver_sql("SELECT current_schema()").scalar() == "tenant_t12_dies":
+    bind = op.get_bind()
+    sql = "SELECT current_schema()" if bind.dialect.name == "postgresql" else "SELECT file FROM pragma_database_list"
+    if "t12_dies" in bind.exec_driver_sql(sql).scalar():  # its schema, or its file
         os.kill(os.getpid(), signal.SIGKILL)
     op.add_column("products", sa.Column("weight", sa.Integer(), nullable=True))
     """, "")}
@@ -91,17 +99,70 @@ def test_a_worker_dying_mid_batch_loses_no_tenant_and_the_next_run_finishes(  # 
         assert report.exit_code == 1 and final["t12_dies"].status == "failed"
         assert "a worker process died" in final["t12_dies"].error
         assert set(final) == {*SLUGS, "t12_dies"} and not report.not_started  # every tenant has its result
-        for slug, result in final.items():  # a reported failure is unchanged, or committed just before the death
-            assert live(fleet_, slug) == "0004" if result.status == "ok" else live(fleet_, slug) in ("0003", "0004")
+        # Each result is the tenant's truth, read back from it: a tenant whose worker died after its commit
+        # (its batch's results died with the worker) is ok, one rolled back or never started is failed.
+        assert {slug: live(fleet_, slug) for slug in final} == {
+            slug: "0004" if result.status == "ok" else "0003" for slug, result in final.items()}
         assert live(fleet_, "t12_dies") == "0003"
-        # The next run, without the tenant that kills its worker, finishes every other one and corrects the ledger.
+        recorded = ledger_versions(fleet_.control_engine)  # the ledger holds the same truth
+        assert {slug: recorded.get(slug) for slug in final} == {slug: live(fleet_, slug) for slug in final}
+        assert {slug: row["status"] for slug, row in last_results(fleet_.control_engine).items()} == {
+            slug: result.status for slug, result in final.items()}
+        # The next run, without the tenant that kills its worker, finishes every other one.
         again = upgrade_tenants(fleet_, Selection(skip=("t12_dies",)), options=RunOptions(jobs=2))
         assert again.exit_code == 0, again.final()
         assert [live(fleet_, slug) for slug in SLUGS] == ["0004"] * len(SLUGS)
-        # A tenant that committed just before the death was reported failed: its recorded version is corrected.
-        assert {slug: ledger_versions(fleet_.control_engine)[slug] for slug in SLUGS} == dict.fromkeys(SLUGS, "0004")
     finally:
         fleet_.close()
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"], indirect=True)
+def test_a_batch_whose_worker_dies_has_each_tenant_read_back(settings, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                            tenancy: Tenancy) -> None:
+    # One batch: t11 commits, t12_dies kills the worker, t13 never starts. The batch's results die
+    # with the worker; each tenant's own version says what happened to it.
+    make_tenants(tenancy, ["t11", "t12_dies", "t13"])
+    fleet_ = Tenancy(with_chain(settings, write_chain(tmp_path, KILLS_ITS_WORKER)))
+    pool = WorkerPool(fleet_)
+    try:
+        params = {"target": "0004", "from": "0003"}
+        slugs = ("t11", "t12_dies", "t13")
+        future = pool.submit(1, [(fleet_.settings, slug, None, "migrate", params) for slug in slugs])
+        wait([future])
+        outcomes = [result for result, _ in pool.results(future)]
+        assert [(r.slug, r.status, r.to_revision) for r in outcomes] == [
+            ("t11", "ok", "0004"), ("t12_dies", "failed", None), ("t13", "failed", None)]
+        assert "committed before a worker process died" in outcomes[0].detail
+        assert all("a worker process died" in r.error and r.error.endswith("unchanged") for r in outcomes[1:])
+        assert [live(fleet_, slug) for slug in ("t11", "t12_dies", "t13")] == ["0004", "0003", "0003"]
+    finally:
+        pool.close()
+        fleet_.close()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_read_back_waits_for_the_dead_workers_transaction_to_end(tenancy: Tenancy) -> None:  # type: ignore[no-untyped-def]
+    # A session still holds the tenant's lock with its commit under way (its client is gone): the
+    # version read at once would be the old one; the read-back waits for the lock, and so for the commit.
+    make_tenants(tenancy, ["slow_commit", "stuck"])
+    storage, params = tenancy.storage("slow_commit"), {"target": "0004", "from": "0003"}
+    conn = psycopg2.connect(make_url(tenancy.settings.control_url).render_as_string(hide_password=False))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("slow_commit"),))
+            cur.execute("UPDATE " + quoted_schema("slow_commit") + ".alembic_version SET version_num = '0004'")
+        committer = threading.Timer(0.5, conn.commit)
+        committer.start()
+        result = migration_after_worker_death(storage, params, "a worker process died", wait_s=10)
+        committer.join()
+        assert (result.status, result.to_revision) == ("ok", "0004"), result
+        with conn.cursor() as cur:  # held past the wait: the tenant's end is unknown, so not ok
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("stuck"),))
+        result = migration_after_worker_death(tenancy.storage("stuck"), params, "a worker process died", wait_s=0.3)
+        assert result.status == "failed" and "could not be read back" in result.error, result
+    finally:
+        conn.rollback()
+        conn.close()
 
 
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"], indirect=True)
