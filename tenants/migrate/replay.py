@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from tenants.core.driver_sql import driver_execute
+from tenants.core.errors import TenantBusy
 from tenants.core.names import quoted_schema
 from tenants.core.storage import TenantStorage
 from tenants.core.tenancy import Tenancy
@@ -152,10 +153,13 @@ def replay(storage: TenantStorage, rendered: Rendered, from_rev: str | None, tar
         ran = _run_range(storage, rendered, from_rev, lock_timeout, statement_timeout, rehearse, whole=True)
     except MigrationTimeout:
         raise
-    except MigrationFailed:
+    except MigrationFailed as failed:
         if len(revisions) < 2:
             raise
-        ran = _run_range(storage, rendered, from_rev, lock_timeout, statement_timeout, rehearse, whole=False)
+        try:
+            ran = _run_range(storage, rendered, from_rev, lock_timeout, statement_timeout, rehearse, whole=False)
+        except TenantBusy:  # another process took the lock between the two: the failure stands, its revision unnamed
+            raise failed
     if not ran:
         return None  # moved since the plan: the caller runs Alembic online
     applied = [revision for revision, _ in rendered if revision != VERSION_TABLE]

@@ -177,6 +177,36 @@ def test_timeout_in_a_range_names_the_range_and_waits_once(late_fleet: Tenancy) 
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_failure_stands_when_the_lock_is_taken_before_the_rerun_names_its_revision(  # type: ignore[no-untyped-def]
+        late_fleet: Tenancy, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The one-query attempt fails and releases the tenant's lock; another process takes it before
+    # the per-revision re-run. The tenant failed: it must not be reported busy (retried, or waited on).
+    import psycopg2
+
+    from tenants.core.names import lock_key
+    from tenants.migrate import replay as replay_module
+    from tenants.migrate.errors import MigrationFailed
+
+    conn = psycopg2.connect(late_fleet.settings.control_url)
+    run_range = replay_module._run_range
+
+    def other_process_between(*args, whole: bool, **kw):  # type: ignore[no-untyped-def]
+        if not whole:
+            conn.cursor().execute("SELECT pg_advisory_lock(%s)", (lock_key("big_t"),))
+        return run_range(*args, whole=whole, **kw)
+
+    monkeypatch.setattr(replay_module, "_run_range", other_process_between)
+    rendered = render_range(late_fleet.scripts, "postgresql", "0003", "0006")
+    try:
+        with pytest.raises(MigrationFailed, match=r"at revisions 0004\.\.0006: .*ck_products_stock_small"):
+            replay_module.replay(late_fleet.storage("big_t"), rendered, "0003", "0006", lock_timeout=1,
+                                 statement_timeout=30)
+    finally:
+        conn.close()
+    assert live(late_fleet, "big_t") == "0003"
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_a_tenant_moved_since_the_plan_or_locked_is_left_as_it_is(late_fleet: Tenancy) -> None:
     # The hot path's statements run on the driver's cursor: its errors must still mean what they meant.
     import psycopg2
