@@ -1,10 +1,10 @@
-"""Ctrl-C as a request to stop, for a run whose tenants run in other processes.
+"""Ctrl-C as a request to stop, handled by the run instead of raised wherever the runner happens to be.
 
-Raised as KeyboardInterrupt, a Ctrl-C lands wherever the runner is: between writing one result
-to the ledger and adding it to the report, say, so a finished tenant missed the report and the
-run row stayed `running`. While its workers run the tenants, the runner has no tenant of its
-own to abandon, so Ctrl-C there only asks it to stop: the handler records the request and
-halts the pool (a plain store into shared memory), and the runner stops at its next turn.
+Raised as KeyboardInterrupt, a Ctrl-C lands anywhere: between writing one result to the ledger
+and adding it to the report, say, so a finished tenant missed the report and the run row stayed
+`running`. Inside, the run's own callback decides: it records the request and halts the pool
+(a plain store into shared memory), and raises KeyboardInterrupt only where the work under way
+can be abandoned, a tenant's transaction running in this process (fleet.runner).
 """
 
 import signal
@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 @contextmanager
 def interrupt_requests_stop(on_interrupt: Callable[[], None]) -> Iterator[None]:
-    """Inside, SIGINT calls `on_interrupt` (it must only set flags) instead of raising KeyboardInterrupt.
+    """Inside, SIGINT calls `on_interrupt` (set flags; raise only where it is safe) instead of raising.
 
     Only the main thread can handle signals: elsewhere (a run started from a thread) this does nothing;
     so it does where SIGINT is ignored (a job started in the background, or under nohup): it stays ignored.

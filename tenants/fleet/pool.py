@@ -22,7 +22,7 @@ from tenants.core.ledger import TenantResult
 from tenants.core.settings import TenantSettings
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.report import FAILURES
-from tenants.fleet.units import init_worker, process_tenancy, result_after_worker_death, run_unit
+from tenants.fleet.units import init_worker, process_tenancy, read_back_result, run_unit
 
 # A batch carries about this much work (measured on the tenants run so far), and at most MAX_BATCH tenants.
 BATCH_SECONDS = 0.25
@@ -101,14 +101,14 @@ class WorkerPool:
         """Return a finished batch's outcomes (see run_pooled).
 
         A dead worker breaks the whole pool, and every batch under way loses its results: each of
-        their tenants gets its own (fleet.units.result_after_worker_death), once the pool is shut down.
+        their tenants gets its own, read back (fleet.units.read_back_result) once the pool is shut down.
         """
         batch = self.sent.pop(future)
         try:
             return future.result()
         except BrokenProcessPool as e:
             self.close()
-            return [(result_after_worker_death(*args, f"a worker process died ({e})"), time.monotonic())
+            return [(read_back_result(*args, f"a worker process died ({e})"), time.monotonic())
                     for args in batch]
 
     def halt(self) -> None:

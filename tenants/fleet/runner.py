@@ -7,6 +7,7 @@ results written to the ledger in batches (fleet.recorder); the fleet lock keeps 
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from contextlib import suppress
 from datetime import timedelta
 
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -23,7 +24,7 @@ from tenants.fleet.pool import Pooled, WorkerPool, batch_size
 from tenants.fleet.recorder import ResultBuffer
 from tenants.fleet.report import FAILURES, RunReport
 from tenants.fleet.servers import ServerSlots, default_jobs, pool_size
-from tenants.fleet.units import process_tenancy, run_unit
+from tenants.fleet.units import process_tenancy, read_back_result, run_unit
 from tenants.migrate.plan import Plan, TenantPlan
 
 Event = Callable[[str, object], None]
@@ -41,8 +42,7 @@ class FleetRun:
         self.emit = on_event or (lambda event, payload: None)
         # A rehearsal is recorded as a run of its own kind: it never counts as a tenant's last migration.
         self.report = RunReport(("rehearse-" if options.rehearse else "") + plan.kind, plan.target, plan)
-        self.engine = tenancy.control_engine
-        self.checks = checks
+        self.engine, self.checks = tenancy.control_engine, checks
         # Results are written with commits that do not wait for their WAL flush (see core.engines).
         self.ledger = tenancy.engines.get(tenancy.settings.control_url, durable_commits=False)
         self.results = ResultBuffer(self.ledger)
@@ -50,9 +50,9 @@ class FleetRun:
         self.lock = FleetLock(self.engine, stale_after=stale_after)
         self.heartbeat = Heartbeat(self.lock, every=min(options.heartbeat_every, stale_after / 3))
         self.pool = WorkerPool(tenancy, (self.ledger,))
-        self.done = 0
-        self.total = len(plan.pending) + len(plan.errors)
+        self.done, self.total = 0, len(plan.pending) + len(plan.errors)
         self.stop: str | None = None
+        self.in_tenant = False  # a tenant runs in this process: Ctrl-C interrupts it
 
     def execute(self) -> RunReport:
         """Run the plan and return the report (see the module docstring for the order of things)."""
@@ -73,13 +73,11 @@ class FleetRun:
         try:
             note = self.lock.acquire() if self.options.fleet_lock else None
         except TenantError as e:
-            # Nothing ran and nothing is recorded; the report still names the tenants left waiting.
-            report.notes.append(str(e))
+            report.notes.append(str(e))  # nothing ran or is recorded; the report names the tenants left waiting
             for index, item in enumerate(plan.pending, 1):
-                result = TenantResult(item.slug, "busy", item.current, None, 0.0,
-                                      f"tenant {item.slug!r} is pending in the run that holds the fleet lock")
-                report.results.append(result)
-                self.emit("result", (result, index, len(plan.pending)))
+                busy = f"tenant {item.slug!r} is pending in the run that holds the fleet lock"
+                report.results.append(TenantResult(item.slug, "busy", item.current, None, 0.0, busy))
+                self.emit("result", (report.results[-1], index, len(plan.pending)))
             return self._finish("locked")
         if self.lock.held:
             self.heartbeat.start()
@@ -133,10 +131,8 @@ class FleetRun:
                                      "no new tenant was started; its run is recorded as aborted")
 
     def _release(self) -> None:
-        try:
+        with suppress(*CONTROL_ERRORS):  # the row stays; the next run takes it over (this process will be gone)
             self.lock.release()
-        except CONTROL_ERRORS:
-            pass  # the row stays; the next run takes it over (this process will be gone)
 
     def _lose_control(self, error: Exception) -> None:
         """Stop starting tenants and say, in one line, that the control plane is gone."""
@@ -149,10 +145,8 @@ class FleetRun:
                                          "their results are in this report but not in the ledger")
 
     def _checks(self) -> list[str]:
-        notes: list[str] = []
-        for check in [*self.options.plan_checks, *self.checks]:
-            notes += check(self.tenancy, self.plan, self.options) or []
-        return notes
+        checks = [*self.options.plan_checks, *self.checks]
+        return [note for check in checks for note in check(self.tenancy, self.plan, self.options) or []]
 
     def _finish(self, status: str) -> RunReport:
         self.report.status = status
@@ -171,23 +165,23 @@ class FleetRun:
         return "busy" if any(result.status == "busy" for result in final) else "ok"
 
     def _run_all(self) -> None:
-        pending = self.plan.pending
-        canary = self.options.canary
-        if canary:
-            self._run_batch(pending[:canary])
-            if any(r.status != "ok" for r in self.report.final().values()) and not self.stop:
-                self.stop = "canary-failed"
-                self.report.notes.append(f"canary of {canary} tenants failed: no other tenant was started")
-            pending = pending[canary:]
-        self._run_batch(pending)
-        if self.options.retry_busy and not self.stop:
-            final = self.report.final()
-            again = [item for item in self.plan.pending if final.get(item.slug) and
-                     final[item.slug].status in ("busy", "timeout")]
-            if again:
-                self.report.notes.append(f"retrying {len(again)} busy or timed-out tenants once")
-                self.total += len(again)
-                self._run_batch(again)
+        with interrupt_requests_stop(self._interrupt):  # canary, the rest, the retries: one Ctrl-C stops them all
+            pending, canary = self.plan.pending, self.options.canary
+            if canary:
+                self._run_batch(pending[:canary])
+                if any(r.status != "ok" for r in self.report.final().values()) and not self.stop:
+                    self.stop = "canary-failed"
+                    self.report.notes.append(f"canary of {canary} tenants failed: no other tenant was started")
+                pending = pending[canary:]
+            self._run_batch(pending)
+            if self.options.retry_busy and not self.stop:
+                final = self.report.final()
+                again = [item for item in self.plan.pending if final.get(item.slug) and
+                         final[item.slug].status in ("busy", "timeout")]
+                if again:
+                    self.report.notes.append(f"retrying {len(again)} busy or timed-out tenants once")
+                    self.total += len(again)
+                    self._run_batch(again)
 
     def _should_stop(self) -> bool:
         if self.heartbeat.lost.is_set():
@@ -210,26 +204,32 @@ class FleetRun:
         jobs = pool_size(self.options.jobs, default_jobs(self.tenancy, self.plan), self.options.jobs_per_server,
                          slots.servers_queued())
         if jobs == 1 or len(self.plan.pending) == 1:
-            process_tenancy(self.tenancy.settings, self.tenancy)
-            for index, item in enumerate(items):
-                if self._should_stop():
-                    self.report.not_started += [i.slug for i in items[index:]]
-                    return
-                try:
-                    self._record(run_unit(*self._args(item)))
-                except KeyboardInterrupt:  # the tenant's transaction was rolled back: it is accounted for all the same
-                    self.stop = "interrupted"
-                    self._record(TenantResult(item.slug, "failed", item.current, None, 0.0,
-                                              f"tenant {item.slug!r}: interrupted (Ctrl-C) while it ran; its "
-                                              "transaction was rolled back, the tenant is unchanged"))
-            return
-        with interrupt_requests_stop(self._interrupt):
-            self._run_pooled(slots, jobs)
+            return self._run_here(items)
+        self._run_pooled(slots, jobs)
 
     def _interrupt(self) -> None:
-        """Ctrl-C while the workers run: the tenants under way finish and are recorded, no other starts."""
+        """Ctrl-C: no other tenant starts; one running in this process is abandoned, the workers' finish."""
         self.stop = "interrupted"
         self.pool.halt()
+        if self.in_tenant:
+            self.in_tenant = False  # raised once: a second Ctrl-C cannot interrupt the handling of the first
+            raise KeyboardInterrupt
+
+    def _run_here(self, items: list[TenantPlan]) -> None:
+        """Run the tenants one by one in this process; Ctrl-C interrupts the one running (see _interrupt)."""
+        process_tenancy(self.tenancy.settings, self.tenancy)
+        for index, item in enumerate(items):
+            if self._should_stop():
+                self.report.not_started += [i.slug for i in items[index:]]
+                return
+            args = self._args(item)
+            try:
+                self.in_tenant = True
+                result = run_unit(*args)
+                self.in_tenant = False
+            except KeyboardInterrupt:  # rolled back, or just committed: the tenant itself says which
+                result = read_back_result(*args, "interrupted (Ctrl-C)")
+            self._record(result)
 
     def _run_pooled(self, slots: ServerSlots, jobs: int) -> None:
         running: dict[Future, list[TenantPlan]] = {}

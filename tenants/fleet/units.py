@@ -19,7 +19,7 @@ from tenants.core.storage import TenantStorage, storage_for
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.tasks import UNIT_PREFIX, get_task, run_task
 from tenants.migrate.lifecycle import create_unit
-from tenants.migrate.unit import failure, migrate_tenant_unit, migration_after_worker_death
+from tenants.migrate.unit import failure, migrate_tenant_unit, migration_read_back
 
 # A unit: (tenancy, storage, params) -> TenantResult.
 Unit = Callable[[Tenancy, TenantStorage, dict], TenantResult]
@@ -100,12 +100,12 @@ def run_unit(settings: TenantSettings, slug: str, database_url: str | None, unit
         return failure(slug, error, started, params.get("from"))
 
 
-def result_after_worker_death(settings: TenantSettings, slug: str, database_url: str | None, unit: str, params: dict,
-                              reason: str) -> TenantResult:
-    """The result of a tenant whose worker process died, given run_unit's arguments, in the runner's process.
+def read_back_result(settings: TenantSettings, slug: str, database_url: str | None, unit: str, params: dict,
+                     event: str) -> TenantResult:
+    """The result of a unit that ended without one (`event`: its worker died, Ctrl-C), given run_unit's arguments.
 
-    A migration is read back from the tenant (it may have committed before the death); any other
-    unit is failed: its transaction, if it had begun one, was rolled back.
+    A migration's is read from the tenant (it may have committed first); any other unit failed:
+    its transaction, if it had begun one, was rolled back.
     """
     if unit == "migrate" and not params.get("rehearse"):
         try:
@@ -113,7 +113,7 @@ def result_after_worker_death(settings: TenantSettings, slug: str, database_url:
                                   process_tenancy(settings).engines)
         except Exception as error:
             return failure(slug, error, time.perf_counter(), params.get("from"))
-        return migration_after_worker_death(storage, params, reason, settings.lock_timeout)
+        return migration_read_back(storage, params, event, settings.lock_timeout)
     return TenantResult(slug, "failed", params.get("from"), None, 0.0,
-                        f"tenant {slug!r}: {reason} while this tenant ran or waited its turn; a transaction it had "
-                        "begun was rolled back")
+                        f"tenant {slug!r}: {event} while it ran or before it started; a transaction it had begun "
+                        "was rolled back")

@@ -49,22 +49,22 @@ def failure(slug: str, error: BaseException, started: float, from_revision: str 
                         message, "".join(traceback.format_exception(error)))
 
 
-def migration_after_worker_death(storage: TenantStorage, params: dict, reason: str, wait_s: float) -> TenantResult:
-    """The result of a migration whose worker process died, read back from the tenant itself.
+def migration_read_back(storage: TenantStorage, params: dict, event: str, wait_s: float) -> TenantResult:
+    """The result of a migration that ended without one (`event`: its worker died, Ctrl-C), read from the tenant.
 
-    The worker's transaction ends when its server session sees the connection closed: at once
-    if it waited on the client, after the statement under way if it ran one. Holding the tenant's
-    lock (waited for up to `wait_s`) means that transaction has ended, so the version read then is
-    final: at the target, the tenant committed before the death and is `ok`; anywhere else it
-    `failed` (unchanged, or where a revision run outside a transaction left it).
+    The migration's transaction ends when its server session ends it: at once for Ctrl-C in this
+    process, or when a dead worker's session sees the connection closed (after the statement under
+    way, if it ran one). Holding the tenant's lock (waited for up to `wait_s`) means that
+    transaction has ended, so the version read then is final: at the target, the tenant committed
+    and is `ok`; anywhere else it `failed` (unchanged, or where a revision run outside a
+    transaction left it).
     """
     slug, from_rev, target = storage.slug, params.get("from"), params["target"]
     deadline = time.monotonic() + wait_s
-    now: str | None = None
     try:
         while True:
             try:
-                with storage.begin(exclusive=True, lock_timeout=wait_s) as conn:
+                with storage.begin(exclusive=True, lock_timeout=wait_s, timeouts=(wait_s, wait_s)) as conn:
                     now = driver.current_revision(conn, alembic_options(storage))
                 break
             except TenantBusy:
@@ -73,13 +73,15 @@ def migration_after_worker_death(storage: TenantStorage, params: dict, reason: s
                 time.sleep(0.05)
     except Exception as error:  # unreadable or still locked: nothing says it committed
         return TenantResult(slug, "failed", from_rev, None, 0.0,
-                            f"tenant {slug!r}: {reason}; its version could not be read back ({error})")
+                            f"tenant {slug!r}: {event}; its version could not be read back ({error})")
     if now == target and now != from_rev:
         return TenantResult(slug, "ok", from_rev, now, 0.0, None,
-                            f"committed before {reason} (version read back from the tenant)")
-    where = "unchanged" if now == from_rev else f"left at {now or 'base'}"
-    return TenantResult(slug, "failed", from_rev, None if now == from_rev else now, 0.0,
-                        f"tenant {slug!r}: {reason} while it ran or waited its turn; {where}")
+                            f"committed; then {event} (its version read back from the tenant)")
+    if now == from_rev:
+        return TenantResult(slug, "failed", from_rev, None, 0.0,
+                            f"tenant {slug!r}: {event} before it committed; the tenant is unchanged")
+    return TenantResult(slug, "failed", from_rev, now, 0.0,
+                        f"tenant {slug!r}: {event} before it reached {target or 'base'}; it is at {now or 'base'}")
 
 
 def timeouts(tenancy: Tenancy, params: dict) -> tuple[float, float]:

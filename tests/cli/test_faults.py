@@ -360,10 +360,11 @@ def test_ctrl_c_with_a_pool_finishes_the_tenants_under_way_and_starts_no_other( 
         fleet.close()
 
 
-# Run in the runner's process before manage.py: Ctrl-C arrives just after the 2nd result went to the
-# ledger's buffer and before it reached the report (a KeyboardInterrupt there lost it from the report).
+# Run in the runner's process before manage.py (with `--jobs N`): each sends Ctrl-C at a moment no
+# outside signal can be timed to hit. Recording: just after the 2nd result went to the ledger's
+# buffer, before it reached the report. Committed: just after a tenant run in the runner's own
+# process committed, before its result came back.
 INTERRUPT_WHILE_RECORDING = """
-import os, runpy, signal, sys
 from tenants.fleet.recorder import ResultBuffer
 add, calls = ResultBuffer.add, []
 def interrupted_add(self, *args):
@@ -372,9 +373,44 @@ def interrupted_add(self, *args):
     if len(calls) == 2:
         os.kill(os.getpid(), signal.SIGINT)
 ResultBuffer.add = interrupted_add
-sys.argv = ["manage.py", "upgrade-all-tenants", "--jobs", "2", "--json"]
-runpy.run_path(sys.argv[0], run_name="__main__")
 """
+INTERRUPT_AFTER_A_COMMIT = """
+from tenants.fleet import runner
+run_unit = runner.run_unit
+def committed_then_interrupted(*args):
+    result = run_unit(*args)
+    os.kill(os.getpid(), signal.SIGINT)
+    return result
+runner.run_unit = committed_then_interrupted
+"""
+
+
+def run_interrupted(operator: Operator, fault: str, jobs: int, env: dict[str, str]) -> tuple[dict, int]:
+    """Run `upgrade-all-tenants --jobs N --json` with `fault` applied in its process; return (report, exit code)."""
+    code = (f"import os, runpy, signal, sys\n{fault}\n"
+            f"sys.argv = ['manage.py', 'upgrade-all-tenants', '--jobs', '{jobs}', '--json']\n"
+            "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    run = subprocess.Popen([sys.executable, "-c", code], cwd=PROJECT_ROOT,
+                           env={**os.environ, **operator.env, **env, "PYTHONPATH": str(PROJECT_ROOT)},
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    operator.started.append(run)
+    out, err = operator.wait(run)
+    assert run.returncode == 130, out + err
+    return json.loads(out), run.returncode
+
+
+def report_is_the_truth(fleet: Tenancy, report: dict, slugs: list[str]) -> dict[str, str]:
+    """Assert that the report, the ledger and the tenants agree, and the run row is closed; return slug: status."""
+    assert report["status"] == "interrupted"
+    ran = {r["slug"]: r["status"] for r in report["results"]}
+    assert sorted([*ran, *report["not_started"]]) == slugs
+    assert {slug: live(fleet, slug) for slug in slugs} == {s: "0004" if ran.get(s) == "ok" else "0003" for s in slugs}
+    with fleet.control_engine.connect() as conn:
+        recorded = conn.execute(select(tenant_results.c.tenant_slug, tenant_results.c.status)
+                                .where(tenant_results.c.run_id == report["run_id"])).all()
+    assert dict(recorded) == ran  # the ledger has what the report has
+    assert run_status(fleet, report["run_id"]) == "interrupted"  # not left `running`
+    return ran
 
 
 @pytest.mark.slow
@@ -384,22 +420,25 @@ def test_ctrl_c_while_a_result_is_recorded_loses_no_result(  # type: ignore[no-u
     slugs = [f"r{i}" for i in range(6)]
     fleet, chain_env = slow_fleet(settings, env, tmp_path, slugs, 0.3)
     try:
-        run = subprocess.Popen([sys.executable, "-c", INTERRUPT_WHILE_RECORDING], cwd=PROJECT_ROOT,
-                               env={**os.environ, **env, **chain_env, "PYTHONPATH": str(PROJECT_ROOT)},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-        operator.started.append(run)
-        out, err = operator.wait(run)
-        report = json.loads(out)
-        assert report["status"] == "interrupted" and run.returncode == 130, out + err
-        ran = {r["slug"]: r["status"] for r in report["results"]}
+        report, _ = run_interrupted(operator, INTERRUPT_WHILE_RECORDING, 2, chain_env)
+        ran = report_is_the_truth(fleet, report, slugs)
         assert len(ran) >= 2 and set(ran.values()) == {"ok"}  # the result being recorded is in the report
-        assert sorted([*ran, *report["not_started"]]) == slugs
-        assert {slug: live(fleet, slug) for slug in slugs} == {s: "0004" if s in ran else "0003" for s in slugs}
-        with fleet.control_engine.connect() as conn:
-            recorded = conn.execute(select(tenant_results.c.tenant_slug, tenant_results.c.status)
-                                    .where(tenant_results.c.run_id == report["run_id"])).all()
-        assert dict(recorded) == ran  # the ledger has what the report has
-        assert run_status(fleet, report["run_id"]) == "interrupted"  # not left `running`
+    finally:
+        fleet.close()
+
+
+@pytest.mark.slow
+def test_ctrl_c_just_after_a_commit_with_one_job_records_the_tenant_ok(  # type: ignore[no-untyped-def]
+        pg_fleet, operator: Operator, tmp_path: Path) -> None:
+    # Ctrl-C interrupts the tenant running in the runner's process: it had already committed, so
+    # the tenant itself says it is at 0004; "rolled back, unchanged" would be a lie in the ledger.
+    settings, env = pg_fleet
+    slugs = ["c1", "c2", "c3"]
+    fleet, chain_env = slow_fleet(settings, env, tmp_path, slugs, 0)
+    try:
+        report, _ = run_interrupted(operator, INTERRUPT_AFTER_A_COMMIT, 1, chain_env)
+        assert report_is_the_truth(fleet, report, slugs) == {"c1": "ok"} and report["not_started"] == ["c2", "c3"]
+        assert "committed; then interrupted (Ctrl-C)" in report["results"][0]["detail"]
     finally:
         fleet.close()
 

@@ -15,7 +15,7 @@ from tenants.fleet.options import RunOptions
 from tenants.fleet.pool import MAX_BATCH, WorkerPool, batch_size
 from tenants.fleet.runs import upgrade_tenants
 from tenants.migrate.plan import Selection
-from tenants.migrate.unit import migration_after_worker_death
+from tenants.migrate.unit import migration_read_back
 from tests.fleet_support import live, make_tenants, with_chain, write_chain
 from tests.scale_support import intervals, max_overlap
 
@@ -132,8 +132,9 @@ def test_a_batch_whose_worker_dies_has_each_tenant_read_back(settings, tmp_path:
         outcomes = [result for result, _ in pool.results(future)]
         assert [(r.slug, r.status, r.to_revision) for r in outcomes] == [
             ("t11", "ok", "0004"), ("t12_dies", "failed", None), ("t13", "failed", None)]
-        assert "committed before a worker process died" in outcomes[0].detail
-        assert all("a worker process died" in r.error and r.error.endswith("unchanged") for r in outcomes[1:])
+        assert "committed; then a worker process died" in outcomes[0].detail
+        assert all(r.error.startswith(f"tenant {r.slug!r}: a worker process died (") and
+                   r.error.endswith(") before it committed; the tenant is unchanged") for r in outcomes[1:]), outcomes
         assert [live(fleet_, slug) for slug in ("t11", "t12_dies", "t13")] == ["0004", "0003", "0003"]
     finally:
         pool.close()
@@ -153,12 +154,12 @@ def test_a_read_back_waits_for_the_dead_workers_transaction_to_end(tenancy: Tena
             cur.execute("UPDATE " + quoted_schema("slow_commit") + ".alembic_version SET version_num = '0004'")
         committer = threading.Timer(0.5, conn.commit)
         committer.start()
-        result = migration_after_worker_death(storage, params, "a worker process died", wait_s=10)
+        result = migration_read_back(storage, params, "a worker process died", wait_s=10)
         committer.join()
         assert (result.status, result.to_revision) == ("ok", "0004"), result
         with conn.cursor() as cur:  # held past the wait: the tenant's end is unknown, so not ok
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("stuck"),))
-        result = migration_after_worker_death(tenancy.storage("stuck"), params, "a worker process died", wait_s=0.3)
+        result = migration_read_back(tenancy.storage("stuck"), params, "a worker process died", wait_s=0.3)
         assert result.status == "failed" and "could not be read back" in result.error, result
     finally:
         conn.rollback()
