@@ -121,9 +121,19 @@ def intervals(engine: Engine, run_id: str) -> dict[str, tuple]:
     return {slug: (start, start + timedelta(milliseconds=ms)) for slug, start, ms in rows}
 
 
-def max_overlap(spans: list[tuple]) -> int:
-    """Return the most spans open at one instant (an end at the same instant as a start does not overlap)."""
-    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans], key=lambda e: (e[0], e[1]))
+SLACK = timedelta(milliseconds=1)
+
+
+def max_overlap(spans: list[tuple], slack: timedelta = SLACK) -> int:
+    """Return the most spans open at one instant (an end at the same instant as a start does not overlap).
+
+    Spans that overlap by less than `slack` do not count: the ledger dates a span from its start and
+    its duration, read on two clocks microseconds apart, so one tenant's span may seem to end a few
+    microseconds after the next one on the same worker began. Tenants truly side by side overlap by
+    most of their time.
+    """
+    ends = [max(start, end - slack) for start, end in spans]
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for end in ends], key=lambda e: (e[0], e[1]))
     open_now = most = 0
     for _, change in events:
         open_now += change

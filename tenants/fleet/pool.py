@@ -17,7 +17,9 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from ctypes import c_bool
+from datetime import datetime
 
+from tenants.core.clock import utcnow
 from tenants.core.ledger import TenantResult
 from tenants.core.settings import TenantSettings
 from tenants.core.tenancy import Tenancy
@@ -37,16 +39,18 @@ def _init_pooled(settings: TenantSettings, parent: int, halt: c_bool) -> None:
     init_worker(settings, parent)
 
 
-# A pooled tenant's outcome: its result and when it finished (time.monotonic()), or None: not started.
-Pooled = tuple[TenantResult, float] | None
+# A pooled tenant's outcome: its result and when it finished (the worker's clock), or None: not started.
+Pooled = tuple[TenantResult, datetime] | None
 
 
 def run_pooled(batch: list[tuple], stop_on_failure: bool, deadline: float | None) -> list[Pooled]:
     """Run a batch of tenants in a worker, one after another, each unless the run has stopped.
 
-    `deadline` is a time.monotonic() value (one clock for every process of the machine); so is
-    each tenant's finishing time, from which the runner dates the tenant's start in the ledger
-    (its result reaches the runner with the rest of its batch, later). With `stop_on_failure`
+    `deadline` is a time.monotonic() value (one clock for every process of the machine). Each
+    tenant's finishing time is read here, when it finished: the runner dates the tenant's start in
+    the ledger from it (its result reaches the runner with the rest of its batch, later; timed
+    there, the two clock reads and a thread switch between them let a worker's consecutive tenants
+    seem to overlap). With `stop_on_failure`
     (--fail-fast), a failure stops the run here, before the runner hears of it: no tenant of
     this batch, or waiting in the queue, starts after it.
     """
@@ -58,7 +62,7 @@ def run_pooled(batch: list[tuple], stop_on_failure: bool, deadline: float | None
         result = run_unit(*args)
         if stop_on_failure and result.status in FAILURES and _HALT is not None:
             _HALT.value = True
-        results.append((result, time.monotonic()))
+        results.append((result, utcnow()))
     return results
 
 
@@ -108,8 +112,7 @@ class WorkerPool:
             return future.result()
         except BrokenProcessPool as e:
             self.close()
-            return [(read_back_result(*args, f"a worker process died ({e})"), time.monotonic())
-                    for args in batch]
+            return [(read_back_result(*args, f"a worker process died ({e})"), utcnow()) for args in batch]
 
     def halt(self) -> None:
         """Start no further tenant in the workers (those running finish); safe in a signal handler."""

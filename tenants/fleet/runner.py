@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import suppress
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -275,12 +275,11 @@ class FleetRun:
                                           stop_on_failure=self.options.fail_fast, deadline=deadline)
             running[future] = batch
 
-    def _record(self, result: TenantResult, slug: str | None = None, finished: float | None = None) -> None:
-        """Queue a result for the ledger (fleet.recorder), dated from when it `finished` (monotonic; default now)."""
+    def _record(self, result: TenantResult, slug: str | None = None, finished: datetime | None = None) -> None:
+        """Queue a result for the ledger (fleet.recorder), dated from when it `finished` (default now)."""
         result = result.with_shared_strings(slug)
         if self.stop != CONTROL_LOST:
-            ago = 0.0 if finished is None else max(0.0, time.monotonic() - finished)
-            self.results.add(result, utcnow() - timedelta(seconds=ago, milliseconds=result.duration_ms))
+            self.results.add(result, (finished or utcnow()) - timedelta(milliseconds=result.duration_ms))
             if self.results.due():
                 self._flush()
         self.report.results.append(result)

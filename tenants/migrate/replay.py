@@ -159,7 +159,7 @@ def replay(storage: TenantStorage, rendered: Rendered, from_rev: str | None, tar
         try:
             ran = _run_range(storage, rendered, from_rev, lock_timeout, statement_timeout, rehearse, whole=False)
         except TenantBusy:  # another process took the lock between the two: the failure stands, its revision unnamed
-            raise failed
+            raise failed from failed.__cause__  # its own cause (the database error), not the busy lock
     if not ran:
         return None  # moved since the plan: the caller runs Alembic online
     applied = [revision for revision, _ in rendered if revision != VERSION_TABLE]
