@@ -73,8 +73,11 @@ def admin_execute(sql: str, admin_url: str = PG_ADMIN_URL) -> None:
     Through psql, not psycopg2: the Dropper's and Copies' threads call this while the test itself
     connects, and libpq in another process cannot crash this one (see PGSSLMODE above).
     """
-    done = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", admin_url, "-c", sql],
-                          capture_output=True, text=True, timeout=300)
+    command = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", admin_url, "-c", sql]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    except OSError:  # psql never started (seen once in a full run: EFAULT from exec): nothing ran, so once more
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
         raise RuntimeError(f"psql failed ({done.returncode}): {lines[0] if lines else sql}")
