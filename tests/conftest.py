@@ -424,6 +424,33 @@ def run_manage(args: list[str], env: dict[str, str], timeout: float = 120, **kwa
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kwargs)
 
 
+def _limits_expiry_race(args: Any) -> bool:
+    """Whether a thread died of limits' known race: MemoryStorage.clear() against its expiry timer.
+
+    limits 5.8.0 (the newest) pops a key in `clear` without the lock its timer thread
+    (`__expire_events`) takes, which then raises KeyError on the key it was expiring. The
+    sign-in throttle clears an account's attempts after a good sign-in; the counts stay right
+    (the timer restarts on the next hit), only that thread dies.
+    """
+    import traceback
+
+    return args.exc_type is KeyError and any(
+        frame.name == "__expire_events" and frame.filename.endswith(os.path.join("limits", "storage", "memory.py"))
+        for frame in traceback.extract_tb(args.exc_traceback))
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own hook is in place: this one wraps it
+def pytest_configure(config: pytest.Config) -> None:
+    """Let every thread's death fail its test, except limits' known race (see _limits_expiry_race)."""
+    report = threading.excepthook
+
+    def excepthook(args: Any) -> None:
+        if not _limits_expiry_race(args):
+            report(args)
+
+    threading.excepthook = excepthook
+
+
 # Fixtures that put a test on PostgreSQL whatever its backend parameter says.
 PG_FIXTURES = {"pg_url", "pg_control_url", "pg_console_url", "server2"}
 
