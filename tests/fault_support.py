@@ -37,9 +37,14 @@ class Operator:
         self.outputs += [result.stdout, result.stderr]
         return result
 
-    def start(self, args: list[str], **env: str) -> subprocess.Popen:
+    def start(self, args: list[str], *, before: str | None = None, **env: str) -> subprocess.Popen:
+        """Start manage.py `args`; `before` is Python run first in its own process (a fault put in place)."""
         full = {**os.environ, **self.env, **env, "PYTHONPATH": str(PROJECT_ROOT)}
-        process = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "manage.py"), *args], env=full,
+        command = [sys.executable, str(PROJECT_ROOT / "manage.py"), *args]
+        if before is not None:
+            command = [sys.executable, "-c", f"{before}\nimport runpy, sys\nsys.argv = {command[1:]!r}\n"
+                                             "runpy.run_path(sys.argv[0], run_name='__main__')\n"]
+        process = subprocess.Popen(command, env=full,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
         self.started.append(process)

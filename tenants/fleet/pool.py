@@ -87,7 +87,9 @@ class WorkerPool:
         self.executor: ProcessPoolExecutor | None = None
         self.sent: dict[Future, list[tuple]] = {}  # each batch under way, by its future: its run_unit arguments
         self.halted: c_bool | None = None
-        self.halt_requested = False  # a halt before the workers' flag exists sets it when they start
+        # The workers' flag is made when they start (shared memory's imports cost about 15 ms, which a
+        # run with nothing pending need not pay); a halt asked before then sets it as it is made.
+        self.halt_requested = False
 
     def submit(self, jobs: int, batch: list[tuple], *, stop_on_failure: bool = False,
                deadline: float | None = None) -> Future:

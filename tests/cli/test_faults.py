@@ -23,7 +23,7 @@ from tenants.core.clock import utcnow
 from tenants.core.control_schema import fleet_locks, migration_runs, tenant_results
 from tenants.core.errors import StorageUnavailable
 from tenants.core.ledger import ledger_versions
-from tenants.core.settings import PROJECT_ROOT, TenantSettings
+from tenants.core.settings import TenantSettings
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.create import create_tenant
 from tenants.migrate.control import ensure_control
@@ -155,15 +155,22 @@ def two_under_way(pg_fleet, operator: Operator, tmp_path: Path, seconds: float, 
     return fleet, slugs
 
 
-def only_those_under_way_ran(fleet: Tenancy, report: dict, slugs: list[str]) -> None:
-    """Assert that the two tenants under way finished and are recorded, and that no other one started."""
+def report_matches_tenants_and_ledger(fleet: Tenancy, report: dict, slugs: list[str]) -> dict[str, str]:
+    """Assert that every slug has a result or is not started, that the tenants and the ledger agree with
+    the report (ok: at 0004, else at 0003); return slug: status of those that ran."""
     ran = {r["slug"]: r["status"] for r in report["results"]}
-    assert list(ran.values()) == ["ok", "ok"] and sorted([*ran, *report["not_started"]]) == slugs
-    assert {slug: live(fleet, slug) for slug in slugs} == {s: "0004" if s in ran else "0003" for s in slugs}
+    assert sorted([*ran, *report["not_started"]]) == slugs
+    assert {slug: live(fleet, slug) for slug in slugs} == {s: "0004" if ran.get(s) == "ok" else "0003" for s in slugs}
     with fleet.control_engine.connect() as conn:
         recorded = conn.execute(select(tenant_results.c.tenant_slug, tenant_results.c.status)
                                 .where(tenant_results.c.run_id == report["run_id"])).all()
     assert dict(recorded) == ran  # the ledger has what the report has
+    return ran
+
+
+def only_those_under_way_ran(fleet: Tenancy, report: dict, slugs: list[str]) -> None:
+    """Assert that the two tenants under way finished and are recorded, and that no other one started."""
+    assert list(report_matches_tenants_and_ledger(fleet, report, slugs).values()) == ["ok", "ok"]
 
 
 def dead_pid() -> int:
@@ -367,6 +374,7 @@ def test_ctrl_c_with_a_pool_finishes_the_tenants_under_way_and_starts_no_other( 
 # buffer, before it reached the report. Committed: just after a tenant run in the runner's own
 # process committed, before its result came back.
 INTERRUPT_WHILE_RECORDING = """
+import os, signal
 from tenants.fleet.recorder import ResultBuffer
 add, calls = ResultBuffer.add, []
 def interrupted_add(self, *args):
@@ -377,6 +385,7 @@ def interrupted_add(self, *args):
 ResultBuffer.add = interrupted_add
 """
 INTERRUPT_AFTER_A_COMMIT = """
+import os, signal
 from tenants.fleet import runner
 run_unit = runner.run_unit
 def committed_then_interrupted(*args):
@@ -387,32 +396,15 @@ runner.run_unit = committed_then_interrupted
 """
 
 
-def run_interrupted(operator: Operator, fault: str, jobs: int, env: dict[str, str]) -> tuple[dict, int]:
-    """Run `upgrade-all-tenants --jobs N --json` with `fault` applied in its process; return (report, exit code)."""
-    code = (f"import os, runpy, signal, sys\n{fault}\n"
-            f"sys.argv = ['manage.py', 'upgrade-all-tenants', '--jobs', '{jobs}', '--json']\n"
-            "runpy.run_path(sys.argv[0], run_name='__main__')\n")
-    run = subprocess.Popen([sys.executable, "-c", code], cwd=PROJECT_ROOT,
-                           env={**os.environ, **operator.env, **env, "PYTHONPATH": str(PROJECT_ROOT)},
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    operator.started.append(run)
+def run_interrupted(operator: Operator, fault: str, jobs: int, env: dict[str, str]) -> dict:
+    """Run `upgrade-all-tenants --jobs N --json` with `fault` in its process; assert exit 130, the run
+    closed `interrupted` and report, tenants and ledger in agreement; return the report."""
+    run = operator.start(["upgrade-all-tenants", "--jobs", str(jobs), "--json"], before=fault, **env)
     out, err = operator.wait(run)
     assert run.returncode == 130, out + err
-    return json.loads(out), run.returncode
-
-
-def report_is_the_truth(fleet: Tenancy, report: dict, slugs: list[str]) -> dict[str, str]:
-    """Assert that the report, the ledger and the tenants agree, and the run row is closed; return slug: status."""
+    report = json.loads(out)
     assert report["status"] == "interrupted"
-    ran = {r["slug"]: r["status"] for r in report["results"]}
-    assert sorted([*ran, *report["not_started"]]) == slugs
-    assert {slug: live(fleet, slug) for slug in slugs} == {s: "0004" if ran.get(s) == "ok" else "0003" for s in slugs}
-    with fleet.control_engine.connect() as conn:
-        recorded = conn.execute(select(tenant_results.c.tenant_slug, tenant_results.c.status)
-                                .where(tenant_results.c.run_id == report["run_id"])).all()
-    assert dict(recorded) == ran  # the ledger has what the report has
-    assert run_status(fleet, report["run_id"]) == "interrupted"  # not left `running`
-    return ran
+    return report
 
 
 @pytest.mark.slow
@@ -422,8 +414,9 @@ def test_ctrl_c_while_a_result_is_recorded_loses_no_result(  # type: ignore[no-u
     slugs = [f"r{i}" for i in range(6)]
     fleet, chain_env = slow_fleet(settings, env, tmp_path, slugs, 0.3)
     try:
-        report, _ = run_interrupted(operator, INTERRUPT_WHILE_RECORDING, 2, chain_env)
-        ran = report_is_the_truth(fleet, report, slugs)
+        report = run_interrupted(operator, INTERRUPT_WHILE_RECORDING, 2, chain_env)
+        ran = report_matches_tenants_and_ledger(fleet, report, slugs)
+        assert run_status(fleet, report["run_id"]) == "interrupted"  # not left `running`
         assert len(ran) >= 2 and set(ran.values()) == {"ok"}  # the result being recorded is in the report
     finally:
         fleet.close()
@@ -438,8 +431,9 @@ def test_ctrl_c_just_after_a_commit_with_one_job_records_the_tenant_ok(  # type:
     slugs = ["c1", "c2", "c3"]
     fleet, chain_env = slow_fleet(settings, env, tmp_path, slugs, 0)
     try:
-        report, _ = run_interrupted(operator, INTERRUPT_AFTER_A_COMMIT, 1, chain_env)
-        assert report_is_the_truth(fleet, report, slugs) == {"c1": "ok"} and report["not_started"] == ["c2", "c3"]
+        report = run_interrupted(operator, INTERRUPT_AFTER_A_COMMIT, 1, chain_env)
+        assert report_matches_tenants_and_ledger(fleet, report, slugs) == {"c1": "ok"}
+        assert report["not_started"] == ["c2", "c3"] and run_status(fleet, report["run_id"]) == "interrupted"
         assert "committed; then interrupted (Ctrl-C)" in report["results"][0]["detail"]
     finally:
         fleet.close()
