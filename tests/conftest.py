@@ -42,6 +42,10 @@ pytest_plugins = ["tests.console_support"]
 os.environ["PGGSSENCMODE"] = "disable"
 os.environ["PGSSLMODE"] = "disable"
 
+# Found once, at start: the Dropper's and Copies' threads run psql while a test may have pointed
+# PATH elsewhere (tests/migrate/test_pg_template.py hides pg_dump that way), and a lookup then
+# failed three drops at the end of a CI run.
+PSQL = shutil.which("psql")
 PG_ADMIN_URL = os.environ.get("PORTAL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -73,7 +77,9 @@ def admin_execute(sql: str, admin_url: str = PG_ADMIN_URL) -> None:
     Through psql, not psycopg2: the Dropper's and Copies' threads call this while the test itself
     connects, and libpq in another process cannot crash this one (see PGSSLMODE above).
     """
-    command = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", admin_url, "-c", sql]
+    if PSQL is None:
+        raise RuntimeError("psql is not on PATH: the tests create and drop their databases with it")
+    command = [PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", admin_url, "-c", sql]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     except OSError:  # psql never started (seen once in a full run: EFAULT from exec): nothing ran, so once more
