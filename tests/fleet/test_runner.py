@@ -258,10 +258,11 @@ def test_a_maintenance_run_after_a_failed_upgrade_does_not_hide_the_failure(tena
     assert live(fleet, "bad") == "0005"
 
 
-# Every tenant but 'aaa_bad' sleeps 1 s in 0004; aaa_bad fails at once (its stock breaks the constraint).
+# Every tenant but 'aaa_bad' sleeps 1 s in 0004; aaa_bad sleeps 0.3 s, then fails (its stock breaks the constraint).
 SLOW_BUT_THE_BAD_ONE = {
     "0004": ("0003", """
-        op.execute("DO $$BEGIN IF current_schema() <> 'tenant_aaa_bad' THEN PERFORM pg_sleep(1); END IF; END$$")
+        op.execute("DO $$BEGIN IF current_schema() <> 'tenant_aaa_bad' THEN PERFORM pg_sleep(1); "
+                   "ELSE PERFORM pg_sleep(0.3); END IF; END$$")
         op.create_check_constraint("stock_below_1000", "products", "stock < 1000")
         """, ""),
 }
@@ -270,16 +271,21 @@ SLOW_BUT_THE_BAD_ONE = {
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_fail_fast_stops_tenants_waiting_in_the_workers_queue(tenancy: Tenancy, chained) -> None:  # type: ignore[no-untyped-def]
     # With 2 workers, 4 tenants are in flight: aaa_bad and bbb running, ccc and ddd queued. aaa_bad's
-    # worker is free at once: it must not start ccc after aaa_bad failed, before the runner hears of it.
+    # worker is free first (0.3 s against 1 s): it must not start ccc after aaa_bad failed, before the
+    # runner hears of it. On a loaded machine the second worker may start after aaa_bad failed: then
+    # bbb rightly does not start either (seen once in CI), so bbb is either ok or not started.
     make_tenants(tenancy, ["aaa_bad"], stock=5000)
     make_tenants(tenancy, ["bbb", "ccc", "ddd", "eee"])
     fleet = chained(SLOW_BUT_THE_BAD_ONE)
     report = upgrade_tenants(fleet, Selection(), options=RunOptions(jobs=2, fail_fast=True))
     final = report.final()
-    assert final["aaa_bad"].status == "failed" and final["bbb"].status == "ok"
-    assert sorted(report.not_started) == ["ccc", "ddd", "eee"] and report.exit_code == 1
-    assert [live(fleet, s) for s in ("aaa_bad", "bbb", "ccc", "ddd", "eee")] == ["0003", "0004", "0003", "0003", "0003"]
-    assert set(last_results(fleet.control_engine)) >= {"aaa_bad", "bbb"}
+    bbb_ran = "bbb" in final
+    assert final["aaa_bad"].status == "failed" and (not bbb_ran or final["bbb"].status == "ok")
+    assert sorted(report.not_started) == sorted({"bbb", "ccc", "ddd", "eee"} - set(final))
+    assert report.exit_code == 1
+    assert [live(fleet, s) for s in ("aaa_bad", "bbb", "ccc", "ddd", "eee")] == \
+        ["0003", "0004" if bbb_ran else "0003", "0003", "0003", "0003"]
+    assert set(last_results(fleet.control_engine)) >= set(final)
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
