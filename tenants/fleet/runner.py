@@ -46,9 +46,8 @@ class FleetRun:
         # Results are written with commits that do not wait for their WAL flush (see core.engines).
         self.ledger = tenancy.engines.get(tenancy.settings.control_url, durable_commits=False)
         self.results = ResultBuffer(self.ledger)
-        stale_after = options.stale_after or tenancy.settings.lock_stale_after
-        self.lock = FleetLock(self.engine, stale_after=stale_after)
-        self.heartbeat = Heartbeat(self.lock, every=min(options.heartbeat_every, stale_after / 3))
+        self.lock = FleetLock(self.engine, stale_after=options.stale_after or tenancy.settings.lock_stale_after)
+        self.heartbeat = Heartbeat(self.lock, every=min(options.heartbeat_every, self.lock.stale_after / 3))
         self.pool = WorkerPool(tenancy, (self.ledger,))
         self.done, self.total = 0, len(plan.pending) + len(plan.errors)
         self.stop: str | None = None
@@ -61,9 +60,12 @@ class FleetRun:
         if self.options.dry_run:
             report.notes += self._checks()
             return self._finish("dry-run")
+        with interrupt_requests_stop(self._interrupt):  # on record from here: one Ctrl-C stops it, wherever it lands
+            return self._execute(plan, report)
+
+    def _execute(self, plan: Plan, report: RunReport) -> RunReport:
         # The ledger of tenants found at target is corrected (a run killed after their commit, or before its write).
-        stale = correct_ledger(self.engine, {item.slug: item.current for item in plan.at_target})
-        if stale:
+        if stale := correct_ledger(self.engine, {item.slug: item.current for item in plan.at_target}):
             report.notes.append(f"ledger corrected for {len(stale)} tenants found at target: " + ", ".join(stale[:10]))
         if not plan.pending and not plan.errors:
             report.run_id = start_run(self.engine, self.report.kind, plan.target, self.options.started_by,
@@ -165,23 +167,22 @@ class FleetRun:
         return "busy" if any(result.status == "busy" for result in final) else "ok"
 
     def _run_all(self) -> None:
-        with interrupt_requests_stop(self._interrupt):  # canary, the rest, the retries: one Ctrl-C stops them all
-            pending, canary = self.plan.pending, self.options.canary
-            if canary:
-                self._run_batch(pending[:canary])
-                if any(r.status != "ok" for r in self.report.final().values()) and not self.stop:
-                    self.stop = "canary-failed"
-                    self.report.notes.append(f"canary of {canary} tenants failed: no other tenant was started")
-                pending = pending[canary:]
-            self._run_batch(pending)
-            if self.options.retry_busy and not self.stop:
-                final = self.report.final()
-                again = [item for item in self.plan.pending if final.get(item.slug) and
-                         final[item.slug].status in ("busy", "timeout")]
-                if again:
-                    self.report.notes.append(f"retrying {len(again)} busy or timed-out tenants once")
-                    self.total += len(again)
-                    self._run_batch(again)
+        pending, canary = self.plan.pending, self.options.canary
+        if canary:
+            self._run_batch(pending[:canary])
+            if any(r.status != "ok" for r in self.report.final().values()) and not self.stop:
+                self.stop = "canary-failed"
+                self.report.notes.append(f"canary of {canary} tenants failed: no other tenant was started")
+            pending = pending[canary:]
+        self._run_batch(pending)
+        if self.options.retry_busy and not self.stop:
+            final = self.report.final()
+            again = [item for item in self.plan.pending if final.get(item.slug) and
+                     final[item.slug].status in ("busy", "timeout")]
+            if again:
+                self.report.notes.append(f"retrying {len(again)} busy or timed-out tenants once")
+                self.total += len(again)
+                self._run_batch(again)
 
     def _should_stop(self) -> bool:
         if self.heartbeat.lost.is_set():

@@ -439,6 +439,56 @@ def test_ctrl_c_just_after_a_commit_with_one_job_records_the_tenant_ok(  # type:
         fleet.close()
 
 
+INTERRUPT_IN_RUNNER = """
+import os, signal
+from tenants.fleet import runner
+real = runner.{name}
+def interrupted(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGINT)
+    return real(*args, **kwargs)
+runner.{name} = interrupted
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_as_the_run_row_is_opened_starts_no_tenant_and_closes_the_row(  # type: ignore[no-untyped-def]
+        pg_fleet, operator: Operator, tmp_path: Path) -> None:
+    # Before any tenant: a KeyboardInterrupt here left the run row `running` for good (the lock was freed).
+    settings, env = pg_fleet
+    slugs = ["s1", "s2", "s3"]
+    fleet, chain_env = slow_fleet(settings, env, tmp_path, slugs, 0)
+    try:
+        report = run_interrupted(operator, INTERRUPT_IN_RUNNER.format(name="start_run"), 2, chain_env)
+        assert report_matches_tenants_and_ledger(fleet, report, slugs) == {}
+        assert report["not_started"] == slugs and run_status(fleet, report["run_id"]) == "interrupted"
+        assert lock_row(fleet) is None
+    finally:
+        fleet.close()
+
+
+@pytest.mark.slow
+def test_ctrl_c_as_the_run_row_is_closed_records_what_happened(  # type: ignore[no-untyped-def]
+        pg_fleet, operator: Operator, tmp_path: Path) -> None:
+    # Every tenant had finished: the run is ok, and its row says so (it stayed `running` before).
+    # The same for a run with nothing to do, whose row is opened and closed at once.
+    settings, env = pg_fleet
+    slugs = ["f1", "f2", "f3"]
+    fleet, chain_env = slow_fleet(settings, env, tmp_path, slugs, 0)
+    try:
+        for expected in ("ok", "at-target"):
+            run = operator.start(["upgrade-all-tenants", "--jobs", "2", "--json"],
+                                 before=INTERRUPT_IN_RUNNER.format(name="finish_run"), **chain_env)
+            out, err = operator.wait(run)
+            assert run.returncode == 0, out + err
+            report = json.loads(out)
+            assert report["status"] == "ok" and run_status(fleet, report["run_id"]) == "ok"
+            assert {r["slug"]: r["status"] for r in report["results"]} == dict.fromkeys(slugs, expected)
+            assert [live(fleet, slug) for slug in slugs] == ["0004"] * 3
+            assert lock_row(fleet) is None
+    finally:
+        fleet.close()
+
+
 def corrupt(path: Path) -> None:
     """Overwrite a SQLite file's header, as a disk fault or a stray write would."""
     data = bytearray(path.read_bytes())

@@ -1,6 +1,8 @@
 """Runs handed to Celery under faults: a lost message or a dead task never leaves the run waiting for ever."""
 
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +15,7 @@ from tenants.core.control_schema import fleet_locks, migration_runs, tenant_resu
 from tenants.core.settings import TenantSettings
 from tenants.core.tenancy import Tenancy
 from tenants.migrate.control import ensure_control
-from tests.fault_support import Operator, with_secret
+from tests.fault_support import Operator, wait_for, with_secret
 from tests.fleet_support import LOGGED, SLOW, live, make_tenants, with_chain, write_chain
 from tests.scale_support import active_sleeps, celery_env, purge_queue, workers
 
@@ -115,3 +117,52 @@ def test_lost_tasks_without_workers_end_in_failed_records_and_wait_has_a_timeout
     assert all(len(r) == 1 and r[0][0] == "failed" and "no worker ran the task" in r[0][1] for r in found.values())
     assert all(live(fleet, slug) == "0003" for slug in found)
     assert run_state(fleet, run_id) == ("failed", 0)
+
+
+def handed_off(tenancy: Tenancy) -> bool:
+    with tenancy.control_engine.connect() as conn:
+        return conn.execute(select(fleet_locks.c.host)).scalar() == "celery workers"
+
+
+def test_ctrl_c_while_following_stops_following_and_leaves_the_run_to_the_workers(celery_fleet) -> None:  # type: ignore[no-untyped-def]
+    # No worker runs: the run is handed off, its first task waits in the queue, the command follows it.
+    fleet, env, operator = celery_fleet
+    command = operator.start(["upgrade-all-tenants", "--via", "celery", "--jobs-per-server", "1", "--json"])
+    wait_for(lambda: handed_off(fleet) or command.poll() is not None, timeout=30)
+    time.sleep(0.3)  # following: past the hand-off's last write
+    os.kill(command.pid, signal.SIGINT)
+    out, err = operator.wait(command, timeout=30)
+    assert command.returncode == 130, out + err
+    report = json.loads(out)
+    assert report["status"] == "interrupted"
+    assert any(f"stopped following run {report['run_id']}" in note for note in report["notes"])
+    assert run_state(fleet, report["run_id"]) == ("running", 1)  # the run goes on: the workers hold its lock
+    client = redis.Redis.from_url(env["CELERY_BROKER_URL"])
+    try:
+        assert client.llen(env["CELERY_QUEUE"]) == 1  # the first task is still there for a worker
+    finally:
+        client.close()
+
+
+INTERRUPT_AS_THE_RUN_OPENS = """
+import os, signal
+from tenants.fleet import runner
+real = runner.start_run
+def interrupted(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGINT)
+    return real(*args, **kwargs)
+runner.start_run = interrupted
+"""
+
+
+def test_ctrl_c_before_the_hand_off_sends_nothing_and_closes_the_run(celery_fleet) -> None:  # type: ignore[no-untyped-def]
+    fleet, env, operator = celery_fleet
+    command = operator.start(["upgrade-all-tenants", "--via", "celery", "--jobs-per-server", "1", "--json"],
+                             before=INTERRUPT_AS_THE_RUN_OPENS)
+    out, err = operator.wait(command, timeout=60)
+    assert command.returncode == 130, out + err
+    report = json.loads(out)
+    assert report["status"] == "interrupted" and report["not_started"] == ["c1", "c2", "c3", "c4"]
+    assert run_state(fleet, report["run_id"]) == ("interrupted", 0)
+    assert results(fleet, report["run_id"]) == {} and all(live(fleet, s) == "0003" for s in ("c1", "c2", "c3", "c4"))
+    assert lose_queued_messages(env) == 0  # nothing was sent

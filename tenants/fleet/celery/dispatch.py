@@ -68,7 +68,9 @@ class CeleryFleetRun(FleetRun):
     handed_off = False
 
     def _run_all(self) -> None:
-        if not self.plan.pending:
+        if self.stop:  # Ctrl-C before the hand-off: nothing is sent
+            self.report.not_started += [item.slug for item in self.plan.pending]
+        if self.stop or not self.plan.pending:
             return
         from tenants.fleet.celery.app import app
 
@@ -152,33 +154,32 @@ class CeleryFleetRun(FleetRun):
         last_check = time.monotonic()
         timeout = self.options.wait_timeout
         stall_after = self.tenancy.settings.stall_after
-        try:
-            while True:
-                if timeout is not None and time.monotonic() - self.report.started > timeout:
-                    self.stop = "wait-timeout"
-                    self.report.notes.append(f"stopped waiting after --timeout {timeout:g} s; the run goes on in "
-                                             f"the workers: 'manage.py run-status {run_id}' reports it")
+        while True:
+            if self.stop == "interrupted":  # Ctrl-C (tenants.fleet.interrupt): this process stops, the run does not
+                self.report.notes.append(f"stopped following run {run_id}; its tenants go on in the workers: "
+                                         f"'manage.py run-status {run_id}' reports it")
+                return
+            if timeout is not None and time.monotonic() - self.report.started > timeout:
+                self.stop = "wait-timeout"
+                self.report.notes.append(f"stopped waiting after --timeout {timeout:g} s; the run goes on in "
+                                         f"the workers: 'manage.py run-status {run_id}' reports it")
+                return
+            for result_id, result in results_since(self.engine, run_id, self.seen):
+                self.seen = result_id
+                self._show(result)
+                have.add(result.slug)
+            if expected <= have and finalise_if_complete(self.engine, run_id):
+                return
+            if time.monotonic() - last_check > 2:
+                last_check = time.monotonic()
+                if self._run_status(run_id) != "running":
+                    self.report.notes.append(f"run {run_id} was closed while tenants were left: "
+                                             "another run took the fleet lock over")
                     return
-                for result_id, result in results_since(self.engine, run_id, self.seen):
-                    self.seen = result_id
-                    self._show(result)
-                    have.add(result.slug)
-                if expected <= have and finalise_if_complete(self.engine, run_id):
-                    return
-                if time.monotonic() - last_check > 2:
-                    last_check = time.monotonic()
-                    if self._run_status(run_id) != "running":
-                        self.report.notes.append(f"run {run_id} was closed while tenants were left: "
-                                                 "another run took the fleet lock over")
-                        return
-                    for note in watch_run(self.tenancy, run_id, stall_after):  # shown next time round
-                        self.report.notes.append(note)
-                        self.emit("note", note)
-                time.sleep(POLL_SECONDS)
-        except KeyboardInterrupt:
-            self.stop = "interrupted"
-            self.report.notes.append(f"stopped following run {run_id}; its tenants go on in the workers: "
-                                     f"'manage.py run-status {run_id}' reports it")
+                for note in watch_run(self.tenancy, run_id, stall_after):  # shown next time round
+                    self.report.notes.append(note)
+                    self.emit("note", note)
+            time.sleep(POLL_SECONDS)
 
     def _show(self, result: TenantResult) -> None:
         if result.status == NOT_STARTED:
