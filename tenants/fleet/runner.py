@@ -209,8 +209,8 @@ class FleetRun:
         self._run_pooled(slots, jobs)
 
     def _interrupt(self) -> None:
-        """Ctrl-C: no other tenant starts; one running in this process is abandoned, the workers' finish."""
-        self.stop = "interrupted"
+        """Ctrl-C: no new tenant starts, one running here is abandoned; a run already stopping keeps its cause."""
+        self.stop = self.stop or "interrupted"
         self.pool.halt()
         if self.in_tenant:
             self.in_tenant = False  # raised once: a second Ctrl-C cannot interrupt the handling of the first

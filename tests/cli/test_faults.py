@@ -122,16 +122,24 @@ def test_a_run_that_loses_its_lock_stops_and_exits_3(pg_fleet, operator: Operato
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("then_ctrl_c", [False, True], ids=["lost", "lost-then-ctrl-c"])
 def test_a_pooled_run_that_loses_its_lock_starts_none_of_its_queued_tenants(  # type: ignore[no-untyped-def]
-        pg_fleet, operator: Operator, tmp_path: Path) -> None:
+        pg_fleet, operator: Operator, tmp_path: Path, then_ctrl_c: bool) -> None:
     # Tenants of 3 s: the lost lock is found within a heartbeat (1 s), and the run stops within its next turn.
+    # A Ctrl-C after that changes nothing: the run stopped for its lost lock, and says so once.
     fleet, slugs = two_under_way(pg_fleet, operator, tmp_path, 3, PORTAL_LOCK_STALE_AFTER="3")
     try:
         row = lock_row(fleet)
         take_over(fleet, row.run_id)
+        if then_ctrl_c:
+            time.sleep(1.5)  # a heartbeat has found the lock lost; the tenants under way still run
+            os.kill(operator.started[-1].pid, signal.SIGINT)
         out, err = operator.wait(operator.started[-1])
         assert operator.started[-1].returncode == 3, out + err
-        only_those_under_way_ran(fleet, json.loads(out), slugs)
+        report = json.loads(out)
+        assert report["status"] == "lock-lost"
+        assert sum("lost the fleet lock" in note for note in report["notes"]) == 1, report["notes"]
+        only_those_under_way_ran(fleet, report, slugs)
         assert run_status(fleet, row.run_id) == "aborted" and lock_row(fleet).run_id == "taker"
     finally:
         fleet.close()
