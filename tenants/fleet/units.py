@@ -18,7 +18,7 @@ from tenants.core.settings import TenantSettings
 from tenants.core.storage import TenantStorage, storage_for
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.tasks import UNIT_PREFIX, get_task, run_task
-from tenants.migrate.lifecycle import create_unit
+from tenants.migrate.lifecycle import create_unit, creation_read_back
 from tenants.migrate.unit import failure, migrate_tenant_unit, migration_read_back
 
 # A unit: (tenancy, storage, params) -> TenantResult.
@@ -104,15 +104,17 @@ def read_back_result(settings: TenantSettings, slug: str, database_url: str | No
                      event: str) -> TenantResult:
     """The result of a unit that ended without one (`event`: its worker died, Ctrl-C), given run_unit's arguments.
 
-    A migration's is read from the tenant (it may have committed first); any other unit failed:
-    its transaction, if it had begun one, was rolled back.
+    A migration's is read from the tenant, a creation's from the registry (either may have committed
+    first); any other unit failed: its transaction, if it had begun one, was rolled back.
     """
-    if unit == "migrate" and not params.get("rehearse"):
+    if unit in ("migrate", "create") and not params.get("rehearse"):
+        tenancy = process_tenancy(settings)
         try:
-            storage = storage_for(slug, database_url, settings.control_url, settings.tenant_dir,
-                                  process_tenancy(settings).engines)
+            storage = storage_for(slug, database_url, settings.control_url, settings.tenant_dir, tenancy.engines)
         except Exception as error:
             return failure(slug, error, time.perf_counter(), params.get("from"))
+        if unit == "create":
+            return creation_read_back(tenancy, storage, event)
         return migration_read_back(storage, params, event, settings.lock_timeout)
     return TenantResult(slug, "failed", params.get("from"), None, 0.0,
                         f"tenant {slug!r}: {event} while it ran or before it started; a transaction it had begun "

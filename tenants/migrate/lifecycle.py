@@ -18,7 +18,7 @@ from tenants.core.registry import Tenant, TenantRegistry
 from tenants.core.storage import TenantStorage, storage_for
 from tenants.core.tenancy import Tenancy
 from tenants.migrate.errors import MigrationTimeout
-from tenants.migrate.migrator import MigrationOutcome
+from tenants.migrate.migrator import MigrationOutcome, current_revision
 from tenants.migrate.templates import Template, bring_to_head, create_from
 from tenants.migrate.unit import failure, timeouts
 
@@ -149,6 +149,30 @@ def create_unit(tenancy: Tenancy, storage: TenantStorage, params: dict) -> Tenan
         "copied the template at head" if template.path else "ran the template at head")
     return TenantResult(storage.slug, "ok", None, outcome.to_revision, (time.perf_counter() - started) * 1000,
                         None, f"created ({how})")
+
+
+def creation_read_back(tenancy: Tenancy, storage: TenantStorage, event: str) -> TenantResult:
+    """The result of a creation that ended without one (`event`: its worker died, Ctrl-C), read from the registry.
+
+    provision_tenant marks the row active only once the storage is at head, and undoes its work on
+    any exception, Ctrl-C included: an active row is a finished creation, no row an undone one, and
+    a row left `provisioning` (its process killed) is finished by creating the tenant again.
+    """
+    slug = storage.slug
+    try:
+        tenant = tenancy.registry.find(slug)
+        revision = current_revision(storage) if tenant is not None and tenant.status == "active" else None
+    except Exception as error:  # unreadable: nothing says it was created
+        return TenantResult(slug, "failed", None, None, 0.0,
+                            f"tenant {slug!r}: {event}; its creation could not be read back ({error})")
+    if tenant is None:
+        return TenantResult(slug, "failed", None, None, 0.0, f"tenant {slug!r}: {event} before it was created; "
+                            "nothing of it is left")
+    if tenant.status == "active":
+        return TenantResult(slug, "ok", None, revision, 0.0, None,
+                            f"created; then {event} (read back from the registry)")
+    return TenantResult(slug, "failed", None, None, 0.0, f"tenant {slug!r}: {event} while it was created; it is "
+                        f"left {tenant.status}: 'manage.py create-tenant {slug}' finishes it")
 
 
 def _abandoned(tenant: Tenant) -> bool:

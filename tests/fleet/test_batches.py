@@ -141,6 +141,31 @@ def test_a_batch_whose_worker_dies_has_each_tenant_read_back(settings, tmp_path:
         fleet_.close()
 
 
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"], indirect=True)
+def test_a_batch_of_creations_whose_worker_dies_has_each_tenant_read_back(settings, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                          tenancy: Tenancy) -> None:
+    # t11 is created, t12_dies kills the worker while its chain runs, t13 never starts: the registry
+    # says which is which (an abandoned row is finished by creating the tenant again).
+    fleet_ = Tenancy(with_chain(settings, write_chain(tmp_path, KILLS_ITS_WORKER)))
+    pool = WorkerPool(fleet_)
+    try:
+        slugs = ("t11", "t12_dies", "t13")
+        future = pool.submit(1, [(fleet_.settings, slug, None, "create", {}) for slug in slugs])
+        wait([future])
+        outcomes = [result for result, _ in pool.results(future)]
+        assert [(r.slug, r.status, r.to_revision) for r in outcomes] == [
+            ("t11", "ok", "0004"), ("t12_dies", "failed", None), ("t13", "failed", None)]
+        assert outcomes[0].detail.startswith("created; then a worker process died (")
+        assert outcomes[1].error.endswith("while it was created; it is left provisioning: "
+                                          "'manage.py create-tenant t12_dies' finishes it"), outcomes[1].error
+        assert outcomes[2].error.endswith("before it was created; nothing of it is left"), outcomes[2].error
+        assert {t.slug: t.status for t in fleet_.registry.all()} == {"t11": "active", "t12_dies": "provisioning"}
+        assert live(fleet_, "t11") == "0004"
+    finally:
+        pool.close()
+        fleet_.close()
+
+
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_a_read_back_waits_for_the_dead_workers_transaction_to_end(tenancy: Tenancy) -> None:  # type: ignore[no-untyped-def]
     # A session still holds the tenant's lock with its commit under way (its client is gone): the

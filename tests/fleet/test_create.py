@@ -158,3 +158,35 @@ def test_a_killed_bulk_leaves_every_tenant_created_or_recoverable(settings, cli_
             tenancy.close()
     finally:
         operator.close()
+
+
+INTERRUPT_AFTER_A_CREATION = """
+import os, signal
+from tenants.fleet import runner
+run_unit = runner.run_unit
+def created_then_interrupted(*args):
+    result = run_unit(*args)
+    os.kill(os.getpid(), signal.SIGINT)
+    return result
+runner.run_unit = created_then_interrupted
+"""
+
+
+def test_ctrl_c_just_after_a_creation_records_the_tenant_created(settings, cli_env, tenancy):
+    # With one job the tenant is created in the runner's process: Ctrl-C after its creation committed
+    # interrupts it there. The registry says it was created; "rolled back" would be a lie in the ledger.
+    operator = Operator(cli_env)
+    try:
+        run = operator.start(["create-tenant", "n1", "n2", "n3", "--jobs", "1"], before=INTERRUPT_AFTER_A_CREATION)
+        out, err = operator.wait(run)
+        assert run.returncode == 130, out + err
+        assert "[1/3 n1] base -> 0003 ok" in out and "2 not started" in out, out
+    finally:
+        operator.close()
+    assert {t.slug: t.status for t in tenancy.registry.all()} == {"n1": "active"}
+    assert live(tenancy, "n1") == "0003" and not storage_exists(tenancy, "n2")
+    with tenancy.control_engine.connect() as conn:
+        recorded = conn.execute(select(tenant_results.c.tenant_slug, tenant_results.c.status,
+                                       tenant_results.c.to_revision, tenant_results.c.detail)).all()
+    assert [tuple(r) for r in recorded] == [
+        ("n1", "ok", "0003", "created; then interrupted (Ctrl-C) (read back from the registry)")]
