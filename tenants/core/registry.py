@@ -51,6 +51,12 @@ class TenantRegistry:
         rows = self._rows(self._columns().where(tenants.c.slug == slug))
         return rows[0] if rows else None
 
+    def find_many(self, slugs: list[str]) -> dict[str, Tenant]:
+        """Return the tenants of `slugs` that exist, by slug (in chunks: SQLite takes at most 999 parameters)."""
+        found = [tenant for start in range(0, len(slugs), 900)
+                 for tenant in self._rows(self._columns().where(tenants.c.slug.in_(slugs[start:start + 900])))]
+        return {tenant.slug: tenant for tenant in found}
+
     def get(self, slug: str) -> Tenant:
         """Return the tenant or raise TenantNotFound."""
         tenant = self.find(slug)

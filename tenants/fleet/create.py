@@ -21,7 +21,7 @@ from tenants.fleet.options import RunOptions
 from tenants.fleet.report import RunReport
 from tenants.fleet.runner import Event, FleetRun
 from tenants.migrate.control import ensure_control
-from tenants.migrate.lifecycle import TenantSpec, provision_tenant
+from tenants.migrate.lifecycle import TenantSpec, ours_to_finish, provision_tenant
 from tenants.migrate.plan import Plan, TenantPlan
 from tenants.migrate.templates import Template, head_template
 from tenants.safety.gate import creation_gate
@@ -97,6 +97,9 @@ def create_tenants(tenancy: Tenancy, specs: list[TenantSpec], options: RunOption
     items = [TenantPlan(Tenant(spec.slug, spec.display_name or spec.slug, "provisioning", None, spec.database_url,
                                now), "pending", None, ["head"]) for spec in specs]
     plan = Plan(KIND, "head", tenancy.head(), items)
+    # A slug taken already (but by a failed or abandoned attempt) can only fail with TenantExists: a creation
+    # read back from the registry (fleet.units) must not take that row for its own.
+    taken = {slug for slug, tenant in tenancy.registry.find_many(slugs).items() if not ours_to_finish(tenant)}
     templates: dict[str, Template | None] = {}
 
     def build_templates(tenancy: Tenancy, plan: Plan, options: object) -> list[str]:
@@ -111,6 +114,7 @@ def create_tenants(tenancy: Tenancy, specs: list[TenantSpec], options: RunOption
         spec = by_slug[item.slug]
         return {"name": spec.display_name, "database_url": spec.database_url,
                 "template": templates[_dialect(tenancy, spec.database_url)],
-                "lock_timeout": options.lock_timeout, "statement_timeout": options.statement_timeout}
+                "lock_timeout": options.lock_timeout, "statement_timeout": options.statement_timeout,
+                "taken_before": item.slug in taken}
 
     return FleetRun(tenancy, plan, "create", params, options, on_event, (build_templates,)).execute()

@@ -114,7 +114,7 @@ def read_back_result(settings: TenantSettings, slug: str, database_url: str | No
         except Exception as error:
             return failure(slug, error, time.perf_counter(), params.get("from"))
         if unit == "create":
-            return creation_read_back(tenancy, storage, event)
+            return creation_read_back(tenancy, storage, params, event)
         return migration_read_back(storage, params, event, settings.lock_timeout)
     return TenantResult(slug, "failed", params.get("from"), None, 0.0,
                         f"tenant {slug!r}: {event} while it ran or before it started; a transaction it had begun "

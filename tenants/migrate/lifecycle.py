@@ -151,14 +151,18 @@ def create_unit(tenancy: Tenancy, storage: TenantStorage, params: dict) -> Tenan
                         None, f"created ({how})")
 
 
-def creation_read_back(tenancy: Tenancy, storage: TenantStorage, event: str) -> TenantResult:
+def creation_read_back(tenancy: Tenancy, storage: TenantStorage, params: dict, event: str) -> TenantResult:
     """The result of a creation that ended without one (`event`: its worker died, Ctrl-C), read from the registry.
 
     provision_tenant marks the row active only once the storage is at head, and undoes its work on
     any exception, Ctrl-C included: an active row is a finished creation, no row an undone one, and
-    a row left `provisioning` (its process killed) is finished by creating the tenant again.
+    a row left `provisioning` (its process killed) is finished by creating the tenant again. A slug
+    taken before the run (params['taken_before']) could only fail: its row is another tenant's.
     """
     slug = storage.slug
+    if params.get("taken_before"):
+        return TenantResult(slug, "failed", None, None, 0.0, f"tenant {slug!r} already exists; then {event}: "
+                            "it is unchanged")
     try:
         tenant = tenancy.registry.find(slug)
         revision = current_revision(storage) if tenant is not None and tenant.status == "active" else None
@@ -173,6 +177,11 @@ def creation_read_back(tenancy: Tenancy, storage: TenantStorage, event: str) -> 
                             f"created; then {event} (read back from the registry)")
     return TenantResult(slug, "failed", None, None, 0.0, f"tenant {slug!r}: {event} while it was created; it is "
                         f"left {tenant.status}: 'manage.py create-tenant {slug}' finishes it")
+
+
+def ours_to_finish(tenant: Tenant) -> bool:
+    """Return whether creating `tenant`'s slug again finishes an earlier attempt (failed, or its process gone)."""
+    return tenant.status == "failed" or (tenant.status == "provisioning" and _abandoned(tenant))
 
 
 def _abandoned(tenant: Tenant) -> bool:

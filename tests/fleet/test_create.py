@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import time
 
 import pytest
@@ -190,3 +191,26 @@ def test_ctrl_c_just_after_a_creation_records_the_tenant_created(settings, cli_e
                                        tenant_results.c.to_revision, tenant_results.c.detail)).all()
     assert [tuple(r) for r in recorded] == [
         ("n1", "ok", "0003", "created; then interrupted (Ctrl-C) (read back from the registry)")]
+
+
+@pytest.mark.parametrize("status", ["active", "suspended", "provisioning"])
+def test_ctrl_c_as_a_taken_slug_fails_never_claims_its_row(settings, cli_env, tenancy, status):
+    # The first slug is another tenant's (or being created by a live process): the creation failed
+    # with TenantExists, then Ctrl-C. Its row is not this run's creation, whatever its status.
+    make_tenants(tenancy, ["taken"])
+    if status != "active":
+        tenancy.registry.set_status("taken", status, f"being created by pid {os.getpid()} on {socket.gethostname()}")
+    operator = Operator(cli_env)
+    try:
+        run = operator.start(["create-tenant", "taken", "n1", "--jobs", "1"], before=INTERRUPT_AFTER_A_CREATION)
+        out, err = operator.wait(run)
+        assert run.returncode == 130, out + err
+    finally:
+        operator.close()
+    assert {t.slug: t.status for t in tenancy.registry.all()} == {"taken": status}
+    run_id = out.split(" run ")[-1].split()[0]
+    with tenancy.control_engine.connect() as conn:
+        recorded = conn.execute(select(tenant_results.c.tenant_slug, tenant_results.c.status, tenant_results.c.error)
+                                .where(tenant_results.c.run_id == run_id)).all()
+    assert [tuple(r) for r in recorded] == [
+        ("taken", "failed", "tenant 'taken' already exists; then interrupted (Ctrl-C): it is unchanged")]
