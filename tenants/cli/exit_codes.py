@@ -25,7 +25,7 @@ from tenants.core.errors import (
     TenantNotFound,
 )
 from tenants.fleet.errors import BrokerUnreachable, FleetLocked, RunNotHere, UnknownRun
-from tenants.fleet.report import EXIT_COULD_NOT_START, EXIT_FAILED, EXIT_USAGE
+from tenants.fleet.report import EXIT_COULD_NOT_START, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from tenants.migrate.errors import InvalidRevision, MigrationFailed, MigrationTimeout
 from tenants.safety.errors import AdoptionRefused, BackupFailed, BackupNotFound, GateBlocked, InvalidBackupSetting
 
@@ -79,6 +79,8 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         except TenantError as e:
             fail(str(e), exit_code_for(e))
+        except KeyboardInterrupt:  # a fleet run ends with its report instead (tenants.fleet.interrupt)
+            fail("interrupted (Ctrl-C)", EXIT_INTERRUPTED)
         except Exception as e:
             # A database that went away where no library call expected it: one line, not a traceback.
             from sqlalchemy.exc import InterfaceError, OperationalError

@@ -23,7 +23,7 @@ from tenants.migrate.templates import Template, bring_to_head, create_from
 from tenants.migrate.unit import failure, timeouts
 
 
-def _failure_result(slug: str, from_rev: str | None, error: Exception, started: float) -> TenantResult:
+def _failure_result(slug: str, from_rev: str | None, error: BaseException, started: float) -> TenantResult:
     status = "timeout" if isinstance(error, MigrationTimeout) else (
         "unreachable" if isinstance(error, StorageUnavailable) else "failed")
     return TenantResult(slug, status, from_rev, None, (time.perf_counter() - started) * 1000,
@@ -33,16 +33,24 @@ def _failure_result(slug: str, from_rev: str | None, error: Exception, started: 
 def run_single(tenancy: Tenancy, kind: str, slug: str, target: str | None,
                work: Callable[[TenantStorage], MigrationOutcome], started_by: str | None = None,
                storage: TenantStorage | None = None) -> MigrationOutcome:
-    """Run one tenant's migration as a recorded run of its own; re-raise its failure."""
+    """Run one tenant's migration as a recorded run of its own; re-raise its failure.
+
+    Any failure is recorded before it is raised, Ctrl-C (`interrupted`) and unexpected errors
+    included: no run row is left `running`, which nothing would ever close.
+    """
     storage = storage or tenancy.storage(slug)
     engine = tenancy.control_engine
     run_id = start_run(engine, kind, target, started_by, {"tenant": slug}, total=1)
     started, began = time.perf_counter(), utcnow()
     try:
         outcome = work(storage)
-    except TenantError as e:
-        record_result(engine, run_id, _failure_result(slug, None, e, started), began)
-        finish_run(engine, run_id, "failed", {"failed": 1})
+    except BaseException as e:
+        status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        try:
+            record_result(engine, run_id, _failure_result(slug, None, e, started), began)
+            finish_run(engine, run_id, status, {"failed": 1})
+        except Exception as recording:  # the control plane is gone too: the tenant's own error is the one raised
+            e.add_note(f"its run {run_id} could not be closed: {recording}")
         raise
     record_result(engine, run_id, TenantResult(slug, "ok", outcome.from_revision, outcome.to_revision,
                                                outcome.duration_ms), began)

@@ -214,3 +214,33 @@ def test_ctrl_c_as_a_taken_slug_fails_never_claims_its_row(settings, cli_env, te
                                 .where(tenant_results.c.run_id == run_id)).all()
     assert [tuple(r) for r in recorded] == [
         ("taken", "failed", "tenant 'taken' already exists; then interrupted (Ctrl-C): it is unchanged")]
+
+
+INTERRUPT_WHILE_ONE_IS_CREATED = """
+import os, signal
+from tenants.migrate import lifecycle
+real = lifecycle.bring_to_head
+def interrupted(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGINT)
+    return real(*args, **kwargs)
+lifecycle.bring_to_head = interrupted
+"""
+
+
+def test_ctrl_c_while_one_tenant_is_created_leaves_nothing_and_closes_its_run(settings, cli_env, tenancy):
+    # One slug is a run of its own (not the fleet runner's): its row must not stay `running` either.
+    operator = Operator(cli_env)
+    try:
+        run = operator.start(["create-tenant", "solo"], before=INTERRUPT_WHILE_ONE_IS_CREATED)
+        out, err = operator.wait(run)
+        assert run.returncode == 130 and err == "Error: interrupted (Ctrl-C)\n", out + err
+    finally:
+        operator.close()
+    assert tenancy.registry.find("solo") is None and not storage_exists(tenancy, "solo")
+    with tenancy.control_engine.connect() as conn:
+        runs = conn.execute(select(migration_runs.c.id, migration_runs.c.status)
+                            .where(migration_runs.c.kind == "create-tenant")).all()
+        assert [status for _, status in runs] == ["interrupted"]
+        recorded = conn.execute(select(tenant_results.c.tenant_slug, tenant_results.c.status)
+                                .where(tenant_results.c.run_id == runs[0][0])).all()
+    assert [tuple(r) for r in recorded] == [("solo", "failed")]
