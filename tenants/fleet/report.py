@@ -2,8 +2,10 @@
 
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from tenants.core.engines import mask_secrets
 from tenants.core.ledger import TenantResult
 from tenants.migrate.plan import Plan
 
@@ -12,6 +14,22 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_COULD_NOT_START, EXIT_STOPPED, EXIT_INTER
 EXIT_RUNNING = 5  # run-status: the run is still under way in the workers
 
 FAILURES = frozenset({"failed", "timeout", "unreachable", "drifted"})
+
+
+def results_status(results: Iterable[TenantResult]) -> str:
+    """Return what tenants' final results make of a run that was not stopped: failed, busy or ok."""
+    statuses = {result.status for result in results}
+    if statuses & FAILURES:
+        return "failed"
+    return "busy" if "busy" in statuses else "ok"
+
+
+def control_lost_error(error: Exception) -> str:
+    """The report's one line for a control plane that stopped answering mid-run (password masked)."""
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return mask_secrets(f"control plane unreachable: {reason[0] if reason else type(error).__name__}; no new "
+                        "tenant was started; tenants under way committed or rolled back, their results are in "
+                        "this report but not in the ledger")
 
 
 @dataclass

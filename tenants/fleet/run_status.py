@@ -14,7 +14,7 @@ from tenants.core.control_schema import dispatched_tenants, fleet_locks, migrati
 from tenants.core.ledger import TenantResult
 from tenants.core.registry import Tenant
 from tenants.fleet.errors import UnknownRun
-from tenants.fleet.report import FAILURES, RunReport
+from tenants.fleet.report import RunReport, results_status
 from tenants.migrate.plan import Plan, TenantPlan
 
 # A dispatched tenant that was never started is recorded as `skipped`, its detail saying why.
@@ -89,9 +89,7 @@ def final_status(results: list[TenantResult]) -> str:
     final = {r.slug: r for r in results}.values()
     if any(r.status == NOT_STARTED and r.detail == STOP_MAX_DURATION for r in final):
         return "stopped"
-    if any(r.status in FAILURES for r in final):
-        return "failed"
-    return "busy" if any(r.status == "busy" for r in final) else "ok"
+    return results_status(final)
 
 
 def missing_results(conn: Connection, run_id: str) -> int:

@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from tenants.core.clock import utcnow
-from tenants.core.engines import mask_secrets
 from tenants.core.errors import TenantError
 from tenants.core.ledger import TenantResult, correct_ledger, finish_run, start_run
 from tenants.core.tenancy import Tenancy
@@ -22,7 +21,7 @@ from tenants.fleet.lock import FleetLock, Heartbeat
 from tenants.fleet.options import PlanCheck, RunOptions
 from tenants.fleet.pool import Pooled, WorkerPool, batch_size
 from tenants.fleet.recorder import ResultBuffer
-from tenants.fleet.report import FAILURES, RunReport
+from tenants.fleet.report import FAILURES, RunReport, control_lost_error, results_status
 from tenants.fleet.servers import ServerSlots, default_jobs, pool_size
 from tenants.fleet.units import process_tenancy, read_back_result, run_unit
 from tenants.migrate.plan import Plan, TenantPlan
@@ -102,6 +101,9 @@ class FleetRun:
         except CONTROL_ERRORS as e:  # before or between the guarded ledger writes
             self._lose_control(e)
             return self._finish("aborted")
+        except Exception:  # unforeseen (a bug): nothing else would ever close the run row
+            self._abandon()
+            raise
         finally:
             self._flush()  # results of a run left by an unexpected error still reach the ledger
             self.heartbeat.stop()
@@ -132,6 +134,11 @@ class FleetRun:
             self.report.notes.append("this run lost the fleet lock (another run took it over as stale): "
                                      "no new tenant was started; its run is recorded as aborted")
 
+    def _abandon(self) -> None:
+        with suppress(*CONTROL_ERRORS):
+            if self.report.run_id:
+                finish_run(self.engine, self.report.run_id, "aborted", self.report.ledger_counts(), if_running=True)
+
     def _release(self) -> None:
         with suppress(*CONTROL_ERRORS):  # the row stays; the next run takes it over (this process will be gone)
             self.lock.release()
@@ -141,10 +148,7 @@ class FleetRun:
         if self.stop == CONTROL_LOST:
             return
         self.stop = CONTROL_LOST
-        reason = str(getattr(error, "orig", None) or error).strip().splitlines()
-        self.report.error = mask_secrets(f"control plane unreachable: {reason[0] if reason else type(error).__name__}"
-                                         "; no new tenant was started; tenants under way committed or rolled back, "
-                                         "their results are in this report but not in the ledger")
+        self.report.error = control_lost_error(error)
 
     def _checks(self) -> list[str]:
         checks = [*self.options.plan_checks, *self.checks]
@@ -157,14 +161,9 @@ class FleetRun:
         return self.report
 
     def _status(self) -> str:
-        final = self.report.final().values()
         if self.stop in ("interrupted", "canary-failed", LOCK_LOST, CONTROL_LOST):
             return self.stop
-        if self.stop == "max-duration":
-            return "stopped"
-        if any(result.status in FAILURES for result in final):
-            return "failed"
-        return "busy" if any(result.status == "busy" for result in final) else "ok"
+        return "stopped" if self.stop == "max-duration" else results_status(self.report.final().values())
 
     def _run_all(self) -> None:
         pending, canary = self.plan.pending, self.options.canary

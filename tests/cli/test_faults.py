@@ -497,6 +497,33 @@ def test_ctrl_c_as_the_run_row_is_closed_records_what_happened(  # type: ignore[
         fleet.close()
 
 
+BUG_IN_THE_RUNNER = """
+from tenants.fleet import runner
+def broken(self, items):
+    raise RuntimeError("injected: a bug in the runner")
+runner.ServerSlots.order = broken
+"""
+
+
+@pytest.mark.slow
+def test_an_unforeseen_error_in_a_run_closes_its_row_and_frees_the_lock(  # type: ignore[no-untyped-def]
+        pg_fleet, operator: Operator, tmp_path: Path) -> None:
+    # A bug, not a tenant's failure: the traceback is shown, and the row does not stay `running` for good.
+    settings, env = pg_fleet
+    slugs = ["b1", "b2"]
+    fleet, chain_env = slow_fleet(settings, env, tmp_path, slugs, 0)
+    try:
+        run = operator.start(["upgrade-all-tenants", "--jobs", "2"], before=BUG_IN_THE_RUNNER, **chain_env)
+        out, err = operator.wait(run)
+        assert run.returncode == 1 and "RuntimeError: injected: a bug in the runner" in err, out + err
+        with fleet.control_engine.connect() as conn:
+            statuses = conn.execute(select(migration_runs.c.status).where(migration_runs.c.kind == "upgrade")).all()
+        assert [status for status, in statuses] == ["aborted"]
+        assert lock_row(fleet) is None and [live(fleet, slug) for slug in slugs] == ["0003", "0003"]
+    finally:
+        fleet.close()
+
+
 def corrupt(path: Path) -> None:
     """Overwrite a SQLite file's header, as a disk fault or a stray write would."""
     data = bytearray(path.read_bytes())

@@ -206,6 +206,10 @@ class CeleryFleetRun(FleetRun):
                               if note not in self.report.notes]
         return self._run_status(self.report.run_id)
 
+    def _abandon(self) -> None:
+        if not self.handed_off:  # once handed off, the run is the workers' to finish
+            super()._abandon()
+
     def _release(self) -> None:
         if not self.handed_off:
             super()._release()
