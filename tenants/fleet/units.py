@@ -105,7 +105,8 @@ def read_back_result(settings: TenantSettings, slug: str, database_url: str | No
     """The result of a unit that ended without one (`event`: its worker died, Ctrl-C), given run_unit's arguments.
 
     A migration's is read from the tenant, a creation's from the registry (either may have committed
-    first); any other unit failed: its transaction, if it had begun one, was rolled back.
+    first). A rehearsal is always rolled back. A maintenance task leaves no mark to read: whether it
+    committed is not known, and the result says so (a task that is not safe to repeat needs a look first).
     """
     if unit in ("migrate", "create") and not params.get("rehearse"):
         tenancy = process_tenancy(settings)
@@ -116,6 +117,9 @@ def read_back_result(settings: TenantSettings, slug: str, database_url: str | No
         if unit == "create":
             return creation_read_back(tenancy, storage, params, event)
         return migration_read_back(storage, params, event, settings.lock_timeout)
+    if unit.startswith(UNIT_PREFIX):
+        return TenantResult(slug, "failed", params.get("from"), None, 0.0,
+                            f"tenant {slug!r}: {event} while its task ran or before it started; whether it "
+                            "committed is not known: check the tenant before running a task that is not safe to repeat")
     return TenantResult(slug, "failed", params.get("from"), None, 0.0,
-                        f"tenant {slug!r}: {event} while it ran or before it started; a transaction it had begun "
-                        "was rolled back")
+                        f"tenant {slug!r}: {event} while it was rehearsed or before; a rehearsal is always rolled back")

@@ -14,6 +14,7 @@ from tenants.core.tenancy import Tenancy
 from tenants.fleet.options import RunOptions
 from tenants.fleet.pool import MAX_BATCH, WorkerPool, batch_size
 from tenants.fleet.runs import upgrade_tenants
+from tenants.fleet.units import read_back_result
 from tenants.migrate.plan import Selection
 from tenants.migrate.unit import migration_read_back
 from tests.fleet_support import live, make_tenants, with_chain, write_chain
@@ -164,6 +165,17 @@ def test_a_batch_of_creations_whose_worker_dies_has_each_tenant_read_back(settin
     finally:
         pool.close()
         fleet_.close()
+
+
+def test_a_task_or_rehearsal_read_back_claims_only_what_is_known(tenancy: Tenancy) -> None:  # type: ignore[no-untyped-def]
+    # A task leaves no mark in the tenant: "rolled back" could be a lie (an UPDATE that committed, then
+    # run again by an operator who believed it). A rehearsal is always rolled back.
+    make_tenants(tenancy, ["t1"])
+    died = "a worker process died (test)"
+    task = read_back_result(tenancy.settings, "t1", None, "task:sql", {}, died)
+    assert task.status == "failed" and "whether it committed is not known" in task.error
+    rehearsal = read_back_result(tenancy.settings, "t1", None, "migrate", {"rehearse": True, "from": "0003"}, died)
+    assert rehearsal.status == "failed" and rehearsal.error.endswith("a rehearsal is always rolled back")
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
