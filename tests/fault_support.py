@@ -89,3 +89,14 @@ def other_sessions(url: str, where: str = "true") -> int:
             return cur.fetchone()[0]
     finally:
         conn.close()
+
+
+def ctrl_c_around(module: str, name: str, *, after: bool = False) -> str:
+    """Code for Operator.start(before=...): `module.name` sends this process SIGINT (Ctrl-C) before it runs, or
+    `after` it returned; the call itself goes on as it was."""
+    call = "result = real(*args, **kwargs)"
+    kill = "os.kill(os.getpid(), signal.SIGINT)"
+    first, then = (call, kill) if after else (kill, call)
+    return (f"import importlib, os, signal\ntarget = importlib.import_module({module!r})\nreal = target.{name}\n"
+            f"def interrupted(*args, **kwargs):\n    {first}\n    {then}\n    return result\n"
+            f"target.{name} = interrupted\n")

@@ -28,7 +28,7 @@ from tenants.core.tenancy import Tenancy
 from tenants.fleet.create import create_tenant
 from tenants.migrate.control import ensure_control
 from tests.conftest import admin_execute, create_pg_database, drop_pg_database, run_manage
-from tests.fault_support import SECRET, Operator, other_sessions, wait_for, with_secret
+from tests.fault_support import SECRET, Operator, ctrl_c_around, other_sessions, wait_for, with_secret
 from tests.fleet_support import LOGGED, SLOW, live, make_tenants, with_chain, write_chain
 from tests.scale_support import active_sleeps
 
@@ -392,16 +392,7 @@ def interrupted_add(self, *args):
         os.kill(os.getpid(), signal.SIGINT)
 ResultBuffer.add = interrupted_add
 """
-INTERRUPT_AFTER_A_COMMIT = """
-import os, signal
-from tenants.fleet import runner
-run_unit = runner.run_unit
-def committed_then_interrupted(*args):
-    result = run_unit(*args)
-    os.kill(os.getpid(), signal.SIGINT)
-    return result
-runner.run_unit = committed_then_interrupted
-"""
+INTERRUPT_AFTER_A_COMMIT = ctrl_c_around("tenants.fleet.runner", "run_unit", after=True)
 
 
 def run_interrupted(operator: Operator, fault: str, jobs: int, env: dict[str, str]) -> dict:
@@ -447,17 +438,6 @@ def test_ctrl_c_just_after_a_commit_with_one_job_records_the_tenant_ok(  # type:
         fleet.close()
 
 
-INTERRUPT_IN_RUNNER = """
-import os, signal
-from tenants.fleet import runner
-real = runner.{name}
-def interrupted(*args, **kwargs):
-    os.kill(os.getpid(), signal.SIGINT)
-    return real(*args, **kwargs)
-runner.{name} = interrupted
-"""
-
-
 @pytest.mark.slow
 def test_ctrl_c_as_the_run_row_is_opened_starts_no_tenant_and_closes_the_row(  # type: ignore[no-untyped-def]
         pg_fleet, operator: Operator, tmp_path: Path) -> None:
@@ -466,7 +446,7 @@ def test_ctrl_c_as_the_run_row_is_opened_starts_no_tenant_and_closes_the_row(  #
     slugs = ["s1", "s2", "s3"]
     fleet, chain_env = slow_fleet(settings, env, tmp_path, slugs, 0)
     try:
-        report = run_interrupted(operator, INTERRUPT_IN_RUNNER.format(name="start_run"), 2, chain_env)
+        report = run_interrupted(operator, ctrl_c_around("tenants.fleet.runner", "start_run"), 2, chain_env)
         assert report_matches_tenants_and_ledger(fleet, report, slugs) == {}
         assert report["not_started"] == slugs and run_status(fleet, report["run_id"]) == "interrupted"
         assert lock_row(fleet) is None
@@ -485,7 +465,7 @@ def test_ctrl_c_as_the_run_row_is_closed_records_what_happened(  # type: ignore[
     try:
         for expected in ("ok", "at-target"):
             run = operator.start(["upgrade-all-tenants", "--jobs", "2", "--json"],
-                                 before=INTERRUPT_IN_RUNNER.format(name="finish_run"), **chain_env)
+                                 before=ctrl_c_around("tenants.fleet.runner", "finish_run"), **chain_env)
             out, err = operator.wait(run)
             assert run.returncode == 0, out + err
             report = json.loads(out)

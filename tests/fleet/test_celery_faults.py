@@ -15,7 +15,7 @@ from tenants.core.control_schema import fleet_locks, migration_runs, tenant_resu
 from tenants.core.settings import TenantSettings
 from tenants.core.tenancy import Tenancy
 from tenants.migrate.control import ensure_control
-from tests.fault_support import Operator, wait_for, with_secret
+from tests.fault_support import Operator, ctrl_c_around, wait_for, with_secret
 from tests.fleet_support import LOGGED, SLOW, live, make_tenants, with_chain, write_chain
 from tests.scale_support import active_sleeps, celery_env, purge_queue, workers
 
@@ -144,21 +144,10 @@ def test_ctrl_c_while_following_stops_following_and_leaves_the_run_to_the_worker
         client.close()
 
 
-INTERRUPT_AS_THE_RUN_OPENS = """
-import os, signal
-from tenants.fleet import runner
-real = runner.start_run
-def interrupted(*args, **kwargs):
-    os.kill(os.getpid(), signal.SIGINT)
-    return real(*args, **kwargs)
-runner.start_run = interrupted
-"""
-
-
 def test_ctrl_c_before_the_hand_off_sends_nothing_and_closes_the_run(celery_fleet) -> None:  # type: ignore[no-untyped-def]
     fleet, env, operator = celery_fleet
     command = operator.start(["upgrade-all-tenants", "--via", "celery", "--jobs-per-server", "1", "--json"],
-                             before=INTERRUPT_AS_THE_RUN_OPENS)
+                             before=ctrl_c_around("tenants.fleet.runner", "start_run"))
     out, err = operator.wait(command, timeout=60)
     assert command.returncode == 130, out + err
     report = json.loads(out)

@@ -17,7 +17,7 @@ from tenants.migrate.lifecycle import TenantSpec
 from tenants.migrate.templates import TEMPLATE_DIR
 from tests.chains import add_revision, copy_chain
 from tests.conftest import run_manage
-from tests.fault_support import Operator, other_sessions, wait_for
+from tests.fault_support import Operator, ctrl_c_around, other_sessions, wait_for
 from tests.fleet_support import SLOW, live, make_tenants, rows
 from tests.migrate.test_templates import scratch_schemas
 
@@ -161,16 +161,7 @@ def test_a_killed_bulk_leaves_every_tenant_created_or_recoverable(settings, cli_
         operator.close()
 
 
-INTERRUPT_AFTER_A_CREATION = """
-import os, signal
-from tenants.fleet import runner
-run_unit = runner.run_unit
-def created_then_interrupted(*args):
-    result = run_unit(*args)
-    os.kill(os.getpid(), signal.SIGINT)
-    return result
-runner.run_unit = created_then_interrupted
-"""
+INTERRUPT_AFTER_A_CREATION = ctrl_c_around("tenants.fleet.runner", "run_unit", after=True)
 
 
 def test_ctrl_c_just_after_a_creation_records_the_tenant_created(settings, cli_env, tenancy):
@@ -216,15 +207,7 @@ def test_ctrl_c_as_a_taken_slug_fails_never_claims_its_row(settings, cli_env, te
         ("taken", "failed", "tenant 'taken' already exists; then interrupted (Ctrl-C): it is unchanged")]
 
 
-INTERRUPT_WHILE_ONE_IS_CREATED = """
-import os, signal
-from tenants.migrate import lifecycle
-real = lifecycle.bring_to_head
-def interrupted(*args, **kwargs):
-    os.kill(os.getpid(), signal.SIGINT)
-    return real(*args, **kwargs)
-lifecycle.bring_to_head = interrupted
-"""
+INTERRUPT_WHILE_ONE_IS_CREATED = ctrl_c_around("tenants.migrate.lifecycle", "bring_to_head")
 
 
 def test_ctrl_c_while_one_tenant_is_created_leaves_nothing_and_closes_its_run(settings, cli_env, tenancy):
