@@ -144,6 +144,7 @@ dispatched_tenants = Table(
     Column("note", Text),
     Column("sent_at", DateTime(timezone=True)),
     Column("resent", Integer, nullable=False, server_default="0"),  # times the watchdog sent its task again
+    Column("started_at", DateTime(timezone=True)),  # a maintenance task begun by a worker (fleet.celery.relay)
     CheckConstraint("planned IN ('pending', 'at-target', 'error', 'left-out')", name="planned"),
     Index("ix_dispatched_tenants_slot", "run_id", "server", "slot", "position"),
 )

@@ -16,7 +16,7 @@ from tenants.core.settings import TenantSettings
 from tenants.core.tenancy import Tenancy
 from tenants.migrate.control import ensure_control
 from tests.fault_support import Operator, ctrl_c_around, wait_for, with_secret
-from tests.fleet_support import LOGGED, SLOW, live, make_tenants, with_chain, write_chain
+from tests.fleet_support import LOGGED, SLOW, live, make_tenants, rows, with_chain, write_chain
 from tests.scale_support import active_sleeps, celery_env, purge_queue, workers
 
 pytestmark = [pytest.mark.celery, pytest.mark.slow]
@@ -155,3 +155,22 @@ def test_ctrl_c_before_the_hand_off_sends_nothing_and_closes_the_run(celery_flee
     assert run_state(fleet, report["run_id"]) == ("interrupted", 0)
     assert results(fleet, report["run_id"]) == {} and all(live(fleet, s) == "0003" for s in ("c1", "c2", "c3", "c4"))
     assert lose_queued_messages(env) == 0  # nothing was sent
+
+
+def test_a_task_whose_worker_dies_after_its_commit_is_not_run_twice(celery_fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # mark-then-die commits a row, then kills its worker process on c1: Celery delivers the task again.
+    # Run again, a task that is not safe to repeat would do its work twice; it is recorded instead.
+    fleet, env, operator = celery_fleet
+    tasks = {"PORTAL_TASK_MODULES": "tests.fleet.dying_task"}
+    with workers({**env, **tasks}, tmp_path, count=1, concurrency=1):
+        run = operator.run(["for-each-tenant", "mark-then-die", "--via", "celery", "--jobs-per-server", "1",
+                            "--json", "--timeout", "90"], **tasks)
+    assert run.returncode == 1, run.stdout + run.stderr
+    report = json.loads(run.stdout)
+    final = {r["slug"]: r for r in report["results"]}
+    assert {slug: r["status"] for slug, r in final.items()} == {"c1": "failed", "c2": "ok", "c3": "ok", "c4": "ok"}
+    assert "whether it committed is not known" in final["c1"]["error"]
+    marked = {slug: rows(fleet, slug, "SELECT count(*) FROM roles WHERE name LIKE 'marked-%'")[0][0]
+              for slug in final}
+    assert marked == {"c1": 1, "c2": 1, "c3": 1, "c4": 1}  # c1's work was done once, not twice
+    assert run_state(fleet, report["run_id"]) == ("failed", 0)

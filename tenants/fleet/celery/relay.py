@@ -9,7 +9,9 @@ runs them, and a message stays a few bytes however long the slot is.
 Each step holds the slot's lock (a PostgreSQL advisory lock in the control plane, held by an
 open transaction, so it dies with the worker) while it checks and runs its tenant. Under it:
 a tenant that already has a result in this run is never run or recorded again (a redelivered
-task is a no-op), and two copies of one slot never run side by side. The tenant's own work is
+task is a no-op), and two copies of one slot never run side by side. A maintenance task is
+marked begun first (dispatched_tenants.started_at): delivered again after its worker died, it is
+recorded `failed`, "whether it committed is not known", instead of run a second time. The tenant's own work is
 the very `run_unit` of the in-process runner: same tenant lock, timeouts and ledger writes.
 """
 
@@ -29,7 +31,8 @@ from tenants.core.tenancy import Tenancy
 from tenants.fleet.errors import RunNotHere
 from tenants.fleet.report import FAILURES
 from tenants.fleet.run_status import NOT_STARTED, STOP_FAIL_FAST, STOP_MAX_DURATION
-from tenants.fleet.units import run_unit
+from tenants.fleet.tasks import UNIT_PREFIX
+from tenants.fleet.units import read_back_result, run_unit
 
 # Advisory-lock namespace of slot locks: the two-key form never meets a tenant's one-key lock.
 SLOT_LOCK_NAMESPACE = 0x5450  # "TP"
@@ -97,7 +100,7 @@ def run_step(tenancy: Tenancy, run_id: str, slug: str) -> Step:
     run = payload(engine, run_id)
     d, t = dispatched_tenants.c, tenants_table
     with engine.connect() as conn:
-        row = conn.execute(select(d.server, d.slot, d.position, d.params, t.c.database_url)
+        row = conn.execute(select(d.server, d.slot, d.position, d.params, d.started_at, t.c.database_url)
                            .select_from(dispatched_tenants.outerjoin(t, t.c.slug == d.tenant_slug))
                            .where(d.run_id == run_id, d.tenant_slug == slug)).first()
     if row is None:
@@ -121,7 +124,16 @@ def run_step(tenancy: Tenancy, run_id: str, slug: str) -> Step:
         if rendered is not None:
             params["rendered"] = rendered
         params["run_id"] = run_id
-        result = run_unit(tenancy.settings, slug, row.database_url, run["unit"], params)
+        if not run["unit"].startswith(UNIT_PREFIX):  # a migration or creation run again finds what the first did
+            result = run_unit(tenancy.settings, slug, row.database_url, run["unit"], params)
+        elif row.started_at is None:
+            with engine.begin() as mark:  # committed at once: it outlives this step's transaction and its worker
+                mark.execute(update(dispatched_tenants).where(d.run_id == run_id, d.tenant_slug == slug)
+                             .values(started_at=utcnow()))
+            result = run_unit(tenancy.settings, slug, row.database_url, run["unit"], params)
+        else:  # begun by a worker that died: the task may have committed, and is not run twice
+            result = read_back_result(tenancy.settings, slug, row.database_url, run["unit"], params,
+                                      "its worker died (the task was delivered again)")
         record(tenancy, run_id, result)
         next_slug, done = _successor(conn, run_id, row)
         return Step("ran", result, next_slug, done)

@@ -3,9 +3,9 @@
 `run_tenant(run_id, slug)` runs the very `run_unit` of the in-process runner on one tenant
 (tenants.fleet.celery.relay.run_step), then sends the task of its slot's next tenant. It is acknowledged
 late and rejected (re-queued) if its worker process dies, so a killed worker's tenant runs
-again elsewhere; a tenant with a result is never redone. One killed between its commit and its
-result runs again: a migration then finds the tenant at its target, a maintenance task runs twice
-(README, for-each-tenant).
+again elsewhere; a tenant with a result is never redone. A migration killed between its commit
+and its result runs again and finds the tenant at its target; a maintenance task begun by a dead
+worker is recorded instead of run twice (tenants.fleet.celery.relay).
 """
 
 from typing import Any
