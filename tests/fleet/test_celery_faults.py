@@ -15,7 +15,7 @@ from tenants.core.control_schema import fleet_locks, migration_runs, tenant_resu
 from tenants.core.settings import TenantSettings
 from tenants.core.tenancy import Tenancy
 from tenants.migrate.control import ensure_control
-from tests.fault_support import Operator, ctrl_c_around, wait_for, with_secret
+from tests.fault_support import Operator, ctrl_c_around, other_sessions, wait_for, with_secret
 from tests.fleet_support import LOGGED, SLOW, live, make_tenants, rows, with_chain, write_chain
 from tests.scale_support import active_sleeps, celery_env, purge_queue, workers
 
@@ -174,3 +174,45 @@ def test_a_task_whose_worker_dies_after_its_commit_is_not_run_twice(celery_fleet
               for slug in final}
     assert marked == {"c1": 1, "c2": 1, "c3": 1, "c4": 1}  # c1's work was done once, not twice
     assert run_state(fleet, report["run_id"]) == ("failed", 0)
+
+
+def test_a_copy_waiting_on_the_slot_sees_the_mark_of_the_copy_that_died(celery_fleet) -> None:  # type: ignore[no-untyped-def]
+    # Two copies of c2's task: B holds the slot and marks the task begun, then dies; A had read its
+    # row before that and waited on the slot. A must go by the mark it finds under the lock.
+    import threading
+
+    import psycopg2
+    from sqlalchemy import update
+    from sqlalchemy.engine import make_url
+
+    import tests.fleet.dying_task  # noqa: F401  registers mark-then-die in this process, as in a worker
+    from tenants.core.clock import utcnow
+    from tenants.core.control_schema import dispatched_tenants
+    from tenants.fleet.celery.relay import SLOT_LOCK_NAMESPACE, run_step, slot_key
+
+    fleet, env, operator = celery_fleet
+    sent = operator.run(["for-each-tenant", "mark-then-die", "--via", "celery", "--jobs-per-server", "1",
+                         "--no-wait", "--json"], PORTAL_TASK_MODULES="tests.fleet.dying_task")
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    run_id = json.loads(sent.stdout)["run_id"]
+    with fleet.control_engine.connect() as conn:
+        server, slot = conn.execute(select(dispatched_tenants.c.server, dispatched_tenants.c.slot).where(
+            dispatched_tenants.c.run_id == run_id, dispatched_tenants.c.tenant_slug == "c2")).one()
+    b = psycopg2.connect(make_url(fleet.settings.control_url).render_as_string(hide_password=False))
+    try:
+        with b.cursor() as cur:  # copy B: the slot's lock, held by its open transaction
+            cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (SLOT_LOCK_NAMESPACE, slot_key(run_id, server, slot)))
+        steps: list = []
+        a = threading.Thread(target=lambda: steps.append(run_step(fleet, run_id, "c2")))
+        a.start()
+        wait_for(lambda: other_sessions(fleet.settings.control_url, "wait_event_type = 'Lock'") == 1, timeout=30)
+        with fleet.control_engine.begin() as conn:  # B marks the task begun ...
+            conn.execute(update(dispatched_tenants).where(dispatched_tenants.c.run_id == run_id,
+                                                          dispatched_tenants.c.tenant_slug == "c2")
+                         .values(started_at=utcnow()))
+    finally:
+        b.close()  # ... and dies: its transaction, and the slot lock with it, end
+    a.join(timeout=60)
+    assert steps and steps[0].result.status == "failed", steps
+    assert "whether it committed is not known" in steps[0].result.error
+    assert rows(fleet, "c2", "SELECT count(*) FROM roles WHERE name LIKE 'marked-%'") == [(0,)]  # A did not run it

@@ -11,8 +11,9 @@ open transaction, so it dies with the worker) while it checks and runs its tenan
 a tenant that already has a result in this run is never run or recorded again (a redelivered
 task is a no-op), and two copies of one slot never run side by side. A maintenance task is
 marked begun first (dispatched_tenants.started_at): delivered again after its worker died, it is
-recorded `failed`, "whether it committed is not known", instead of run a second time. The tenant's own work is
-the very `run_unit` of the in-process runner: same tenant lock, timeouts and ledger writes.
+recorded `failed`, "whether it committed is not known", instead of run a second time. The
+tenant's own work is the very `run_unit` of the in-process runner: same tenant lock, timeouts and
+ledger writes.
 """
 
 import hashlib
@@ -100,7 +101,7 @@ def run_step(tenancy: Tenancy, run_id: str, slug: str) -> Step:
     run = payload(engine, run_id)
     d, t = dispatched_tenants.c, tenants_table
     with engine.connect() as conn:
-        row = conn.execute(select(d.server, d.slot, d.position, d.params, d.started_at, t.c.database_url)
+        row = conn.execute(select(d.server, d.slot, d.position, d.params, t.c.database_url)
                            .select_from(dispatched_tenants.outerjoin(t, t.c.slug == d.tenant_slug))
                            .where(d.run_id == run_id, d.tenant_slug == slug)).first()
     if row is None:
@@ -126,7 +127,8 @@ def run_step(tenancy: Tenancy, run_id: str, slug: str) -> Step:
         params["run_id"] = run_id
         if not run["unit"].startswith(UNIT_PREFIX):  # a migration or creation run again finds what the first did
             result = run_unit(tenancy.settings, slug, row.database_url, run["unit"], params)
-        elif row.started_at is None:
+        elif conn.execute(select(d.started_at).where(d.run_id == run_id, d.tenant_slug == slug)).scalar() is None:
+            # Read under the slot lock: a copy that waited on it sees the mark of the one that held it.
             with engine.begin() as mark:  # committed at once: it outlives this step's transaction and its worker
                 mark.execute(update(dispatched_tenants).where(d.run_id == run_id, d.tenant_slug == slug)
                              .values(started_at=utcnow()))
