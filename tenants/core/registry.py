@@ -52,7 +52,10 @@ class TenantRegistry:
         return rows[0] if rows else None
 
     def find_many(self, slugs: list[str]) -> dict[str, Tenant]:
-        """Return the tenants of `slugs` that exist, by slug (in chunks: SQLite takes at most 999 parameters)."""
+        """Return the tenants of `slugs` that exist, by slug.
+
+        In chunks: a bulk file may name more slugs than one statement takes (SQLite before 3.32: 999 parameters).
+        """
         found = [tenant for start in range(0, len(slugs), 900)
                  for tenant in self._rows(self._columns().where(tenants.c.slug.in_(slugs[start:start + 900])))]
         return {tenant.slug: tenant for tenant in found}

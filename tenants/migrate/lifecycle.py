@@ -107,13 +107,12 @@ def provision_tenant(tenancy: Tenancy, spec: TenantSpec, template: Template | No
         existing = registry.find(slug)
         if existing is None:
             raise
-        if existing.status == "provisioning" and not _abandoned(existing):
-            raise TenantExists(f"tenant {slug!r} is {existing.status_reason or 'being created by another process'}; "
-                               f"if that process died, run 'manage.py drop-tenant {slug} --yes' and create it again"
-                               ) from None
-        if existing.status not in ("failed", "provisioning"):
+        if not ours_to_finish(existing):
+            if existing.status == "provisioning":
+                raise TenantExists(f"tenant {slug!r} is {existing.status_reason or 'being created by another process'}"
+                                   f"; if that process died, run 'manage.py drop-tenant {slug} --yes' and create it "
+                                   "again") from None
             raise TenantExists(f"tenant {slug!r} already exists ({existing.status})") from None
-        # A failed or abandoned attempt: ours to finish.
         registry.set_status(slug, "provisioning", f"being created by pid {creator[1]} on {creator[0]}")
         tenant = existing
     storage: TenantStorage | None = None

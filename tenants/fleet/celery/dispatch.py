@@ -70,7 +70,8 @@ class CeleryFleetRun(FleetRun):
     def _run_all(self) -> None:
         if self.stop:  # Ctrl-C before the hand-off: nothing is sent
             self.report.not_started += [item.slug for item in self.plan.pending]
-        if self.stop or not self.plan.pending:
+            return
+        if not self.plan.pending:
             return
         from tenants.fleet.celery.app import app
 

@@ -125,20 +125,30 @@ def run_step(tenancy: Tenancy, run_id: str, slug: str) -> Step:
         if rendered is not None:
             params["rendered"] = rendered
         params["run_id"] = run_id
-        if not run["unit"].startswith(UNIT_PREFIX):  # a migration or creation run again finds what the first did
-            result = run_unit(tenancy.settings, slug, row.database_url, run["unit"], params)
-        elif conn.execute(select(d.started_at).where(d.run_id == run_id, d.tenant_slug == slug)).scalar() is None:
-            # Read under the slot lock: a copy that waited on it sees the mark of the one that held it.
-            with engine.begin() as mark:  # committed at once: it outlives this step's transaction and its worker
-                mark.execute(update(dispatched_tenants).where(d.run_id == run_id, d.tenant_slug == slug)
-                             .values(started_at=utcnow()))
-            result = run_unit(tenancy.settings, slug, row.database_url, run["unit"], params)
-        else:  # begun by a worker that died: the task may have committed, and is not run twice
+        # A migration or creation run again finds what the first did; a task begun before may have committed.
+        if run["unit"].startswith(UNIT_PREFIX) and not _mark_task_begun(engine, conn, run_id, slug):
             result = read_back_result(tenancy.settings, slug, row.database_url, run["unit"], params,
                                       "its worker died (the task was delivered again)")
+        else:
+            result = run_unit(tenancy.settings, slug, row.database_url, run["unit"], params)
         record(tenancy, run_id, result)
         next_slug, done = _successor(conn, run_id, row)
         return Step("ran", result, next_slug, done)
+
+
+def _mark_task_begun(engine: Engine, conn: Connection, run_id: str, slug: str) -> bool:
+    """Mark the tenant's task begun and return True, or return False if a worker (now dead) had begun it.
+
+    Read on `conn`, under the slot lock: a copy that waited on the lock sees the mark of the one that
+    held it. Written on a connection of its own and committed at once: it outlives this step and its worker.
+    """
+    d = dispatched_tenants.c
+    where = (d.run_id == run_id) & (d.tenant_slug == slug)
+    if conn.execute(select(d.started_at).where(where)).scalar() is not None:
+        return False
+    with engine.begin() as mark:
+        mark.execute(update(dispatched_tenants).where(where).values(started_at=utcnow()))
+    return True
 
 
 def _stop_reason(conn: Connection, run: dict, run_id: str) -> str | None:
