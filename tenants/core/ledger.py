@@ -26,8 +26,6 @@ from tenants.core.control_schema import (
     tenants,
 )
 
-# Ledger entries per upsert statement: 4 parameters each, within SQLite's 999 before 3.32.
-UPSERT_CHUNK = 200
 RESULT_STATUSES = ("ok", "failed", "busy", "timeout", "skipped", "unreachable", "drifted")
 # Runs that move tenants along the chain; every other run kind is a maintenance task (for-each-tenant).
 MIGRATION_KINDS = ("upgrade", "downgrade", "create-tenant", "upgrade-tenant", "downgrade-tenant", "restore-tenant")
@@ -156,14 +154,17 @@ def record_results(engine: Engine, run_id: str, batch: list[tuple[TenantResult, 
     with engine.begin() as conn:
         conn.execute(insert(tenant_results), rows)
         remember_latest(conn, run_id, sorted({r.slug for r, _ in batch}))
-        # One multi-row statement per chunk: given a list of rows, psycopg2 sends an upsert one row
-        # at a time (SQLAlchemy batches plain INSERTs only), 70 ms for 500 rows against 16 ms.
-        for start in range(0, len(versions), UPSERT_CHUNK):
+        if versions:
             upsert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(tenant_versions)
-            upsert = upsert.values(versions[start:start + UPSERT_CHUNK])
-            conn.execute(upsert.on_conflict_do_update(index_elements=[tenant_versions.c.tenant_slug], set_={
+            upsert = upsert.on_conflict_do_update(index_elements=[tenant_versions.c.tenant_slug], set_={
                 "revision": upsert.excluded.revision, "updated_at": upsert.excluded.updated_at,
-                "run_id": upsert.excluded.run_id}))
+                "run_id": upsert.excluded.run_id})
+            if conn.dialect.insert_returning:
+                # With RETURNING, SQLAlchemy sends the rows as multi-row statements ("insertmanyvalues");
+                # without it an upsert goes a row at a time, a round trip each with psycopg2: 100 ms
+                # of wall time and 37 ms of the runner's CPU per 600 rows, against 17 and 10 ms.
+                upsert = upsert.returning(tenant_versions.c.tenant_slug)
+            conn.execute(upsert, versions)
 
 
 def _latest_statement():  # type: ignore[no-untyped-def]
