@@ -149,8 +149,9 @@ def record_results(engine: Engine, run_id: str, batch: list[tuple[TenantResult, 
         moves_it, revision = moved_to(result)
         if moves_it:
             moves[result.slug] = revision
+    # In slug order, as remember_latest: two writers of one batch each lock the rows in one order, never crosswise.
     versions = [{"tenant_slug": slug, "revision": revision, "updated_at": now, "run_id": run_id}
-                for slug, revision in moves.items()]
+                for slug, revision in sorted(moves.items())]
     with engine.begin() as conn:
         conn.execute(insert(tenant_results), rows)
         remember_latest(conn, run_id, sorted({r.slug for r, _ in batch}))
