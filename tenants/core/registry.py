@@ -32,9 +32,17 @@ class TenantRegistry:
         self.engine = control_engine
 
     def _rows(self, query) -> list[Tenant]:  # type: ignore[no-untyped-def]
+        # The values most rows repeat (status, server URL) are kept once, not once per row: a
+        # fleet run holds every row to its end (about 130 of 400 bytes a row at 10,000 tenants).
+        shared: dict[str, str] = {}
+
+        def once(value: str | None) -> str | None:
+            return None if value is None else shared.setdefault(value, value)
+
         try:
             with self.engine.connect() as conn:
-                return [Tenant(**row._mapping) for row in conn.execute(query)]
+                return [Tenant(row.slug, row.display_name, once(row.status), row.status_reason, once(row.database_url),
+                               row.created_at) for row in conn.execute(query)]
         except OperationalError as e:
             raise unreachable(str(self.engine.url), e) from e
 

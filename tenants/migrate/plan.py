@@ -147,7 +147,7 @@ def plan_migration(tenancy: Tenancy, tenants: list[Tenant], target: str | None, 
     known = {script.revision for script in scripts.walk_revisions()}
     reads = read_versions(tenancy, tenants)
     outside: dict[str, bool] = {}
-    by_current: dict[str | None, tuple[str, list[str], list[str], str | None]] = {}
+    by_current: dict[str | None, tuple[str | None, str, list[str], list[str], str | None]] = {}
     newer: set[str | None] = set()  # revisions past an upgrade's target
 
     def steps_from(current: str | None) -> tuple[str, list[str], str | None]:
@@ -185,10 +185,11 @@ def plan_migration(tenancy: Tenancy, tenants: list[Tenant], target: str | None, 
             for revision in steps:
                 if revision not in outside:
                     outside[revision] = runs_outside_transaction(scripts, revision)
-            by_current[read.revision] = status, steps, [r for r in steps if outside[r]], error
-        # One list per revision, not per tenant (about 200 bytes a tenant at 10,000); nothing changes them.
-        status, steps, flagged, error = by_current[read.revision]
-        items.append(TenantPlan(tenant, status, read.revision, steps, flagged, error))
+            by_current[read.revision] = read.revision, status, steps, [r for r in steps if outside[r]], error
+        # One revision string and one list per revision, not per tenant (about 250 bytes a tenant at
+        # 10,000); nothing changes them.
+        current, status, steps, flagged, error = by_current[read.revision]
+        items.append(TenantPlan(tenant, status, current, steps, flagged, error))
     read = [item for item in items if item.error_status != "unreachable"]
     if read and all(item.status == "error" and item.current in newer for item in read):
         raise InvalidUsage(f"--to {target} is older than every selected tenant: use downgrade-tenants to go back; "
