@@ -149,7 +149,7 @@ def record_results(engine: Engine, run_id: str, batch: list[tuple[TenantResult, 
         moves_it, revision = moved_to(result)
         if moves_it:
             moves[result.slug] = revision
-    # In slug order, as remember_latest: two writers of one batch each lock the rows in one order, never crosswise.
+    # In slug order, as remember_latest: two writers of overlapping batches lock the rows in one order, never crosswise.
     versions = [{"tenant_slug": slug, "revision": revision, "updated_at": now, "run_id": run_id}
                 for slug, revision in sorted(moves.items())]
     with engine.begin() as conn:

@@ -33,7 +33,7 @@ class TenantRegistry:
 
     def _rows(self, query) -> list[Tenant]:  # type: ignore[no-untyped-def]
         # The values most rows repeat (status, server URL) are kept once, not once per row: a
-        # fleet run holds every row to its end (about 130 of 400 bytes a row at 10,000 tenants).
+        # fleet run holds every row to its end (about 140 of 400 bytes a row at 10,000 tenants, by tracemalloc).
         shared: dict[str, str] = {}
 
         def once(value: str | None) -> str | None:
