@@ -1,5 +1,6 @@
 """The ledger's batched writes: every result recorded, each tenant's entry moved only when it moved."""
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -95,6 +96,35 @@ def test_a_full_batch_moves_every_entry(tenancy: Tenancy) -> None:
     with engine.connect() as conn:
         moved_by = conn.execute(select(tenant_versions.c.run_id).where(tenant_versions.c.revision == "0003")).scalars()
         assert set(moved_by) == {run_id}
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # SQLite writers take the file's lock whole
+def test_two_writers_of_overlapping_batches_never_deadlock(tenancy: Tenancy) -> None:
+    # Results arrive in any order; the upsert locks ledger rows in slug order, so two writers whose
+    # batches share tenants wait for each other instead of deadlocking (reproduced without the order).
+    engine = tenancy.control_engine
+    slugs = [f"t{i:04d}" for i in range(300)]
+    runs = [start_run(engine, "upgrade", "0003") for _ in range(2)]
+    began = utcnow()
+    batches = [[(TenantResult(slug, "ok", "0002", "0003", 1.0), began) for slug in order]
+               for order in (slugs, slugs[::-1])]
+    errors: list[Exception] = []
+
+    def write(i: int) -> None:
+        try:
+            for _ in range(40):
+                record_results(engine, runs[i], batches[i])
+        except Exception as e:  # a deadlock arrives here as OperationalError
+            errors.append(e)
+
+    writers = [threading.Thread(target=write, args=(i,)) for i in range(2)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert not errors, errors[0]
+    assert {slug: version for slug, version in ledger_versions(engine).items() if slug in slugs} == dict.fromkeys(
+        slugs, "0003")
 
 
 def test_correct_ledger_sets_only_the_entries_that_disagree(tenancy: Tenancy) -> None:
