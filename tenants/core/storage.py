@@ -65,6 +65,17 @@ class TenantStorage:
         """Delete the schema or file with everything in it."""
         raise NotImplementedError
 
+    @contextmanager
+    def dropping(self, lock_timeout: float) -> Iterator[None]:
+        """Delete the schema or file under the tenant's lock; the caller's block runs before the deletion is final.
+
+        Raises TenantBusy, with nothing deleted, when another process holds the tenant's lock (or,
+        on PostgreSQL, keeps one of its tables locked for `lock_timeout` seconds). An error in the
+        caller's block deletes nothing.
+        """
+        raise NotImplementedError
+        yield  # pragma: no cover
+
     def orm_bind(self) -> Engine:
         """Return a bind for ORM sessions that reads and writes this tenant only."""
         return self.engine
@@ -131,7 +142,24 @@ class PostgresSchemaStorage(TenantStorage):
 
     def drop(self) -> None:
         with self._connect() as conn, conn.begin():
-            conn.execute(text("DROP SCHEMA IF EXISTS " + quoted_schema(self.slug) + " CASCADE"))
+            conn.execute(text(self._drop_sql()))
+
+    def _drop_sql(self) -> str:
+        return "DROP SCHEMA IF EXISTS " + quoted_schema(self.slug) + " CASCADE"
+
+    @contextmanager
+    def dropping(self, lock_timeout: float) -> Iterator[None]:
+        # The DROP and the caller's block share the transaction that holds the tenant lock; the
+        # commit makes the deletion final. No statement timeout: a large schema takes what it takes.
+        with self.begin(exclusive=True, timeouts=(lock_timeout, 0)) as conn:
+            try:
+                conn.execute(text(self._drop_sql()))
+            except DBAPIError as e:
+                if getattr(e.orig, "pgcode", None) != "55P03":  # lock_not_available
+                    raise
+                raise TenantBusy(f"tenant {self.slug!r} is in use: one of its tables stayed locked for "
+                                 f"{lock_timeout:g} s; nothing was dropped") from e
+            yield
 
     @contextmanager
     def begin(self, *, exclusive: bool = False, lock_timeout: float = 5.0,
@@ -205,8 +233,26 @@ class SqliteFileStorage(TenantStorage):
 
     def drop(self) -> None:
         self.engine.dispose()
-        for suffix in ("", "-journal", "-wal", "-shm"):
+        self._unlink()
+
+    def _unlink(self) -> None:
+        # The file last: a journal left beside a deleted file would be rolled back into the next
+        # file made at this path (a tenant created again with this slug).
+        for suffix in ("-journal", "-wal", "-shm", ""):
             Path(str(self.path) + suffix).unlink(missing_ok=True)
+
+    @contextmanager
+    def dropping(self, lock_timeout: float) -> Iterator[None]:
+        # Deleting files is not transactional: the caller's block runs first, then the files go
+        # while the write lock is held, so no other process is writing to them meanwhile.
+        if self.path.exists():
+            with self.begin(exclusive=True, lock_timeout=lock_timeout):
+                yield
+                self._unlink()
+        else:  # a drop cut short after the file went: what is left goes
+            yield
+            self._unlink()
+        self.engine.dispose()
 
     @contextmanager
     def begin(self, *, exclusive: bool = False, lock_timeout: float = 5.0,

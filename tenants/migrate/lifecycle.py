@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from tenants.core.clock import utcnow
 from tenants.core.engines import check_database_url
 from tenants.core.errors import InvalidUsage, StorageUnavailable, TenantError, TenantExists
-from tenants.core.ledger import TenantResult, finish_run, record_result, start_run
+from tenants.core.ledger import TenantResult, current_actor, finish_run, record_result, start_run
 from tenants.core.names import validate_slug
 from tenants.core.processes import pid_alive
 from tenants.core.registry import Tenant, TenantRegistry
@@ -216,7 +216,7 @@ def drop_tenant(tenancy: Tenancy, slug: str) -> None:
     """Delete a tenant's storage and its registry row (its run history stays).
 
     A row that never got usable storage (`provisioning` or `failed` with a URL no engine takes) is
-    simply removed.
+    simply removed. Raises TenantBusy, with nothing changed, while another process works in the tenant.
     """
     tenant = tenancy.registry.get(slug)
     try:
@@ -225,6 +225,11 @@ def drop_tenant(tenancy: Tenancy, slug: str) -> None:
         if tenant.status not in ("provisioning", "failed"):
             raise
     else:
-        storage.drop()
+        # Under the tenant's lock, so no migration or task is under way in it. The row says so
+        # before the deletion is final: a drop cut short (Ctrl-C, a lost control plane) leaves a
+        # `failed` row that no run selects and that names the way out, not an active tenant without storage.
+        with storage.dropping(tenancy.settings.lock_timeout):
+            tenancy.registry.set_status(slug, "failed", f"being dropped by {current_actor()}; if that stopped, "
+                                                        f"run 'manage.py drop-tenant {slug} --yes' again")
     tenancy.registry.remove(slug)
 

@@ -86,3 +86,17 @@ def test_a_recreated_tenant_shows_none_of_the_old_tenants_last_result(console: C
     register_tenants(engine, ["initech"])
     listed = root.get("/admin/tenants/").get_data(as_text=True)
     assert "initech" in listed and "boom in 0003" not in listed
+
+
+def test_dropping_a_tenant_in_use_says_so_and_keeps_it(console: Console, root) -> None:
+    # A migration or task holds the tenant's lock: the console's drop goes the CLI's way, refused.
+    token = csrf_token(root, "/admin/tenants/")
+    with console.tenancy.storage(console.b).begin(exclusive=True):
+        refused = root.post(f"/admin/tenants/drop/?slug={console.b}", data={
+            "csrf_token": token, "slug": console.b, "confirm": console.b}, follow_redirects=True)
+    assert refused.status_code == 200
+    assert f"Could not drop {console.b}: tenant &#39;{console.b}&#39; is locked by another process" in (
+        refused.get_data(as_text=True))
+    tenant = console.tenancy.registry.get(console.b)
+    assert tenant.status == "active" and console.tenancy.storage(tenant).exists()
+    assert "delete" not in {action for _, _, action in _history(console)}
