@@ -7,7 +7,7 @@ database when its record has a URL, else in the control database.
 
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, text
@@ -239,17 +239,23 @@ class SqliteFileStorage(TenantStorage):
         # The file last: a journal left beside a deleted file would be rolled back into the next
         # file made at this path (a tenant created again with this slug).
         for suffix in ("-journal", "-wal", "-shm", ""):
-            Path(str(self.path) + suffix).unlink(missing_ok=True)
+            path = Path(str(self.path) + suffix)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as e:
+                raise StorageUnavailable(f"cannot delete tenant file {path}: {e.strerror}") from e
 
     @contextmanager
     def dropping(self, lock_timeout: float) -> Iterator[None]:
         # Deleting files is not transactional: the caller's block runs first, then the files go
         # while the write lock is held, so no other process is writing to them meanwhile.
-        if self.path.exists():
-            with self.begin(exclusive=True, lock_timeout=lock_timeout):
-                yield
-                self._unlink()
-        else:  # a drop cut short after the file went: what is left goes
+        with ExitStack() as held:
+            try:
+                held.enter_context(self.begin(exclusive=True, lock_timeout=lock_timeout))
+            except (DBAPIError, StorageUnavailable):
+                # Not a database (a corrupt file), or gone already (a drop cut short): no process
+                # can work in it, so there is no lock to take, and what is left goes.
+                pass
             yield
             self._unlink()
         self.engine.dispose()

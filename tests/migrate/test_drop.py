@@ -161,3 +161,15 @@ def test_drop_tenant_interrupted_by_a_real_ctrl_c_exits_130_and_a_second_drop_fi
         kept(fleet, "other")
     finally:
         operator.close()
+
+
+def test_a_corrupt_tenant_file_is_dropped(fleet: Tenancy) -> None:
+    # Nothing can work in a file that is not a database: there is no lock to wait for.
+    if not fleet.settings.control_url.startswith("sqlite"):
+        pytest.skip("a SQLite file only")
+    storage = fleet.storage("acme")
+    storage.engine.dispose()
+    storage.path.write_bytes(b"not a database" * 300)
+    drop_tenant(fleet, "acme")
+    assert fleet.registry.find("acme") is None and not storage.path.exists()
+    kept(fleet, "other")
