@@ -23,10 +23,11 @@ from portal.auth import login_url_for_here
 from portal.permissions import may_enter
 from portal.tenant_scope import first_visible_slug
 from tenants.core.control_schema import tenant_versions, tenants
+from tenants.core.engines import unreachable
 from tenants.core.errors import InvalidTenantName
 from tenants.core.names import validate_slug
 from tenants.core.registry import Tenant
-from tenants.core.storage import TenantStorage, unreachable
+from tenants.core.storage import TenantStorage
 
 TENANT_ARG = "tenant"
 

@@ -11,9 +11,10 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import OperationalError
 
+from tenants.core.engines import unreachable
 from tenants.core.errors import TenantBusy
 from tenants.core.names import lock_key, quoted_schema
-from tenants.core.storage import PostgresSchemaStorage, unreachable
+from tenants.core.pg_schema import PostgresSchemaStorage
 
 
 @contextmanager

@@ -22,6 +22,19 @@ def display_url(url: str) -> str:
         return url.split(":", 1)[0] + "://..."
 
 
+def unreachable(url: str, error: Exception) -> StorageUnavailable:
+    """Build the one-line error for a database that cannot be reached."""
+    reason = str(getattr(error, "orig", error)).strip().splitlines()
+    return StorageUnavailable(f"cannot reach database {display_url(url)}: {reason[0] if reason else error}")
+
+
+def unreadable(url: str, error: Exception) -> StorageUnavailable:
+    """Build the one-line error for a database file that opens but cannot be read (a corrupt SQLite file)."""
+    reason = str(getattr(error, "orig", error)).strip().splitlines()
+    return StorageUnavailable(f"control database {display_url(url)} cannot be read: "
+                              f"{reason[0] if reason else error}; restore it from a backup")
+
+
 # user:password@ in any URL-like text (postgresql://, redis://, amqp://, ...).
 _URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
 

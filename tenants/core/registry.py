@@ -8,9 +8,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tenants.core.clock import utcnow
 from tenants.core.control_schema import TENANT_STATUSES, tenant_latest_results, tenant_versions, tenants
+from tenants.core.engines import unreachable
 from tenants.core.errors import TenantError, TenantExists, TenantNotFound
 from tenants.core.names import validate_slug
-from tenants.core.storage import unreachable
 
 
 @dataclass(frozen=True, slots=True)  # slots: a run holds one per tenant

@@ -5,11 +5,12 @@ from functools import cached_property
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from tenants.core.backends import storage_for
 from tenants.core.engines import Engines
 from tenants.core.errors import MultipleHeads
 from tenants.core.registry import Tenant, TenantRegistry
 from tenants.core.settings import TenantSettings
-from tenants.core.storage import TenantStorage, storage_for
+from tenants.core.storage import TenantStorage
 
 
 class Tenancy:

@@ -13,9 +13,10 @@ import signal
 import time
 from collections.abc import Callable
 
+from tenants.core.backends import storage_for
 from tenants.core.ledger import TenantResult
 from tenants.core.settings import TenantSettings
-from tenants.core.storage import TenantStorage, storage_for
+from tenants.core.storage import TenantStorage
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.tasks import UNIT_PREFIX, get_task, run_task
 from tenants.migrate.lifecycle import create_unit, creation_read_back

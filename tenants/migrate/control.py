@@ -6,7 +6,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DatabaseError, OperationalError
 
-from tenants.core.storage import unreachable, unreadable
+from tenants.core.engines import unreachable, unreadable
 from tenants.core.tenancy import Tenancy
 from tenants.migrate.driver import current_revision, run_steps, steps_between
 

@@ -8,6 +8,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from tenants.core.backends import storage_for
 from tenants.core.clock import utcnow
 from tenants.core.engines import check_database_url
 from tenants.core.errors import InvalidUsage, StorageUnavailable, TenantError, TenantExists
@@ -15,7 +16,7 @@ from tenants.core.ledger import TenantResult, current_actor, finish_run, record_
 from tenants.core.names import validate_slug
 from tenants.core.processes import pid_alive
 from tenants.core.registry import Tenant, TenantRegistry
-from tenants.core.storage import TenantStorage, storage_for
+from tenants.core.storage import TenantStorage
 from tenants.core.tenancy import Tenancy
 from tenants.migrate.errors import MigrationTimeout
 from tenants.migrate.migrator import MigrationOutcome, current_revision

@@ -34,7 +34,7 @@ from sqlalchemy.exc import DBAPIError
 
 from tenants.core.engines import display_url
 from tenants.core.names import quote_ident, quoted_schema
-from tenants.core.storage import PostgresSchemaStorage
+from tenants.core.pg_schema import PostgresSchemaStorage
 from tenants.migrate.file_lock import file_lock
 from tenants.migrate.pgdump import pg_dump_major, run_pg_dump
 from tenants.migrate.replay import Rendered, one_script

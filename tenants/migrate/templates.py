@@ -32,7 +32,9 @@ from sqlalchemy.exc import DBAPIError
 from tenants.core.engines import display_url
 from tenants.core.errors import StorageUnavailable, TenantExists
 from tenants.core.names import quoted_schema, schema_name
-from tenants.core.storage import PostgresSchemaStorage, SqliteFileStorage, TenantStorage
+from tenants.core.pg_schema import PostgresSchemaStorage
+from tenants.core.sqlite_file import SqliteFileStorage
+from tenants.core.storage import TenantStorage
 from tenants.core.tenancy import Tenancy
 from tenants.migrate import pg_template
 from tenants.migrate.errors import MigrationFailed, MigrationTimeout

@@ -81,7 +81,7 @@ def _backend(url: str) -> str:
 
 
 def sqlite_path(tenant: Tenant, tenant_dir: Path) -> Path:
-    """Return the tenant's SQLite file (the same rule as tenants.core.storage.storage_for)."""
+    """Return the tenant's SQLite file (the same rule as tenants.core.backends.storage_for)."""
     if tenant.database_url:
         return Path(make_url(tenant.database_url).database or "")
     return Path(tenant_dir) / f"{tenant.slug}.sqlite3"

@@ -18,13 +18,14 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, MetaData, create_engine, text
 from sqlalchemy.exc import DBAPIError
 
+from tenants.core.backends import storage_for
 from tenants.core.clock import utcnow
 from tenants.core.engines import check_database_url
 from tenants.core.errors import InvalidUsage, TenantExists
 from tenants.core.ledger import TenantResult, finish_run, record_result, start_run
 from tenants.core.names import quote_ident, validate_slug
 from tenants.core.registry import Tenant
-from tenants.core.storage import TenantStorage, storage_for
+from tenants.core.storage import TenantStorage
 from tenants.core.tenancy import Tenancy
 from tenants.migrate import driver
 from tenants.migrate.control import ensure_control

@@ -35,7 +35,9 @@ from sqlalchemy import (
 from sqlalchemy.sql.sqltypes import Float, String
 
 from tenants.core.errors import InvalidUsage
-from tenants.core.storage import PostgresSchemaStorage, SqliteFileStorage, TenantStorage
+from tenants.core.pg_schema import PostgresSchemaStorage
+from tenants.core.sqlite_file import SqliteFileStorage
+from tenants.core.storage import TenantStorage
 from tenants.core.tenancy import Tenancy
 from tenants.migrate.control import ensure_control
 from tenants.migrate.migrator import migrate_tenant

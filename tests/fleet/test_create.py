@@ -26,7 +26,7 @@ UNREACHABLE = "postgresql://postgres@127.0.0.1:9/nowhere"
 
 def storage_exists(tenancy, slug: str) -> bool:
     s = tenancy.settings
-    from tenants.core.storage import storage_for
+    from tenants.core.backends import storage_for
 
     return storage_for(slug, None, s.control_url, s.tenant_dir, tenancy.engines).exists()
 

@@ -12,7 +12,7 @@ from sqlalchemy import text, update
 from tenants.cli.output import plan_lines
 from tenants.core.control_schema import tenants as tenants_table
 from tenants.core.ledger import last_results, ledger_versions
-from tenants.core.storage import PostgresSchemaStorage
+from tenants.core.pg_schema import PostgresSchemaStorage
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.options import RunOptions
 from tenants.fleet.runs import downgrade_tenants, for_each_tenant, upgrade_tenants

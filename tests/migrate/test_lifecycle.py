@@ -34,7 +34,7 @@ def test_duplicate_slug_is_refused_and_changes_nothing(tenancy):
 
 
 def test_existing_unregistered_storage_is_refused_and_kept(tenancy):
-    from tenants.core.storage import storage_for
+    from tenants.core.backends import storage_for
 
     s = tenancy.settings
     stray = storage_for("acme", None, s.control_url, s.tenant_dir, tenancy.engines)
@@ -60,7 +60,7 @@ def test_a_revision_failing_during_create_leaves_nothing_behind(tenancy, tmp_pat
     finally:
         broken.close()
     s = tenancy.settings
-    from tenants.core.storage import storage_for
+    from tenants.core.backends import storage_for
 
     assert not storage_for("acme", None, s.control_url, s.tenant_dir, tenancy.engines).exists()
     with tenancy.control_engine.connect() as conn:

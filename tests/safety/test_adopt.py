@@ -11,9 +11,10 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from tenants.cli import tenant as tenant_cli
+from tenants.core.backends import storage_for
 from tenants.core.errors import InvalidTenantName, InvalidUsage, TenantExists
 from tenants.core.ledger import last_results, ledger_versions
-from tenants.core.storage import TenantStorage, storage_for
+from tenants.core.storage import TenantStorage
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.create import create_tenant
 from tenants.fleet.runs import upgrade_tenants

@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 
 from tenants.core.engines import Engines
 from tenants.core.settings import PROJECT_ROOT
-from tenants.core.storage import SqliteFileStorage
+from tenants.core.sqlite_file import SqliteFileStorage
 from tenants.safety.verify import verify_storage
 from tests.chains import chain_with
 from tests.conftest import run_manage

@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
 from tenants.core.names import quote_ident, quoted_schema, schema_name
-from tenants.core.storage import PostgresSchemaStorage
+from tenants.core.pg_schema import PostgresSchemaStorage
 from tenants.migrate import driver
 from tenants.migrate.migrator import alembic_options, resolve_target
 from tenants.migrate.pgdump import pg_dump_major, run_pg_dump

@@ -4,7 +4,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tenants.core.storage import SqliteFileStorage, TenantStorage
+from tenants.core.sqlite_file import SqliteFileStorage
+from tenants.core.storage import TenantStorage
 from tenants.core.tenancy import Tenancy
 from tenants.migrate.control import ensure_control
 from tenants.migrate.errors import InvalidRevision

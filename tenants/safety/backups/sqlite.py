@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from tenants.core.errors import TenantBusy
-from tenants.core.storage import SqliteFileStorage
+from tenants.core.sqlite_file import SqliteFileStorage
 
 
 def _deadline(seconds: float, slug: str):  # type: ignore[no-untyped-def]

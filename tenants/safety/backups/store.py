@@ -16,8 +16,10 @@ from sqlalchemy import delete, insert, select
 
 from tenants.core.clock import utcnow
 from tenants.core.control_schema import backups
+from tenants.core.pg_schema import PostgresSchemaStorage
 from tenants.core.settings import PROJECT_ROOT
-from tenants.core.storage import PostgresSchemaStorage, SqliteFileStorage, TenantStorage
+from tenants.core.sqlite_file import SqliteFileStorage
+from tenants.core.storage import TenantStorage
 from tenants.core.tenancy import Tenancy
 from tenants.safety.backups import pg as backup_pg
 from tenants.safety.backups.sqlite import backup_file
