@@ -93,15 +93,23 @@ class TenantRegistry:
             raise unreachable(str(self.engine.url), e) from e
         return Tenant(slug, display_name, "provisioning", reason, database_url, now)
 
-    def set_status(self, slug: str, status: str, reason: str | None = None) -> None:
-        """Move a tenant to another status, with an optional reason."""
+    def set_status(self, slug: str, status: str, reason: str | None = None, *,
+                   created_at: datetime | None = None) -> None:
+        """Move a tenant to another status, with an optional reason.
+
+        With `created_at`, only the row created then: a tenant dropped and created again since it
+        was read is another tenant, and TenantNotFound says so.
+        """
         if status not in TENANT_STATUSES:
             raise TenantError(f"unknown tenant status {status!r}: use one of {', '.join(TENANT_STATUSES)}")
+        row = tenants.c.slug == slug
+        if created_at is not None:
+            row &= tenants.c.created_at == created_at
         with self.engine.begin() as conn:
-            done = conn.execute(
-                update(tenants).where(tenants.c.slug == slug)
-                .values(status=status, status_reason=reason, updated_at=utcnow())
-            )
+            done = conn.execute(update(tenants).where(row).values(status=status, status_reason=reason,
+                                                                  updated_at=utcnow()))
+            if done.rowcount == 0 and created_at is not None:
+                raise TenantNotFound(f"tenant {slug!r} was dropped, and perhaps created again, meanwhile")
             if done.rowcount == 0:
                 raise TenantNotFound(f"unknown tenant {slug!r}: see 'manage.py list-tenants'")
 

@@ -1,6 +1,7 @@
 """drop-tenant works under the tenant's lock, changes nothing when it cannot drop, and a drop cut short says so."""
 
 import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -8,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from tenants.core.errors import TenantBusy
+from tenants.core.errors import TenantBusy, TenantNotFound
 from tenants.core.registry import TenantRegistry
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.create import create_tenant
@@ -108,8 +109,8 @@ def test_ctrl_c_after_the_mark_keeps_the_data_and_a_second_drop_finishes(fleet: 
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     real = TenantRegistry.set_status
 
-    def marks_then_interrupted(self: TenantRegistry, *args: object) -> None:
-        real(self, *args)
+    def marks_then_interrupted(self: TenantRegistry, *args: object, **kwargs: object) -> None:
+        real(self, *args, **kwargs)
         raise KeyboardInterrupt
 
     storage = fleet.storage("acme")
@@ -172,4 +173,55 @@ def test_a_corrupt_tenant_file_is_dropped(fleet: Tenancy) -> None:
     storage.path.write_bytes(b"not a database" * 300)
     drop_tenant(fleet, "acme")
     assert fleet.registry.find("acme") is None and not storage.path.exists()
+    kept(fleet, "other")
+
+
+def test_a_drop_that_read_the_tenant_before_it_was_dropped_and_created_again_leaves_the_new_one(
+        fleet: Tenancy, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The drop reads the row, then waits (on SQLite, up to the lock timeout) for the tenant lock:
+    # meanwhile another operator drops the tenant and creates it again. The schema or file it then
+    # locks is the new tenant's, and must stay.
+    other = Tenancy(fleet.settings)
+    real = TenantRegistry.get
+
+    def read_then_replaced(self: TenantRegistry, slug: str):  # type: ignore[no-untyped-def]
+        tenant = real(self, slug)
+        monkeypatch.setattr(TenantRegistry, "get", real)
+        drop_tenant(other, slug)
+        create_tenant(other, slug)
+        make_user(other.storage(slug), role="admin")
+        make_product(other.storage(slug))
+        return tenant
+
+    monkeypatch.setattr(TenantRegistry, "get", read_then_replaced)
+    try:
+        with pytest.raises(TenantNotFound, match="'acme' was dropped, and perhaps created again, meanwhile"):
+            drop_tenant(fleet, "acme")
+    finally:
+        other.close()
+    kept(fleet)  # the new acme, active with its rows
+    kept(fleet, "other")
+
+
+def test_two_drops_of_one_tenant_at_once_leave_nothing_of_it(fleet: Tenancy) -> None:
+    tenancies = [Tenancy(fleet.settings) for _ in range(2)]
+    storage, start, outcomes = fleet.storage("acme"), threading.Barrier(2), []
+
+    def drop(tenancy: Tenancy) -> None:
+        start.wait()
+        try:
+            drop_tenant(tenancy, "acme")
+            outcomes.append("dropped")
+        except (TenantBusy, TenantNotFound) as e:  # the other took the lock, or had finished
+            outcomes.append(type(e).__name__)
+
+    threads = [threading.Thread(target=drop, args=(t,)) for t in tenancies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    for tenancy in tenancies:
+        tenancy.close()
+    assert len(outcomes) == 2 and "dropped" in outcomes, outcomes
+    assert fleet.registry.find("acme") is None and not storage.exists()
     kept(fleet, "other")
