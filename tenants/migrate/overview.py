@@ -24,14 +24,26 @@ def tenant_overview(tenancy: Tenancy) -> list[dict]:
     rows = []
     for tenant in tenants:
         read, last = reads[tenant.slug], results.get(tenant.slug)
+        status, error = _status(tenant, read.error, unreachable=read.error is not None)
         rows.append({
-            # A tenant whose storage cannot be read is `unreachable`, with the reason; the rest are served.
-            "slug": tenant.slug, "name": tenant.display_name, "status": "unreachable" if read.error else tenant.status,
+            "slug": tenant.slug, "name": tenant.display_name, "status": status,
             "revision": read.revision, "head": head, "at_head": read.error is None and read.revision in heads,
-            "error": read.error, "last_change": last["started_at"] if last else None,
+            "error": error, "last_change": last["started_at"] if last else None,
             "last_result": last["status"] if last else None, "storage": _describe(tenancy, tenant),
         })
     return rows
+
+
+def _status(tenant: Tenant, error: str | None, *, unreachable: bool) -> tuple[str, str | None]:
+    """Return the (status, error) a view shows.
+
+    A tenant whose storage cannot be read is `unreachable`, with the reason; the rest are served.
+    A row being created or dropped, or left `failed`, keeps its own status and reason: its
+    storage may well be missing, and the reason says what to run.
+    """
+    if tenant.status in ("provisioning", "failed"):
+        return tenant.status, tenant.status_reason or error
+    return ("unreachable" if unreachable else tenant.status), error
 
 
 def _describe(tenancy: Tenancy, tenant: Tenant) -> str:
@@ -60,9 +72,10 @@ def version_rows(tenancy: Tenancy) -> list[dict]:
     rows = []
     for tenant in tenants:
         current, pending, error, unreachable = found[tenant.slug]
+        status, error = _status(tenant, error, unreachable=unreachable)
         result, task = last.get(tenant.slug) or {}, tasks.get(tenant.slug) or {}
         rows.append({
-            "slug": tenant.slug, "status": "unreachable" if unreachable else tenant.status, "revision": current,
+            "slug": tenant.slug, "status": status, "revision": current,
             "head": ", ".join(heads) or None, "pending": pending, "error": error,
             "last_result": result.get("status"), "last_at": result.get("started_at"),
             "last_error": result.get("error"), "last_run": result.get("run_id"),

@@ -227,19 +227,30 @@ def test_bad_database_url_is_refused_before_anything_is_registered(pg_fleet, ope
 
 
 def test_a_row_with_a_bad_url_from_before_is_served_and_dropped(pg_fleet, operator: Operator) -> None:  # type: ignore[no-untyped-def]
+    # Rows registered by a version that did not check URLs: one in use (active), one whose
+    # creation never got storage (provisioning). Both are listed; the second is simply removed.
+    # The first is not: its data may be at that URL (libpq takes postgres://), and no engine here can drop it.
     settings, _ = pg_fleet
     tenancy = Tenancy(settings)
     try:
         ensure_control(tenancy)
-        tenancy.registry.add("legacy", "Legacy", f"postgres://postgres:{SECRET}@127.0.0.1/x")  # no check then
+        for slug in ("legacy", "stub"):
+            tenancy.registry.add(slug, slug, f"postgres://postgres:{SECRET}@127.0.0.1/x")  # no check then
+        tenancy.registry.set_status("legacy", "active")
         listed = operator.run(["list-tenants", "--json"])
         assert listed.returncode == 0, listed.stderr
-        assert json.loads(listed.stdout)[0]["status"] == "unreachable"
+        rows = {row["slug"]: row for row in json.loads(listed.stdout)}
+        assert (rows["legacy"]["status"], rows["stub"]["status"]) == ("unreachable", "provisioning")
+        assert "unsupported database" in rows["legacy"]["error"] and "unsupported database" in rows["stub"]["error"]
         versions = operator.run(["tenant-versions"])
-        assert versions.returncode == 0 and "0 of 1 tenants at head; 1 unreachable" in versions.stdout
-        dropped = operator.run(["drop-tenant", "legacy", "--yes"])
+        assert versions.returncode == 0 and "0 of 2 tenants at head; 1 unreachable" in versions.stdout
+        dropped = operator.run(["drop-tenant", "stub", "--yes"])
         assert dropped.returncode == 0, dropped.stderr
-        assert tenancy.registry.find("legacy") is None
+        assert tenancy.registry.find("stub") is None
+        refused = operator.run(["drop-tenant", "legacy", "--yes"])
+        assert refused.returncode == 3 and refused.stderr.count("\n") == 1, refused.stderr
+        assert "unsupported database 'postgres://postgres:***@127.0.0.1/x'" in refused.stderr
+        assert tenancy.registry.get("legacy").status == "active"
     finally:
         tenancy.close()
 

@@ -14,6 +14,7 @@ from tenants.core.registry import TenantRegistry
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.create import create_tenant
 from tenants.migrate.lifecycle import drop_tenant
+from tenants.migrate.overview import tenant_overview, version_rows
 from tenants.migrate.plan import Selection, select_tenants
 from tests.factories import make_product, make_user
 from tests.fault_support import Operator, ctrl_c_around
@@ -103,6 +104,10 @@ def dropping_row(tenancy: Tenancy) -> None:
     assert "being dropped by" in tenant.status_reason and "drop-tenant acme --yes' again" in tenant.status_reason
     chosen, skipped = select_tenants(tenancy, Selection())
     assert [t.slug for t in chosen] == ["other"] and skipped[0][0] == "acme"
+    # list-tenants and tenant-versions show that status and reason, not `unreachable` (storage may be gone)
+    for row in (*tenant_overview(tenancy), *version_rows(tenancy)):
+        if row["slug"] == "acme":
+            assert row["status"] == "failed" and row["error"] == tenant.status_reason
 
 
 def test_ctrl_c_after_the_mark_keeps_the_data_and_a_second_drop_finishes(fleet: Tenancy,
