@@ -226,11 +226,10 @@ def drop_tenant(tenancy: Tenancy, slug: str) -> None:
         if tenant.status not in ("provisioning", "failed"):
             raise
     else:
-        # Under the tenant's lock, so no migration or task is under way in it. The row says so
-        # before the deletion is final: a drop cut short (Ctrl-C, a lost control plane) leaves a
-        # `failed` row that no run selects and that names the way out, not an active tenant without storage.
-        # The mark is for the row read above only: the storage locked may be a tenant created again
-        # since (a drop that waited on the lock of one already dropped), which must not go.
+        # Under the tenant's lock: no migration or task is under way in it. The row is marked before
+        # the deletion is final, so a drop cut short (Ctrl-C, a lost control plane) leaves a `failed`
+        # row that no run selects and that names the way out. Only the row read above is marked: a
+        # tenant dropped and created again meanwhile holds the same schema or file name, and stays.
         with storage.dropping(tenancy.settings.lock_timeout):
             tenancy.registry.set_status(slug, "failed", f"being dropped by {current_actor()}; if that stopped, "
                                                         f"run 'manage.py drop-tenant {slug} --yes' again",
