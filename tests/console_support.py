@@ -50,7 +50,7 @@ class Console:
     def refresh_stats(self, *slugs: str) -> None:
         """Take the tenants' counts (these, or every one) for the dashboard, as `for-each-tenant stats` does."""
         from tenants.fleet.runs import for_each_tenant
-        from tenants.migrate.plan import Selection
+        from tenants.migrate.selection import Selection
 
         report = for_each_tenant(self.tenancy, "stats", Selection(tenants=slugs))
         assert report.exit_code == 0, [r.error for r in report.results]

@@ -6,7 +6,7 @@ from tenants.core.errors import TenantError
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.options import RunOptions
 from tenants.fleet.runs import upgrade_tenants
-from tenants.migrate.plan import Selection
+from tenants.migrate.selection import Selection
 from tenants.safety.errors import GateBlocked
 from tenants.safety.lint.hazards import format_hazard
 

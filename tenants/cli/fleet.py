@@ -70,7 +70,7 @@ def _options(kw: dict, **extra: Any) -> Any:
 
 
 def _selection(kw: dict) -> Any:
-    from tenants.migrate.plan import Selection
+    from tenants.migrate.selection import Selection
 
     return Selection(tuple(kw["tenants"]), tuple(kw["skip"]), kw["only_failed"])
 

@@ -41,23 +41,26 @@ def result_line(result: TenantResult, done: int, total: int) -> str:
 def plan_lines(plan: Plan, *, detail: bool) -> list[str]:
     """Describe the plan: counts, ranges, tenants left out, revisions that run outside a transaction."""
     if plan.kind not in ("upgrade", "downgrade"):
-        lines = [f"plan: {plan.kind} on {len(plan.items)} tenants, {len(plan.skipped)} left out"]
+        lines = [f"plan: {plan.kind} on {plan.selected} tenants, {len(plan.skipped)} left out"]
         return lines + [f"  left out {slug}: {reason}" for slug, reason in plan.skipped]
     target = short(plan.target) + (" (head)" if plan.target == plan.head else "")
-    lines = [f"plan: {plan.kind} to {target}: {len(plan.items)} tenants selected, {len(plan.pending)} pending, "
-             f"{len(plan.at_target)} at target, {len(plan.errors)} cannot be read, {len(plan.skipped)} left out"]
-    ranges: dict[tuple[str | None, int], list[str]] = {}
-    for item in plan.pending:
-        ranges.setdefault((item.current, len(item.steps)), []).append(item.slug)
-    for (current, steps), slugs in ranges.items():
-        names = ", ".join(slugs if detail else slugs[:8]) + ("" if detail or len(slugs) <= 8 else ", ...")
-        lines.append(f"  {len(slugs)} tenants {short(current)} -> {short(plan.target)} ({steps} revisions): {names}")
+    lines = [f"plan: {plan.kind} to {target}: {plan.selected} tenants selected, {plan.count('pending')} pending, "
+             f"{plan.count('at-target')} at target, {plan.count('error')} cannot be read, "
+             f"{len(plan.skipped)} left out"]
+    everyone: dict[str | None, list[str]] = {}
+    if detail:  # every pending tenant by name: read back from the plan
+        for item in plan.pending:
+            everyone.setdefault(item.current, []).append(item.slug)
+    for current, start in plan.starts.items():
+        names = everyone.get(current) or start.sample
+        more = "" if len(names) == start.count else ", ..."
+        lines.append(f"  {start.count} tenants {short(current)} -> {short(plan.target)} "
+                     f"({len(start.steps)} revisions): {', '.join(names)}{more}")
     for item in plan.errors:
         lines.append(f"  {item.slug}: {item.error}")
     for slug, reason in plan.skipped:
         lines.append(f"  left out {slug}: {reason}")
-    flagged = sorted({r for item in plan.pending for r in item.outside_transaction})
-    for revision in flagged:
+    for revision in plan.outside_transaction():
         lines.append(f"  NOTE revision {revision} cannot run in a transaction (e.g. CREATE INDEX CONCURRENTLY): "
                      "it runs alone, after the revisions before it have committed; if it fails the tenant "
                      "stays at the revision before it")
@@ -117,7 +120,9 @@ class Presenter:
         if report.error:
             click.echo(f"Error: {report.error}", err=True)
         if self.as_json:
-            click.echo(mask_secrets(json.dumps(report.to_dict(), indent=2, default=str)))
+            for chunk in report.json_chunks():
+                click.echo(mask_secrets(chunk), nl=False)
+            click.echo()
             return
         for note in report.notes:
             click.echo(mask_secrets(f"note: {note}"))
@@ -125,10 +130,10 @@ class Presenter:
             self._summary_table(report)
         c = report.counts
         if report.status == "dry-run":
-            click.echo(f"dry run: {len(report.plan.pending)} tenants pending; nothing was changed")
+            click.echo(f"dry run: {report.plan.count('pending')} tenants pending; nothing was changed")
             return
         if report.status == "dispatched":
-            click.echo(f"{report.kind} dispatched to Celery: {len(report.plan.pending)} tenants queued; "
+            click.echo(f"{report.kind} dispatched to Celery: {report.plan.count('pending')} tenants queued; "
                        f"run {report.run_id}; follow it with: manage.py run-status {report.run_id}")
             return
         click.echo(f"{report.kind} {report.status}: {c['ok']} ok, {c['failed']} failed, {c['timeout']} timed out, "
@@ -141,7 +146,7 @@ class Presenter:
         from rich.table import Table
 
         table = Table("tenant", "status", "from", "to", "ms", "error")
-        for result in report.final().values():
+        for result in report.final().values() if self.detail else report.failures():
             if result.status != "ok" or self.detail:
                 table.add_row(result.slug, result.status, short(result.from_revision), short(result.to_revision),
                               f"{result.duration_ms:.0f}", result.error or "")

@@ -56,7 +56,7 @@ def run_status_command(run_id: str, as_json: bool, wait: bool, timeout: float | 
         for result_id, result in results_since(engine, run_id, seen):
             seen, shown = result_id, shown + 1
             if not as_json:
-                click.echo(result_line(result, shown, len(report.plan.pending) + len(report.plan.errors)))
+                click.echo(result_line(result, shown, report.plan.count("pending") + report.plan.count("error")))
         time.sleep(0.5)
     report.notes += [note for note in notes if note not in report.notes]
     if as_json:
@@ -66,8 +66,9 @@ def run_status_command(run_id: str, as_json: bool, wait: bool, timeout: float | 
         sys.exit(report.exit_code)
     if report.status == "running":
         waiting = progress(engine, run_id)["waiting"]
-        click.echo(f"run {run_id} is under way: {len(report.final()) + len(report.not_started)} of "
-                   f"{len(report.plan.pending) + len(report.plan.errors)} tenants have a result; waiting per server: "
+        click.echo(f"run {run_id} is under way: {sum(report.statuses.values()) + len(report.not_started)} of "
+                   f"{report.plan.count('pending') + report.plan.count('error')} tenants have a result; "
+                   "waiting per server: "
                    + (", ".join(f"{server} {count}" for server, count in sorted(waiting.items())) or "none"))
     Presenter().finish(report)
     sys.exit(report.exit_code)

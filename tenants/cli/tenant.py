@@ -148,7 +148,7 @@ def _move(slug: str, to: str, downgrade: bool, allow_destructive: bool, strict: 
         click.echo(f"note: {mask_secrets(note)}")
     result = report.final().get(slug)
     if result is None:
-        item = report.plan.items[0] if report.plan.items else None
+        item = next(report.plan.items, None)
         click.echo(f"{slug}: already at {(item.current if item else None) or 'base'}")
     elif result.status == "ok":
         click.echo(f"{slug}: {result.from_revision or 'base'} -> {result.to_revision or 'base'} "

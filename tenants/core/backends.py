@@ -12,12 +12,17 @@ from tenants.core.sqlite_file import SqliteFileStorage
 from tenants.core.storage import TenantStorage
 
 
+def url_backend(url: str) -> str:
+    """Return the backend a database URL names: `postgresql`, `sqlite`, or what else it says."""
+    return url.split(":", 1)[0].split("+", 1)[0]
+
+
 def storage_for(
     slug: str, database_url: str | None, control_url: str, tenant_dir: Path, engines: Engines
 ) -> TenantStorage:
     """Pick the backend from the tenant's own URL, else from the control database's."""
     url = database_url or control_url
-    backend = url.split(":", 1)[0].split("+", 1)[0]
+    backend = url_backend(url)
     if backend == "postgresql":
         return PostgresSchemaStorage(slug, url, engines.get(url))
     if backend == "sqlite":

@@ -8,9 +8,8 @@ import getpass
 import json
 import os
 import socket
-import sys
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Engine, bindparam, case, func, insert, select, update
@@ -40,7 +39,7 @@ def current_actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-@dataclass(frozen=True, slots=True)  # slots: a run holds one per tenant
+@dataclass(frozen=True, slots=True)
 class TenantResult:
     """What one unit of work did to one tenant."""
 
@@ -51,22 +50,6 @@ class TenantResult:
     duration_ms: float = 0.0
     error: str | None = None
     detail: str | None = None
-
-    def with_shared_strings(self, slug: str | None = None) -> "TenantResult":
-        """Return this result with one copy of the strings most tenants share (status, revisions, detail).
-
-        A result comes from a worker as fresh strings; a run's report keeps one per tenant, and
-        these copies were about 250 bytes of each tenant's share of the runner's memory. `slug`,
-        when given, is the same text the caller already holds (the plan's): it is kept instead.
-        """
-        assert slug is None or slug == self.slug
-        return replace(self, slug=slug or self.slug, status=sys.intern(self.status),
-                       from_revision=_interned(self.from_revision), to_revision=_interned(self.to_revision),
-                       detail=_interned(self.detail))
-
-
-def _interned(text: str | None) -> str | None:
-    return None if text is None else sys.intern(text)
 
 
 def start_run(engine: Engine, kind: str, target: str | None, started_by: str | None = None,
@@ -215,7 +198,7 @@ def correct_ledger(engine: Engine, found: dict[str, str | None]) -> list[str]:
     This is what makes a lost ledger write harmless: the next run finds the tenant's
     alembic_version and records it.
     """
-    recorded = ledger_versions(engine)
+    recorded = ledger_versions(engine, list(found))
     stale = [slug for slug, revision in found.items() if recorded.get(slug, "missing") != revision]
     if stale:
         with engine.begin() as conn:
@@ -238,11 +221,15 @@ def finish_run(engine: Engine, run_id: str, status: str, counts: dict[str, int],
     return done.rowcount == 1
 
 
-def ledger_versions(engine: Engine) -> dict[str, str | None]:
-    """Return every tenant's recorded revision."""
+def ledger_versions(engine: Engine, slugs: list[str] | None = None) -> dict[str, str | None]:
+    """Return every tenant's recorded revision, or those of `slugs` (a page of a run's plan)."""
+    query = select(tenant_versions.c.tenant_slug, tenant_versions.c.revision)
     with engine.connect() as conn:
-        rows = conn.execute(select(tenant_versions.c.tenant_slug, tenant_versions.c.revision))
-        return {slug: rev for slug, rev in rows}
+        if slugs is None:
+            return dict(conn.execute(query).all())
+        # In chunks: SQLite before 3.32 takes at most 999 parameters a statement.
+        return {slug: rev for start in range(0, len(slugs), 900)
+                for slug, rev in conn.execute(query.where(tenant_versions.c.tenant_slug.in_(slugs[start:start + 900])))}
 
 
 def last_results(engine: Engine, *, migrations: bool | None = None,

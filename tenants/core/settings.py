@@ -21,6 +21,8 @@ class TenantSettings:
     lock_stale_after: float = 600.0
     # Seconds a slot of a run handed to Celery may show no progress before its task is sent again.
     stall_after: float = 120.0
+    # Tenants a fleet run reads and plans at a time: what bounds its memory, however large the fleet.
+    plan_page: int = 1000
 
     @classmethod
     def from_env(cls, instance_path: Path | None = None) -> "TenantSettings":
@@ -35,6 +37,7 @@ class TenantSettings:
             statement_timeout=float(os.environ.get("PORTAL_STATEMENT_TIMEOUT", "300")),
             lock_stale_after=float(os.environ.get("PORTAL_LOCK_STALE_AFTER", "600")),
             stall_after=float(os.environ.get("PORTAL_STALL_AFTER", "120")),
+            plan_page=int(os.environ.get("PORTAL_PLAN_PAGE", "1000")),
         )
 
 

@@ -104,8 +104,8 @@ def create_tenants(tenancy: Tenancy, specs: list[TenantSpec], options: RunOption
 
     def build_templates(tenancy: Tenancy, plan: Plan, options: object) -> list[str]:
         """Plan check: the template of each dialect the new tenants use, built (and gated) before any is created."""
-        for item in plan.pending:
-            dialect = _dialect(tenancy, item.tenant.database_url)
+        for url in plan.pending_urls():
+            dialect = _dialect(tenancy, url)
             if dialect not in templates:
                 templates[dialect] = creation_template(tenancy, dialect)
         return []

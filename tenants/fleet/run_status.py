@@ -64,8 +64,11 @@ def _load(engine: Engine, run_id: str) -> tuple[RunReport, list[TenantResult]]:
         items = [TenantPlan(_stub(slug), "pending") for slug in dict.fromkeys(r.slug for r in results)]
     report = RunReport(run.kind, run.target, Plan(run.kind, run.target, None, items, skipped),
                        status=run.status, run_id=run_id)
-    report.results = [r for r in results if r.status != NOT_STARTED]
-    report.not_started = [r.slug for r in results if r.status == NOT_STARTED]
+    for result in results:
+        if result.status == NOT_STARTED:
+            report.not_started.append(result.slug)
+        else:
+            report.add(result)
     started = aware(run.started_at) if run.started_at else None
     finished = aware(run.finished_at) if run.finished_at else None
     report.duration_s = ((finished or utcnow()) - started).total_seconds() if started else 0.0
@@ -89,7 +92,7 @@ def final_status(results: list[TenantResult]) -> str:
     final = {r.slug: r for r in results}.values()
     if any(r.status == NOT_STARTED and r.detail == STOP_MAX_DURATION for r in final):
         return "stopped"
-    return results_status(final)
+    return results_status(r.status for r in final)
 
 
 def missing_results(conn: Connection, run_id: str) -> int:

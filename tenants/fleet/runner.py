@@ -5,10 +5,10 @@ results written to the ledger in batches (fleet.recorder); the fleet lock keeps 
 """
 
 import time
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from datetime import datetime, timedelta
+from itertools import chain, islice
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -19,10 +19,11 @@ from tenants.core.tenancy import Tenancy
 from tenants.fleet.interrupt import interrupt_requests_stop
 from tenants.fleet.lock import FleetLock, Heartbeat
 from tenants.fleet.options import PlanCheck, RunOptions
-from tenants.fleet.pool import Pooled, WorkerPool, batch_size
+from tenants.fleet.pool import WorkerPool
+from tenants.fleet.pooled_loop import PooledLoop
 from tenants.fleet.recorder import ResultBuffer
 from tenants.fleet.report import FAILURES, RunReport, control_lost_error, results_status
-from tenants.fleet.servers import ServerSlots, default_jobs, pool_size
+from tenants.fleet.servers import ServerSlots, by_server, default_jobs, interleave, pool_size
 from tenants.fleet.units import process_tenancy, read_back_result, run_unit
 from tenants.migrate.plan import Plan, TenantPlan
 
@@ -32,7 +33,14 @@ CONTROL_LOST = "control-lost"  # the control plane stopped answering mid-run
 CONTROL_ERRORS = (OperationalError, InterfaceError)  # the control plane's database is gone, not a tenant's failure
 
 
-class FleetRun:
+def paged(items: Iterable[TenantPlan], size: int) -> Iterator[list[TenantPlan]]:
+    """Yield `items` in lists of `size`."""
+    items = iter(items)
+    while page := list(islice(items, size)):
+        yield page
+
+
+class FleetRun(PooledLoop):
     """One run of one unit over a plan's pending tenants."""
 
     def __init__(self, tenancy: Tenancy, plan: Plan, unit: str, params: Callable[[TenantPlan], dict],
@@ -48,7 +56,8 @@ class FleetRun:
         self.lock = FleetLock(self.engine, stale_after=options.stale_after or tenancy.settings.lock_stale_after)
         self.heartbeat = Heartbeat(self.lock, every=min(options.heartbeat_every, self.lock.stale_after / 3))
         self.pool = WorkerPool(tenancy, (self.ledger,))
-        self.done, self.total = 0, len(plan.pending) + len(plan.errors)
+        self.done, self.total = 0, plan.count("pending") + plan.count("error")
+        self.retry: dict[str, TenantPlan] = {}  # with --retry-busy: the tenants found busy or timed out
         self.stop: str | None = None
         self.in_tenant = False  # a tenant runs in this process: Ctrl-C interrupts it
 
@@ -64,11 +73,11 @@ class FleetRun:
 
     def _execute(self, plan: Plan, report: RunReport) -> RunReport:
         # The ledger of tenants found at target is corrected (a run killed after their commit, or before its write).
-        if stale := correct_ledger(self.engine, {item.slug: item.current for item in plan.at_target}):
+        if stale := correct_ledger(self.engine, dict(plan.stale)):
             report.notes.append(f"ledger corrected for {len(stale)} tenants found at target: " + ", ".join(stale[:10]))
-        if not plan.pending and not plan.errors:
+        if not plan.count("pending") and not plan.count("error"):
             report.run_id = start_run(self.engine, self.report.kind, plan.target, self.options.started_by,
-                                      self.options.recorded(), total=len(plan.items))
+                                      self.options.recorded(), total=plan.selected)
             finish_run(self.engine, report.run_id, "ok", report.ledger_counts())
             return self._finish("ok")
         try:
@@ -76,9 +85,10 @@ class FleetRun:
         except TenantError as e:
             report.notes.append(str(e))  # nothing ran or is recorded; the report names the tenants left waiting
             for index, item in enumerate(plan.pending, 1):
-                busy = f"tenant {item.slug!r} is pending in the run that holds the fleet lock"
-                report.results.append(TenantResult(item.slug, "busy", item.current, None, 0.0, busy))
-                self.emit("result", (report.results[-1], index, len(plan.pending)))
+                busy = TenantResult(item.slug, "busy", item.current, None, 0.0,
+                                    f"tenant {item.slug!r} is pending in the run that holds the fleet lock")
+                report.add(busy)
+                self.emit("result", (busy, index, plan.count("pending")))
             return self._finish("locked")
         if self.lock.held:
             self.heartbeat.start()
@@ -88,12 +98,12 @@ class FleetRun:
                 self.emit("note", note)
             report.notes += self._checks()
             report.run_id = start_run(self.engine, self.report.kind, plan.target, self.options.started_by,
-                                      self.options.recorded(), total=len(plan.items))
+                                      self.options.recorded(), total=plan.selected)
             if self.lock.held:
                 self.lock.adopt_run(report.run_id)
             self.emit("start", report.run_id)
             for item in plan.errors:
-                self._record(TenantResult(item.slug, item.error_status, item.current, None, 0.0, item.error))
+                self._record(TenantResult(item.slug, item.error_status, item.current, None, 0.0, item.error), item)
             self._flush()  # in the ledger before any tenant runs (a Celery run counts its results from there)
             self._run_all()
             self._flush()
@@ -163,24 +173,25 @@ class FleetRun:
     def _status(self) -> str:
         if self.stop in ("interrupted", "canary-failed", LOCK_LOST, CONTROL_LOST):
             return self.stop
-        return "stopped" if self.stop == "max-duration" else results_status(self.report.final().values())
+        if self.stop == "max-duration":
+            return "stopped"
+        return results_status(status for status, count in self.report.statuses.items() if count)
 
     def _run_all(self) -> None:
         pending, canary = self.plan.pending, self.options.canary
         if canary:
-            self._run_batch(pending[:canary])
-            if any(r.status != "ok" for r in self.report.final().values()) and not self.stop:
+            self._run_batch(islice(pending, canary))  # the first `canary`; `pending` goes on after them
+            if any(count for status, count in self.report.statuses.items() if status != "ok") and not self.stop:
                 self.stop = "canary-failed"
                 self.report.notes.append(f"canary of {canary} tenants failed: no other tenant was started")
-            pending = pending[canary:]
         self._run_batch(pending)
         if self.options.retry_busy and not self.stop:
-            final = self.report.final()
-            again = [item for item in self.plan.pending if final.get(item.slug) and
-                     final[item.slug].status in ("busy", "timeout")]
+            again = [item for slug, item in self.retry.items()
+                     if self.report.unsettled.get(slug) in ("busy", "timeout")]
             if again:
                 self.report.notes.append(f"retrying {len(again)} busy or timed-out tenants once")
                 self.total += len(again)
+                self.retry = {}
                 self._run_batch(again)
 
     def _should_stop(self) -> bool:
@@ -198,14 +209,17 @@ class FleetRun:
         params = {**self.params(item), "run_id": self.report.run_id}
         return (self.tenancy.settings, item.slug, item.tenant.database_url, self.unit, params)
 
-    def _run_batch(self, items: list[TenantPlan]) -> None:
-        slots = ServerSlots(self.tenancy.settings, self.options.jobs_per_server)
-        items = slots.order(items)
+    def _run_batch(self, items: Iterable[TenantPlan]) -> None:
+        """Run `items`, taken a page at a time (settings.plan_page): the run holds a page or two of them."""
+        pages = paged(items, self.tenancy.settings.plan_page)
+        first = next(pages, [])
         jobs = pool_size(self.options.jobs, default_jobs(self.tenancy, self.plan), self.options.jobs_per_server,
-                         slots.servers_queued())
-        if jobs == 1 or len(self.plan.pending) == 1:
-            return self._run_here(items)
-        self._run_pooled(slots, jobs)
+                         len(by_server(self.tenancy.settings, first)))
+        if jobs == 1 or self.plan.count("pending") == 1:
+            return self._run_here(chain([first], pages))
+        slots = ServerSlots(self.tenancy.settings, self.options.jobs_per_server)
+        slots.add(first)
+        self._run_pooled(slots, pages, jobs)
 
     def _interrupt(self) -> None:
         """Ctrl-C: no new tenant starts, one running here is abandoned; a run already stopping keeps its cause."""
@@ -215,74 +229,34 @@ class FleetRun:
             self.in_tenant = False  # raised once: a second Ctrl-C cannot interrupt the handling of the first
             raise KeyboardInterrupt
 
-    def _run_here(self, items: list[TenantPlan]) -> None:
+    def _run_here(self, pages: Iterator[list[TenantPlan]]) -> None:
         """Run the tenants one by one in this process; Ctrl-C interrupts the one running (see _interrupt)."""
         process_tenancy(self.tenancy.settings, self.tenancy)
-        for index, item in enumerate(items):
-            if self._should_stop():
-                self.report.not_started += [i.slug for i in items[index:]]
-                return
-            args = self._args(item)
-            try:
-                self.in_tenant = True
-                result = run_unit(*args)
-                self.in_tenant = False
-            except KeyboardInterrupt:  # rolled back, or just committed: the tenant itself says which
-                result = read_back_result(*args, "interrupted (Ctrl-C)")
-            self._record(result)
+        for page in pages:
+            items = interleave(by_server(self.tenancy.settings, page))
+            for index, item in enumerate(items):
+                if self._should_stop():
+                    self.report.not_started.extend(i.slug for i in items[index:])
+                    self.report.not_started.extend(i.slug for rest in pages for i in rest)
+                    return
+                args = self._args(item)
+                try:
+                    self.in_tenant = True
+                    result = run_unit(*args)
+                    self.in_tenant = False
+                except KeyboardInterrupt:  # rolled back, or just committed: the tenant itself says which
+                    result = read_back_result(*args, "interrupted (Ctrl-C)")
+                self._record(result, item)
 
-    def _run_pooled(self, slots: ServerSlots, jobs: int) -> None:
-        running: dict[Future, list[TenantPlan]] = {}
-        timed_s, timed_n = 0.0, 0  # the tenants run so far, in seconds and in number: what sizes the batches
-        done: list[tuple[list[TenantPlan], list[Pooled]]] = []
-        while slots.queued() or running or done:
-            self._submit(slots, running, jobs, timed_s / timed_n if timed_n else None)
-            if self.stop and slots.queued():
-                self.report.not_started += [i.slug for i in slots.drain()]
-            for batch, results in done:  # once the freed workers have their next batches: they never wait on this
-                for item, outcome in zip(batch, results, strict=True):
-                    if outcome is None:  # the run stopped before this queued tenant started
-                        self.report.not_started.append(item.slug)
-                        self._should_stop()  # a deadline the worker saw: say so in the report (a failure says so)
-                    else:
-                        self._record(outcome[0], item.slug, outcome[1])
-            done = []
-            if not running:
-                break
-            finished, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
-            if not finished and self.results.due():
-                self._flush()  # a quiet spell (long tenants): the finished ones reach the ledger now
-            for future in finished:
-                batch = running.pop(future)
-                slots.release(batch)
-                results = self.pool.results(future)
-                for result, _ in filter(None, results):
-                    timed_s, timed_n = timed_s + result.duration_ms / 1000, timed_n + 1
-                done.append((batch, results))
-
-    def _submit(self, slots: ServerSlots, running: dict[Future, list[TenantPlan]], jobs: int,
-                mean: float | None) -> None:
-        """Hand out batches until the run stops, the servers are at their bound or enough are under way: with one
-        server queued, a next batch waiting per worker (fleet.pool); with several, one per worker (ServerSlots)."""
-        deadline = None if self.options.max_duration is None else self.report.started + self.options.max_duration
-        while not self._should_stop() and slots.queued() and (  # the stop asked first: it halts the pool
-                len(running) < (2 * jobs if slots.servers_queued() == 1 else jobs)):
-            batch = slots.take_batch(batch_size(slots.queued(), jobs, mean))
-            if not batch:
-                return  # every server with queued tenants is at its --jobs-per-server bound
-            with self.heartbeat.pause:  # a worker may be forked here: not while a beat is under way
-                future = self.pool.submit(jobs, [self._args(item) for item in batch],
-                                          stop_on_failure=self.options.fail_fast, deadline=deadline)
-            running[future] = batch
-
-    def _record(self, result: TenantResult, slug: str | None = None, finished: datetime | None = None) -> None:
+    def _record(self, result: TenantResult, item: TenantPlan, finished: datetime | None = None) -> None:
         """Queue a result for the ledger (fleet.recorder), dated from when it `finished` (default now)."""
-        result = result.with_shared_strings(slug)
         if self.stop != CONTROL_LOST:
             self.results.add(result, (finished or utcnow()) - timedelta(milliseconds=result.duration_ms))
             if self.results.due():
                 self._flush()
-        self.report.results.append(result)
+        self.report.add(result)
+        if self.options.retry_busy and result.status in ("busy", "timeout"):
+            self.retry[item.slug] = item
         if self.options.fail_fast and result.status in FAILURES and not self.stop:
             self.stop = "fail-fast"
             self.report.notes.append(f"--fail-fast: {result.slug} failed, no other tenant was started")

@@ -1,7 +1,7 @@
 """The fleet's entry points: upgrade, downgrade, or run a maintenance task over the selected tenants.
 
 The CLI, the console and schedulers call these and only present the RunReport. A run: control
-plane first -> plan from one bulk read -> (nothing to do: record, return) -> fleet lock ->
+plane first -> plan from bulk reads, a page of tenants at a time -> (nothing to do: record, return) -> fleet lock ->
 plan checks (the lint gate) -> run row -> tenants through this machine's process
 pool (tenants.fleet.runner) or Celery workers (tenants.fleet.celery.dispatch) -> final status.
 """
@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from tenants.core.errors import InvalidUsage
-from tenants.core.ledger import ledger_versions
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.options import PlanCheck, RunOptions
 from tenants.fleet.report import RunReport
@@ -18,8 +17,9 @@ from tenants.fleet.runner import Event, FleetRun
 from tenants.fleet.tasks import UNIT_PREFIX, get_task
 from tenants.migrate.control import ensure_control
 from tenants.migrate.migrator import relative_target, resolve_target
-from tenants.migrate.plan import Plan, Selection, TenantPlan, check_canary, plan_migration, plan_task, select_tenants
+from tenants.migrate.plan import Plan, TenantPlan, check_canary, plan_migration, plan_task
 from tenants.migrate.replay import render_pending
+from tenants.migrate.selection import Selection, select_tenants
 from tenants.migrate.versions import read_versions
 from tenants.safety.gate import LintGate
 
@@ -94,17 +94,17 @@ def prepare_migration(tenancy: Tenancy, selection: Selection, target: str | None
     if downgrade and isinstance(target, str) and target.startswith("-"):
         target = _from_relative(tenancy, selection, target)
     resolved = resolve_target(tenancy.scripts, target)
-    tenants, skipped = select_tenants(tenancy, selection)
-    check_canary(options.canary, tenants)
-    ledger = None if options.accept_live else ledger_versions(tenancy.control_engine)
-    return plan_migration(tenancy, tenants, resolved, downgrade=downgrade, skipped=skipped, ledger=ledger)
+    chosen = select_tenants(tenancy, selection)
+    plan = plan_migration(tenancy, chosen, resolved, downgrade=downgrade, skipped=chosen.skipped,
+                          drift=not options.accept_live)
+    check_canary(options.canary, plan)
+    return plan
 
 
 def _from_relative(tenancy: Tenancy, selection: Selection, target: str) -> str:
     """Turn a relative downgrade target (-1, -2, ...) into a revision; the selection must share one revision."""
-    tenants, _ = select_tenants(tenancy, selection)
-    reads = read_versions(tenancy, tenants)
-    currents = {reads[t.slug].revision for t in tenants if reads[t.slug].error is None}
+    currents = {read.revision for page in select_tenants(tenancy, selection)
+                for read in read_versions(tenancy, page).values() if read.error is None}
     if len(currents) != 1:
         raise InvalidUsage(f"--to {target} is relative: the selected tenants must be at one revision, not at "
                            f"{', '.join(sorted(c or 'base' for c in currents)) or 'none readable'}; name a revision")
@@ -140,9 +140,9 @@ def for_each_tenant(tenancy: Tenancy, task: str, selection: Selection, task_para
         check_sql_file((task_params or {}).get("sql", ""), (task_params or {}).get("path", "the SQL file"))
     check_executor(tenancy, options)
     ensure_control(tenancy)
-    tenants, skipped = select_tenants(tenancy, selection, migrations=False)
-    check_canary(options.canary, tenants)
-    plan = plan_task(task, tenants, skipped)
+    chosen = select_tenants(tenancy, selection, migrations=False)
+    plan = plan_task(task, (tenant for page in chosen for tenant in page), chosen.skipped)
+    check_canary(options.canary, plan)
     base = {**(task_params or {}), "lock_timeout": options.lock_timeout,
             "statement_timeout": options.statement_timeout}
     return fleet_run(tenancy, plan, UNIT_PREFIX + task, lambda item: base, options, on_event).execute()

@@ -112,13 +112,10 @@ class ServerSlots:
             self.servers[url] = tenant_server(self.settings, item)
         return self.servers[url]
 
-    def order(self, items: list[TenantPlan]) -> list[TenantPlan]:
-        """Queue `items` by server; return them with the servers taking turns (the order of a one-worker run)."""
-        groups: dict[str, list[TenantPlan]] = defaultdict(list)
+    def add(self, items: Iterable[TenantPlan]) -> None:
+        """Queue `items` behind the tenants queued already, each on its server's queue."""
         for item in items:
-            groups[self.server(item)].append(item)
-        self.queues = {server: deque(group) for server, group in groups.items()}
-        return interleave(groups)
+            self.queues.setdefault(self.server(item), deque()).append(item)
 
     def queued(self) -> int:
         """Return how many tenants wait to be handed out."""
@@ -177,7 +174,7 @@ def default_jobs(tenancy: Tenancy, plan: Plan) -> int:
     more process (~60 MiB).
     """
     cpus = os.cpu_count() or 1
-    urls = {item.tenant.database_url or tenancy.settings.control_url for item in plan.pending}
+    urls = {url or tenancy.settings.control_url for url in plan.pending_urls()}
     if any(url.startswith("postgresql") for url in urls):
         return max(1, min(4, cpus + 1))
     return max(1, min(2, cpus))

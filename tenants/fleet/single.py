@@ -13,7 +13,7 @@ from tenants.fleet.options import RunOptions
 from tenants.fleet.report import RunReport
 from tenants.fleet.runner import Event
 from tenants.fleet.runs import downgrade_tenants, upgrade_tenants
-from tenants.migrate.plan import Selection
+from tenants.migrate.selection import Selection
 
 
 def move_tenant(tenancy: Tenancy, slug: str, target: str | None, *, downgrade: bool = False,

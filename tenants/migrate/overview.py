@@ -4,7 +4,7 @@ Both views keep working while the chain has unmerged heads: `head` then names ev
 """
 
 from tenants.core.errors import TenantError
-from tenants.core.ledger import last_results, ledger_versions
+from tenants.core.ledger import last_results
 from tenants.core.registry import Tenant
 from tenants.core.tenancy import Tenancy
 from tenants.migrate.control import ensure_control
@@ -60,7 +60,7 @@ def version_rows(tenancy: Tenancy) -> list[dict]:
     check_registry_not_lost(tenancy, tenants)
     heads = tenancy.heads()
     if len(heads) == 1:
-        plan = plan_migration(tenancy, tenants, heads[0], ledger=ledger_versions(tenancy.control_engine))
+        plan = plan_migration(tenancy, [tenants], heads[0])
         found = {item.slug: (item.current, len(item.steps), item.error,
                              item.status == "error" and item.error_status == "unreachable") for item in plan.items}
     else:  # no single target to count pending revisions towards until the heads are merged

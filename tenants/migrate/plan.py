@@ -1,36 +1,28 @@
-"""Choose the tenants of a run and compute, from one bulk read, what each of them needs.
+"""Compute, from bulk reads a page of tenants at a time, what each tenant of a run needs.
 
 Nothing here changes a tenant. A plan lists, per tenant, its current revision and the
 revisions to run, and flags the revisions that cannot run inside a transaction.
 """
 
 import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from alembic.script import ScriptDirectory
 
-from tenants.core.errors import InvalidUsage, TenantNotFound
-from tenants.core.ledger import last_results
+from tenants.core.errors import InvalidUsage
+from tenants.core.ledger import ledger_versions
 from tenants.core.registry import Tenant
+from tenants.core.spool import Spool
 from tenants.core.tenancy import Tenancy
 from tenants.migrate import driver
-from tenants.migrate.versions import check_registry_not_lost, read_versions
-
-# Last results that `--only-failed` picks up again: the tenant did not reach its target.
-FAILED_STATUSES = frozenset({"failed", "timeout", "unreachable", "busy", "drifted"})
+from tenants.migrate.versions import read_versions
 
 # A revision whose source says this cannot share the tenant's transaction.
 _OUTSIDE_TRANSACTION = re.compile(r"concurrently|autocommit_block", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which tenants a run covers: all active ones unless named; minus skipped ones."""
-
-    tenants: tuple[str, ...] = ()
-    skip: tuple[str, ...] = ()
-    only_failed: bool = False
+MISSING = object()  # no ledger entry
 
 
 @dataclass(slots=True)  # slots: a run holds one per tenant
@@ -50,59 +42,84 @@ class TenantPlan:
         return self.tenant.slug
 
 
-@dataclass
+@dataclass(slots=True)
+class Start:
+    """The pending tenants of a plan that start from one revision: each runs the same steps."""
+
+    steps: list[str]
+    outside_transaction: list[str]
+    count: int = 0
+    sample: list[str] = field(default_factory=list)  # the first few slugs, for the plan's summary
+    urls: set[str | None] = field(default_factory=set)  # their own database URLs (None: the default)
+
+
+SAMPLE = 8  # slugs a plan keeps per start revision to name in its summary
+
+
 class Plan:
-    """What a run will do: per-tenant plans, plus the tenants it leaves out and why."""
+    """What a run will do: per-tenant plans in plan order, their tallies, and the tenants left out and why.
 
-    kind: str
-    target: str | None
-    head: str | None
-    items: list[TenantPlan]
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def pending(self) -> list[TenantPlan]:
-        return [item for item in self.items if item.status == "pending"]
-
-    @property
-    def at_target(self) -> list[TenantPlan]:
-        return [item for item in self.items if item.status == "at-target"]
-
-    @property
-    def errors(self) -> list[TenantPlan]:
-        return [item for item in self.items if item.status == "error"]
-
-
-def select_tenants(tenancy: Tenancy, selection: Selection, *,
-                   migrations: bool = True) -> tuple[list[Tenant], list[tuple[str, str]]]:
-    """Return (tenants to run, [(slug, why left out)]); unknown slugs raise TenantNotFound.
-
-    `--only-failed` looks at each tenant's last migration result (`migrations`), or at its
-    last maintenance result for a maintenance task: one kind of run never hides the other's failure.
+    The per-tenant plans are spooled (tenants.core.spool), not held: a plan of 10,000 tenants
+    costs the runner the memory of one page of them. `items`, `pending`, `at_target` and
+    `errors` read them back each time; the tallies and `starts` answer without reading.
     """
-    everyone = {tenant.slug: tenant for tenant in tenancy.registry.all()}
-    check_registry_not_lost(tenancy, list(everyone.values()))
-    unknown = [slug for slug in (*selection.tenants, *selection.skip) if slug not in everyone]
-    if unknown:
-        raise TenantNotFound(f"unknown tenant {unknown[0]!r}: see 'manage.py list-tenants'")
-    named = set(selection.tenants)
-    skipped: list[tuple[str, str]] = []
-    chosen: list[Tenant] = []
-    for slug, tenant in everyone.items():
-        if named and slug not in named:
-            continue
-        if slug in selection.skip:
-            skipped.append((slug, "--skip-tenant"))
-        elif tenant.status != "active" and slug not in named:
-            skipped.append((slug, f"{tenant.status}: name it with --tenant to include it"))
-        else:
-            chosen.append(tenant)
-    if selection.only_failed:
-        results = last_results(tenancy.control_engine, migrations=migrations)
-        failed = {slug for slug, row in results.items() if row["status"] in FAILED_STATUSES}
-        skipped += [(t.slug, "last result was not a failure") for t in chosen if t.slug not in failed]
-        chosen = [t for t in chosen if t.slug in failed]
-    return chosen, skipped
+
+    def __init__(self, kind: str, target: str | None, head: str | None, items: Iterable[TenantPlan] = (),
+                 skipped: Iterable[tuple[str, str]] = ()) -> None:
+        self.kind, self.target, self.head = kind, target, head
+        self.spooled: Spool[TenantPlan] = Spool()
+        self.tally: Counter[str] = Counter()
+        self.starts: dict[str | None, Start] = {}
+        self.stale: list[tuple[str, str | None]] = []  # at-target tenants whose ledger entry says otherwise
+        for item in items:
+            self.add(item)
+        # After the items: a paged selection learns what it leaves out as its pages are read.
+        self.skipped = skipped if isinstance(skipped, Spool) else Spool(skipped)
+
+    def add(self, item: TenantPlan) -> None:
+        """Append one tenant's plan."""
+        self.spooled.append(item)
+        self.tally[item.status] += 1
+        if item.status == "pending":
+            start = self.starts.get(item.current)
+            if start is None:
+                start = self.starts[item.current] = Start(item.steps, item.outside_transaction)
+            start.count += 1
+            start.urls.add(item.tenant.database_url)
+            if len(start.sample) < SAMPLE:
+                start.sample.append(item.slug)
+
+    @property
+    def selected(self) -> int:
+        return len(self.spooled)
+
+    def count(self, status: str) -> int:
+        """Return how many tenants have this plan status: pending | at-target | error."""
+        return self.tally[status]
+
+    @property
+    def items(self) -> Iterator[TenantPlan]:
+        return iter(self.spooled)
+
+    @property
+    def pending(self) -> Iterator[TenantPlan]:
+        return (item for item in self.spooled if item.status == "pending")
+
+    @property
+    def at_target(self) -> Iterator[TenantPlan]:
+        return (item for item in self.spooled if item.status == "at-target")
+
+    @property
+    def errors(self) -> Iterator[TenantPlan]:
+        return (item for item in self.spooled if item.status == "error")
+
+    def pending_urls(self) -> set[str | None]:
+        """Return the database URLs of the pending tenants (None: the default)."""
+        return {url for start in self.starts.values() for url in start.urls}
+
+    def outside_transaction(self) -> list[str]:
+        """Return the pending revisions that run outside a transaction, sorted."""
+        return sorted({r for start in self.starts.values() for r in start.outside_transaction})
 
 
 def runs_outside_transaction(scripts: ScriptDirectory, revision: str) -> bool:
@@ -135,20 +152,20 @@ def behind_ledger(scripts: ScriptDirectory, slug: str, live: str | None, recorde
             f"live state (upgrade-tenant {slug} --accept-live)")
 
 
-def plan_migration(tenancy: Tenancy, tenants: list[Tenant], target: str | None, *, downgrade: bool = False,
-                   skipped: list[tuple[str, str]] | None = None,
-                   ledger: dict[str, str | None] | None = None) -> Plan:
-    """Read every tenant's revision in bulk and compute its pending revisions towards `target`.
+def plan_migration(tenancy: Tenancy, pages: Iterable[list[Tenant]], target: str | None, *,
+                   downgrade: bool = False, skipped: Iterable[tuple[str, str]] = (), drift: bool = True) -> Plan:
+    """Read the tenants' revisions a page at a time, in bulk, and compute each one's pending revisions to `target`.
 
-    With the ledger's recorded revisions, an upgrade refuses (as `drifted`) each tenant found
-    below what the ledger recorded.
+    With `drift`, an upgrade refuses (as `drifted`) each tenant found below what the ledger recorded.
     """
     scripts = tenancy.scripts
     known = {script.revision for script in scripts.walk_revisions()}
-    reads = read_versions(tenancy, tenants)
     outside: dict[str, bool] = {}
     by_current: dict[str | None, tuple[str | None, str, list[str], list[str], str | None]] = {}
     newer: set[str | None] = set()  # revisions past an upgrade's target
+    refused: Counter[str | None] = Counter()  # tenants read but refused, by their revision
+    stale: list[tuple[str, str | None]] = []
+    unreachable = [0]  # tenants whose revision could not be read
 
     def steps_from(current: str | None) -> tuple[str, list[str], str | None]:
         if current == target:
@@ -169,42 +186,53 @@ def plan_migration(tenancy: Tenancy, tenants: list[Tenant], target: str | None, 
         # e.g. a branched tenant (0004a, 0004b) taken back to 0004a: it is already there
         return ("pending", steps, None) if steps else ("at-target", [], None)
 
-    items = []
-    for tenant in tenants:
-        read = reads[tenant.slug]
-        if read.error:
-            items.append(TenantPlan(tenant, "error", None, error=read.error, error_status="unreachable"))
-            continue
-        drift = None if ledger is None or downgrade else behind_ledger(scripts, tenant.slug, read.revision,
-                                                                         ledger.get(tenant.slug))
-        if drift:
-            items.append(TenantPlan(tenant, "error", read.revision, error=drift, error_status="drifted"))
-            continue
-        if read.revision not in by_current:
-            status, steps, error = steps_from(read.revision)
-            for revision in steps:
-                if revision not in outside:
-                    outside[revision] = runs_outside_transaction(scripts, revision)
-            by_current[read.revision] = read.revision, status, steps, [r for r in steps if outside[r]], error
-        # One revision string and one list per revision, not per tenant (about 250 bytes a tenant at
-        # 10,000); nothing changes them.
-        current, status, steps, flagged, error = by_current[read.revision]
-        items.append(TenantPlan(tenant, status, current, steps, flagged, error))
-    read = [item for item in items if item.error_status != "unreachable"]
-    if read and all(item.status == "error" and item.current in newer for item in read):
-        raise InvalidUsage(f"--to {target} is older than every selected tenant: use downgrade-tenants to go back; "
-                           "nothing was changed")
+    def plan_page(page: list[Tenant]) -> Iterator[TenantPlan]:
+        reads = read_versions(tenancy, page)
+        recorded = ledger_versions(tenancy.control_engine, [tenant.slug for tenant in page])
+        for tenant in page:
+            read = reads[tenant.slug]
+            if read.error:
+                unreachable[0] += 1
+                yield TenantPlan(tenant, "error", None, error=read.error, error_status="unreachable")
+                continue
+            why = behind_ledger(scripts, tenant.slug, read.revision, recorded.get(tenant.slug)) \
+                if drift and not downgrade else None
+            if why:
+                refused[read.revision] += 1
+                yield TenantPlan(tenant, "error", read.revision, error=why, error_status="drifted")
+                continue
+            if read.revision not in by_current:
+                status, steps, error = steps_from(read.revision)
+                for revision in steps:
+                    if revision not in outside:
+                        outside[revision] = runs_outside_transaction(scripts, revision)
+                by_current[read.revision] = read.revision, status, steps, [r for r in steps if outside[r]], error
+            # One revision string and one list per revision, not per tenant; nothing changes them.
+            current, status, steps, flagged, error = by_current[read.revision]
+            if status == "error":
+                refused[current] += 1
+            elif status == "at-target" and recorded.get(tenant.slug, MISSING) != current:
+                stale.append((tenant.slug, current))
+            yield TenantPlan(tenant, status, current, steps, flagged, error)
+
     heads = tuple(sorted(scripts.get_heads()))
     head = heads[0] if len(heads) == 1 else None  # several heads: a downgrade may still be planned
-    return Plan("downgrade" if downgrade else "upgrade", target, head, items, skipped or [])
+    plan = Plan("downgrade" if downgrade else "upgrade", target, head,
+                (item for page in pages for item in plan_page(page)), skipped)
+    plan.stale = stale
+    read = plan.selected - unreachable[0]
+    if read and sum(refused[current] for current in newer) == read:
+        raise InvalidUsage(f"--to {target} is older than every selected tenant: use downgrade-tenants to go back; "
+                           "nothing was changed")
+    return plan
 
 
-def plan_task(task: str, tenants: list[Tenant], skipped: list[tuple[str, str]] | None = None) -> Plan:
+def plan_task(task: str, tenants: Iterable[Tenant], skipped: Iterable[tuple[str, str]] = ()) -> Plan:
     """Plan a maintenance task: every selected tenant is pending."""
-    return Plan(task, None, None, [TenantPlan(tenant, "pending") for tenant in tenants], skipped or [])
+    return Plan(task, None, None, (TenantPlan(tenant, "pending") for tenant in tenants), skipped)
 
 
-def check_canary(canary: int, tenants: list[Tenant]) -> None:
+def check_canary(canary: int, plan: Plan) -> None:
     """Refuse a canary larger than the selected fleet."""
-    if canary > len(tenants):
-        raise InvalidUsage(f"--canary {canary} is larger than the {len(tenants)} selected tenants")
+    if canary > plan.selected:
+        raise InvalidUsage(f"--canary {canary} is larger than the {plan.selected} selected tenants")

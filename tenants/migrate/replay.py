@@ -196,19 +196,17 @@ def _run_range(storage: TenantStorage, rendered: Rendered, from_rev: str | None,
 def render_pending(tenancy: Tenancy, plan: Plan) -> dict[str | None, Rendered]:
     """Render each distinct pending range once, for PostgreSQL tenants without flagged revisions."""
     rendered: dict[str | None, Rendered] = {}
-    tried: set[str | None] = set()
     below_target = driver.ancestors(tenancy.scripts, plan.target)
-    for item in plan.pending:
-        url = item.tenant.database_url or tenancy.settings.control_url
-        if item.current in tried or item.outside_transaction or not url.startswith("postgresql"):
+    for current, start in plan.starts.items():
+        urls = {url or tenancy.settings.control_url for url in start.urls}
+        if start.outside_transaction or not any(url.startswith("postgresql") for url in urls):
             continue
-        tried.add(item.current)
         # Replay reads one version row and ends at the plan's target: a branched tenant, or one
         # moving to another branch (0004a -> 0004b ends at both), is run by Alembic online.
-        if len(driver.split_heads(item.current)) > 1 or (item.current and item.current not in below_target):
+        if len(driver.split_heads(current)) > 1 or (current and current not in below_target):
             continue
         try:
-            rendered[item.current] = render_range(tenancy.scripts, "postgresql", item.current, plan.target)
+            rendered[current] = render_range(tenancy.scripts, "postgresql", current, plan.target)
         except Exception:  # needs a live connection (op.get_bind(), reflection): Alembic runs it online
             continue
     return rendered

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from tenants.core.backends import url_backend
 from tenants.core.engines import display_url
 from tenants.core.errors import RegistryMissing
 from tenants.core.names import SCHEMA_PREFIX, quoted_schema, schema_name, validate_slug
@@ -57,7 +58,7 @@ def read_versions(tenancy: Tenancy, tenants: Iterable[Tenant]) -> dict[str, Vers
     for tenant in tenants:
         by_url[tenant.database_url or settings.control_url].append(tenant)
     reads: dict[str, VersionRead] = {}
-    servers = {url: [t.slug for t in group] for url, group in by_url.items() if _backend(url) == "postgresql"}
+    servers = {url: [t.slug for t in group] for url, group in by_url.items() if url_backend(url) == "postgresql"}
     if len(servers) > 1:
         # Each database's read waits on its server (a new session builds its catalog cache for every
         # tenant table it opens): several databases are read at once, one thread and session each.
@@ -69,17 +70,13 @@ def read_versions(tenancy: Tenancy, tenants: Iterable[Tenant]) -> dict[str, Vers
     for url, group in by_url.items():
         if url in servers:
             continue
-        if _backend(url) == "sqlite":
+        if url_backend(url) == "sqlite":
             for tenant in group:
                 reads[tenant.slug] = _read_sqlite(sqlite_path(tenant, settings.tenant_dir))
         else:
             for tenant in group:
                 reads[tenant.slug] = VersionRead(None, f"unsupported database {display_url(url)!r}")
     return reads
-
-
-def _backend(url: str) -> str:
-    return url.split(":", 1)[0].split("+", 1)[0]
 
 
 def sqlite_path(tenant: Tenant, tenant_dir: Path) -> Path:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from alembic.script import ScriptDirectory
 
+from tenants.core.backends import url_backend
 from tenants.core.tenancy import Tenancy
 from tenants.migrate.plan import Plan
 from tenants.safety.errors import GateBlocked
@@ -97,10 +98,10 @@ class LintGate:
 
     def __call__(self, tenancy: Tenancy, plan: Plan, options: object) -> list[str]:
         """Lint the revisions pending anywhere in the plan; raise GateBlocked or return warnings."""
-        if not plan.pending:
+        if not plan.count("pending"):
             return []
-        starts = {item.current for item in plan.pending}
-        dialects = dialects_of(tenancy.storage(item.tenant).dialect for item in plan.pending)
+        starts = set(plan.starts)
+        dialects = dialects_of(url_backend(url or tenancy.settings.control_url) for url in plan.pending_urls())
         self.report = plan_gate(tenancy.scripts, starts, plan.target, dialects, self.allow_destructive, self.strict,
                                 downgrade=self.downgrade, cache=Path(tenancy.settings.tenant_dir) / LINT_DIR)
         self.report.raise_if_blocked()

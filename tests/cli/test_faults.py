@@ -490,9 +490,9 @@ def test_ctrl_c_as_the_run_row_is_closed_records_what_happened(  # type: ignore[
 
 BUG_IN_THE_RUNNER = """
 from tenants.fleet import runner
-def broken(self, items):
+def broken(items, size):
     raise RuntimeError("injected: a bug in the runner")
-runner.ServerSlots.order = broken
+runner.paged = broken
 """
 
 

@@ -20,7 +20,7 @@ from tenants.core.ledger import ledger_versions
 from tenants.core.settings import PROJECT_ROOT
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.runs import upgrade_tenants
-from tenants.migrate.plan import Selection
+from tenants.migrate.selection import Selection
 from tests.conftest import command_group, run_manage
 from tests.fleet_support import LOGGED, SLOW, has_table, live, make_tenants, rows, with_chain, write_chain
 

@@ -233,21 +233,3 @@ def test_c700_fills_the_latest_results_from_the_history_of_the_current_tenants(s
     assert (migrations["globex"]["run_id"], tasks["globex"]["run_id"]) == ("run4", "run3")
     assert set(last_results(engine)) == {"acme", "globex"}
     tenancy.close()
-
-
-def test_results_from_workers_share_their_repeated_strings() -> None:
-    import pickle
-
-    from tenants.core.ledger import TenantResult
-
-    # Unpickled (as from a worker), two results hold equal strings as separate objects.
-    detail = "applied b09, b10 (replayed SQL)"
-    a, b = (pickle.loads(pickle.dumps(TenantResult(slug, "ok", None, "b10", 1.0, None, detail)))
-            for slug in ("acme", "beta"))
-    assert a.detail is not b.detail
-    shared_a, shared_b = a.with_shared_strings(), b.with_shared_strings()
-    assert shared_a == a and shared_b == b  # the same values
-    assert shared_a.detail is shared_b.detail and shared_a.to_revision is shared_b.to_revision
-    assert shared_a.status is shared_b.status and shared_a.from_revision is None
-    planned = "".join(["ac", "me"])  # the plan's own copy of the slug
-    assert a.slug is not planned and a.with_shared_strings(planned).slug is planned

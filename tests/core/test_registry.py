@@ -13,10 +13,10 @@ def test_find_many_returns_the_existing_ones_of_more_slugs_than_one_statement_ta
 
 
 def test_a_fleet_holds_one_copy_of_each_repeated_value(tenancy):  # type: ignore[no-untyped-def]
-    # A run keeps every registry row and plan item to its end: values most tenants repeat are one object.
+    # Values most tenants of a page repeat are one object: in its registry rows, and in its plan read back.
     make_tenants(tenancy, ["one", "two", "three"])
     rows = tenancy.registry.all()
     assert [row.status for row in rows] == ["active"] * 3 and rows[0].status is rows[1].status is rows[2].status
-    plan = plan_migration(tenancy, rows, tenancy.head())
-    assert {item.status for item in plan.items} == {"at-target"}
-    assert plan.items[0].current == tenancy.head() and plan.items[0].current is plan.items[2].current
+    items = list(plan_migration(tenancy, [rows], tenancy.head()).items)
+    assert {item.status for item in items} == {"at-target"}
+    assert items[0].current == tenancy.head() and items[0].current is items[2].current

@@ -15,7 +15,7 @@ from tenants.fleet.options import RunOptions
 from tenants.fleet.pool import MAX_BATCH, WorkerPool, batch_size
 from tenants.fleet.runs import upgrade_tenants
 from tenants.fleet.units import read_back_result
-from tenants.migrate.plan import Selection
+from tenants.migrate.selection import Selection
 from tenants.migrate.unit import migration_read_back
 from tests.fleet_support import live, make_tenants, with_chain, write_chain
 from tests.scale_support import intervals, max_overlap

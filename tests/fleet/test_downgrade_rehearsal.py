@@ -13,7 +13,7 @@ from tenants.core.ledger import last_results, ledger_versions
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.options import RunOptions
 from tenants.fleet.runs import downgrade_tenants, upgrade_tenants
-from tenants.migrate.plan import Selection
+from tenants.migrate.selection import Selection
 from tests.conftest import run_manage
 from tests.fleet.test_runner import chained  # noqa: F401  (the fixture)
 from tests.fleet_support import live, make_tenants, rows, write_chain

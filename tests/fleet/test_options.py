@@ -6,7 +6,7 @@ import pytest
 
 from tenants.fleet.options import RunOptions
 from tenants.fleet.runs import upgrade_tenants
-from tenants.migrate.plan import Selection
+from tenants.migrate.selection import Selection
 from tests.safety.test_gate import PLAIN_INDEX, fleet
 
 
@@ -21,7 +21,7 @@ def test_one_options_object_used_three_times_gives_three_identical_runs(settings
     calls: list[int] = []
 
     def counting_check(tenancy, plan, options) -> list[str]:
-        calls.append(len(plan.pending))
+        calls.append(plan.count("pending"))
         return ["checked"]
 
     options = RunOptions(dry_run=True, plan_checks=(counting_check,))

@@ -9,7 +9,7 @@ from tenants.core.tenancy import Tenancy
 from tenants.fleet import recorder
 from tenants.fleet.options import RunOptions
 from tenants.fleet.runs import upgrade_tenants
-from tenants.migrate.plan import Selection
+from tenants.migrate.selection import Selection
 from tests.fleet_support import live, make_tenants, rows, with_chain, write_chain
 
 ADD_NOTE = {"0004": ("0003", "op.add_column('products', sa.Column('note', sa.Text()))",

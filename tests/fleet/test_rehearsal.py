@@ -9,7 +9,7 @@ from tenants.core.ledger import last_results, ledger_versions
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.options import RunOptions
 from tenants.fleet.runs import upgrade_tenants
-from tenants.migrate.plan import Selection
+from tenants.migrate.selection import Selection
 from tests.conftest import run_manage
 from tests.fleet.test_runner import CONSTRAINT_CHAIN, chained  # noqa: F401  (the fixture)
 from tests.fleet_support import columns, has_table, live, make_tenants, rows
@@ -32,7 +32,7 @@ def test_rehearsal_reports_each_tenant_and_changes_nothing(tenancy: Tenancy, cha
     assert ledger_versions(fleet.control_engine) == before
     # A rehearsal is not a migration: --only-failed and the last migration result ignore it.
     assert last_results(fleet.control_engine, migrations=True)["bad"]["kind"] == "create-tenant"
-    assert upgrade_tenants(fleet, Selection(only_failed=True)).plan.items == []
+    assert upgrade_tenants(fleet, Selection(only_failed=True)).plan.selected == 0
 
 
 def test_rehearse_first_applies_nothing_when_one_tenant_would_fail(tenancy: Tenancy, chained) -> None:  # noqa: F811

@@ -17,7 +17,7 @@ from tenants.core.tenancy import Tenancy
 from tenants.fleet.options import RunOptions
 from tenants.fleet.runs import downgrade_tenants, for_each_tenant, upgrade_tenants
 from tenants.migrate.overview import version_rows
-from tenants.migrate.plan import Selection
+from tenants.migrate.selection import Selection
 from tests.fleet_support import LOGGED, SLOW, columns, has_table, live, make_tenants, rows, with_chain, write_chain
 
 # 0004 adds a constraint a tenant's data can violate; 0005 adds a column after it.
@@ -83,7 +83,7 @@ def test_canary_and_fail_fast_stop_before_other_tenants(tenancy: Tenancy, chaine
     assert canary.status == "canary-failed" and canary.exit_code == 1
     assert sorted(canary.not_started) == ["bbb", "ccc"] and live(fleet, "bbb") == "0003"
     fast = upgrade_tenants(fleet, Selection(), options=RunOptions(fail_fast=True, jobs=1))
-    assert fast.exit_code == 1 and fast.not_started == ["bbb", "ccc"]
+    assert fast.exit_code == 1 and list(fast.not_started) == ["bbb", "ccc"]
 
 
 def test_suspended_tenants_are_left_out_unless_named(tenancy: Tenancy, chained) -> None:  # type: ignore[no-untyped-def]
@@ -91,7 +91,7 @@ def test_suspended_tenants_are_left_out_unless_named(tenancy: Tenancy, chained) 
     tenancy.registry.set_status("sleepy", "suspended", "unpaid")
     fleet = chained(CONSTRAINT_CHAIN)
     report = upgrade_tenants(fleet, Selection())
-    assert report.plan.skipped[0][0] == "sleepy" and live(fleet, "sleepy") == "0003"
+    assert list(report.plan.skipped)[0][0] == "sleepy" and live(fleet, "sleepy") == "0003"
     named = upgrade_tenants(fleet, Selection(tenants=("sleepy",)))
     assert named.exit_code == 0 and live(fleet, "sleepy") == "0005"
 
@@ -181,7 +181,7 @@ def test_revision_outside_transaction_runs_alone(tenancy: Tenancy, chained, back
     })
     report = upgrade_tenants(fleet, Selection(), options=RunOptions(jobs=2))
     assert report.exit_code == 0, report.to_dict()
-    assert report.plan.pending[0].outside_transaction == ["0005"]
+    assert next(report.plan.pending).outside_transaction == ["0005"]
     assert "revision 0005 cannot run in a transaction" in "\n".join(plan_lines(report.plan, detail=False))
     assert live(fleet, "acme") == live(fleet, "beta") == "0006"
     if backend == "postgresql":

@@ -12,9 +12,10 @@ from tenants.core.tenancy import Tenancy
 from tenants.fleet.create import create_tenant
 from tenants.fleet.options import RunOptions
 from tenants.fleet.runs import downgrade_tenants, upgrade_tenants
-from tenants.fleet.servers import ServerSlots, assign_slots, interleave, server_key
+from tenants.fleet.servers import ServerSlots, assign_slots, by_server, interleave, server_key
 from tenants.migrate.control import ensure_control
-from tenants.migrate.plan import Selection, TenantPlan
+from tenants.migrate.plan import TenantPlan
+from tenants.migrate.selection import Selection
 from tests.conftest import PG_ADMIN_URL
 from tests.fleet_support import SLOW, live, make_tenants, with_chain, write_chain
 from tests.pg_cluster import free_port
@@ -50,8 +51,9 @@ def test_slots_split_each_server_and_the_pool_takes_servers_in_turn(tmp_path: Pa
     placed = {item.slug: (server, slot, position) for item, server, slot, position in assign_slots(settings, items, 2)}
     assert placed["a0"] == ("postgresql://near:5432", 0, 0) and placed["a1"][1:] == (1, 0)
     assert placed["a4"][1:] == (0, 2) and placed["b1"] == ("postgresql://far:5544", 1, 0)
+    assert [i.slug for i in interleave(by_server(settings, items))[:4]] == ["a0", "b0", "a1", "b1"]
     slots = ServerSlots(settings, 1)
-    assert [i.slug for i in slots.order(items)[:4]] == ["a0", "b0", "a1", "b1"]
+    slots.add(items)
     first, second = slots.take_batch(1), slots.take_batch(1)
     assert slugs(first + second) == ["a0", "b0"] and slots.take_batch(1) == []  # both servers at 1
     slots.release(second)
@@ -69,7 +71,7 @@ def test_a_batch_holds_tenants_of_one_server_in_one_slot(tmp_path: Path) -> None
     settings = TenantSettings(control_url="postgresql://p@near/control", tenant_dir=tmp_path)
     items = [_item(f"a{i}") for i in range(4)] + [_item(f"b{i}", "postgresql://p@far:5544/t") for i in range(4)]
     slots = ServerSlots(settings, 1)
-    slots.order(items)  # a0 b0 a1 b1 ...
+    slots.add(items)
     near = slots.take_batch(3)
     assert slugs(near) == ["a0", "a1", "a2"] and slugs(slots.take_batch(3)) == ["b0", "b1", "b2"]
     assert slots.take_batch(3) == [] and slots.queued() == 2  # both servers at their bound
@@ -81,7 +83,7 @@ def test_without_a_bound_the_next_batch_goes_to_the_server_with_fewest_under_way
     settings = TenantSettings(control_url="postgresql://p@near/control", tenant_dir=tmp_path)
     items = [_item(f"a{i}") for i in range(6)] + [_item(f"b{i}", "postgresql://p@far:5544/t") for i in range(6)]
     free = ServerSlots(settings, None)
-    free.order(items)
+    free.add(items)
     first, second = free.take_batch(2), free.take_batch(2)
     assert slugs(first) == ["a0", "a1"] and slugs(second) == ["b0", "b1"]  # one server each
     assert slugs(free.take_batch(2)) == ["a2", "a3"]  # a tie: the servers take turns
@@ -101,7 +103,7 @@ def test_taking_from_servers_all_at_their_bound_reads_no_queued_tenant(tmp_path:
 
     settings = TenantSettings(control_url="postgresql://p@near/control", tenant_dir=tmp_path)
     slots = ServerSlots(settings, 1)
-    slots.order([_item("a0"), _item("b0", "postgresql://p@far:5544/t")])
+    slots.add([_item("a0"), _item("b0", "postgresql://p@far:5544/t")])
     taken = [slots.take_batch(8), slots.take_batch(8)]
     for queue in slots.queues.values():
         queue.extend([Untouchable()] * 3)  # type: ignore[list-item]

@@ -10,7 +10,7 @@ from tenants.fleet.create import create_tenant
 from tenants.fleet.options import RunOptions
 from tenants.fleet.runs import for_each_tenant
 from tenants.migrate.lifecycle import drop_tenant
-from tenants.migrate.plan import Selection
+from tenants.migrate.selection import Selection
 from tests.conftest import run_manage
 from tests.factories import make_product, make_user
 

@@ -19,7 +19,7 @@ from tenants.fleet.options import RunOptions
 from tenants.fleet.runs import downgrade_tenants, upgrade_tenants
 from tenants.fleet.single import move_tenant
 from tenants.migrate.overview import tenant_overview, version_rows
-from tenants.migrate.plan import Selection
+from tenants.migrate.selection import Selection
 from tenants.migrate.versions import read_versions
 from tenants.safety.drift import check_drift
 from tests.chains import add_revision, copy_chain

@@ -15,7 +15,7 @@ from tenants.core.tenancy import Tenancy
 from tenants.fleet.create import create_tenant
 from tenants.migrate.lifecycle import drop_tenant
 from tenants.migrate.overview import tenant_overview, version_rows
-from tenants.migrate.plan import Selection, select_tenants
+from tenants.migrate.selection import Selection, select_tenants
 from tests.factories import make_product, make_user
 from tests.fault_support import Operator, ctrl_c_around
 
@@ -102,8 +102,8 @@ def dropping_row(tenancy: Tenancy) -> None:
     tenant = tenancy.registry.get("acme")
     assert tenant.status == "failed"
     assert "being dropped by" in tenant.status_reason and "drop-tenant acme --yes' again" in tenant.status_reason
-    chosen, skipped = select_tenants(tenancy, Selection())
-    assert [t.slug for t in chosen] == ["other"] and skipped[0][0] == "acme"
+    chosen = select_tenants(tenancy, Selection())
+    assert [t.slug for page in chosen for t in page] == ["other"] and list(chosen.skipped)[0][0] == "acme"
     # list-tenants and tenant-versions show that status and reason, not `unreachable` (storage may be gone)
     for row in (*tenant_overview(tenancy), *version_rows(tenancy)):
         if row["slug"] == "acme":

@@ -8,8 +8,8 @@ from sqlalchemy import text
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.options import RunOptions
 from tenants.fleet.runs import downgrade_tenants, upgrade_tenants
-from tenants.migrate.plan import Selection
 from tenants.migrate.replay import render_range
+from tenants.migrate.selection import Selection
 from tests.fleet_support import columns, live, make_tenants, rows, with_chain, write_chain
 
 # Column adds with defaults, new tables with keys, indexes (plain, unique, partial), an enum type,
@@ -85,8 +85,8 @@ def test_replay_and_online_leave_identical_schemas(rich_fleet: Tenancy) -> None:
     online = upgrade_tenants(rich_fleet, Selection(tenants=("online_t",)), options=RunOptions(replay=False))
     replayed = upgrade_tenants(rich_fleet, Selection(tenants=("replay_t",)), options=RunOptions(replay=True))
     assert online.exit_code == replayed.exit_code == 0
-    assert "Alembic online" in online.results[0].detail
-    assert "replayed SQL" in replayed.results[0].detail
+    assert "Alembic online" in list(online.results)[0].detail
+    assert "replayed SQL" in list(replayed.results)[0].detail
     assert live(rich_fleet, "replay_t") == "0006"
     expected = signature(rich_fleet, "online_t")
     assert expected["data"][0][1] == "O'Brien & 50% off" and expected["data"][1][1] == "Acme :x %(y)s"

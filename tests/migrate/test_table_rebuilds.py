@@ -16,7 +16,7 @@ from tenants.fleet.options import RunOptions
 from tenants.fleet.runs import downgrade_tenants, upgrade_tenants
 from tenants.fleet.single import move_tenant
 from tenants.migrate.migrator import current_revision
-from tenants.migrate.plan import Selection
+from tenants.migrate.selection import Selection
 from tests.chains import chain_with
 from tests.conftest import run_manage
 from tests.factories import make_product, make_user

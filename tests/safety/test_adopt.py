@@ -19,7 +19,7 @@ from tenants.core.tenancy import Tenancy
 from tenants.fleet.create import create_tenant
 from tenants.fleet.runs import upgrade_tenants
 from tenants.migrate.migrator import current_revision, migrate_tenant
-from tenants.migrate.plan import Selection
+from tenants.migrate.selection import Selection
 from tenants.safety.adopt import adopt_tenant
 from tenants.safety.drift import check_drift
 from tenants.safety.errors import AdoptionRefused

@@ -4,7 +4,7 @@ from tenants.fleet.celery.app import app
 from tenants.fleet.celery.tasks import worker_tenancy
 from tenants.fleet.options import RunOptions
 from tenants.fleet.runs import for_each_tenant, upgrade_tenants
-from tenants.migrate.plan import Selection
+from tenants.migrate.selection import Selection
 
 
 @app.task(name="tenant_portal.dispatch_fleet", acks_late=False)

@@ -69,15 +69,17 @@ class CeleryFleetRun(FleetRun):
 
     def _run_all(self) -> None:
         if self.stop:  # Ctrl-C before the hand-off: nothing is sent
-            self.report.not_started += [item.slug for item in self.plan.pending]
+            self.report.not_started.extend(item.slug for item in self.plan.pending)
             return
-        if not self.plan.pending:
+        if not self.plan.count("pending"):
             return
         from tenants.fleet.celery.app import app
 
         run_id = self.report.run_id
         per_server = self.options.jobs_per_server or DEFAULT_PER_SERVER
-        placed = assign_slots(self.tenancy.settings, self.plan.pending, per_server)
+        # Every pending tenant in memory: the dispatch table is written in one go (this executor's
+        # runner holds the plan; the in-process one holds a page of it).
+        placed = assign_slots(self.tenancy.settings, list(self.plan.pending), per_server)
         self._write_plan(run_id, placed, per_server, display_url(app.conf.broker_url), app.conf.task_default_queue)
         with self.engine.connect() as conn:
             self.seen = conn.execute(select(func.coalesce(func.max(tenant_results.c.id), 0))
@@ -186,7 +188,7 @@ class CeleryFleetRun(FleetRun):
         if result.status == NOT_STARTED:
             self.report.not_started.append(result.slug)
             return
-        self.report.results.append(result)
+        self.report.add(result)
         self.done += 1
         self.emit("result", (result, self.done, self.total))
 
