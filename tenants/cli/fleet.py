@@ -187,8 +187,11 @@ def tenant_versions_command(as_json: bool) -> None:
 
     rows = version_rows(get_tenancy())
     if as_json:
-        click.echo(mask_secrets(json_rows(rows)))
+        for chunk in json_rows(rows):
+            click.echo(mask_secrets(chunk), nl=False)
+        click.echo()
         return
+    head, at_head, unreadable, total = "-", 0, 0, 0
     for row in rows:
         last = f"{row['last_result']} {row['last_at']:%Y-%m-%d %H:%M}" if row["last_result"] else "-"
         task = (f"{row['last_task']} {row['last_task_result']} {row['last_task_at']:%Y-%m-%d %H:%M}"
@@ -197,9 +200,10 @@ def tenant_versions_command(as_json: bool) -> None:
         click.echo(f"{row['slug']:<40} {row['status']:<11} {row['revision'] or 'base':<14} "
                    f"pending {pending:<3} last migration {last}; last task {task}"
                    + (f"  ({mask_secrets(row['error'])})" if row["error"] else ""))
-    at_head = sum(1 for r in rows if r["pending"] == 0 and not r["error"])
-    unreadable = sum(1 for r in rows if r["status"] == "unreachable")
-    click.echo(f"head {rows[0]['head'] if rows else '-'}; {at_head} of {len(rows)} tenants at head"
+        head, total = row["head"], total + 1
+        at_head += row["pending"] == 0 and not row["error"]
+        unreadable += row["status"] == "unreachable"
+    click.echo(f"head {head}; {at_head} of {total} tenants at head"
                + (f"; {unreadable} unreachable" if unreadable else ""))
 
 

@@ -2,6 +2,7 @@
 
 import json
 import sys
+from collections.abc import Iterable, Iterator
 
 import click
 
@@ -11,15 +12,18 @@ from tenants.fleet.report import RunReport
 from tenants.migrate.plan import Plan
 
 
-def json_rows(rows: list[dict]) -> str:
-    """Return a JSON list with one row per line.
+def json_rows(rows: Iterable[dict]) -> Iterator[str]:
+    """Yield a JSON list in pieces, one row per line.
 
     `json.dumps(rows, indent=2)` runs the pure-Python encoder (the C one serves no indent):
-    0.36 s of `tenant-versions --json` at 10,000 tenants; one compact row per line stays readable.
+    0.36 s of `tenant-versions --json` at 10,000 tenants; one compact row per line stays readable,
+    and rows written as they come need no list of them all.
     """
-    if not rows:
-        return "[]"
-    return "[\n  " + ",\n  ".join(json.dumps(row, default=str) for row in rows) + "\n]"
+    first = True
+    for row in rows:
+        yield ("[\n  " if first else ",\n  ") + json.dumps(row, default=str)
+        first = False
+    yield "[]" if first else "\n]"
 
 
 def short(revision: str | None) -> str:

@@ -4,6 +4,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from tenants.core.errors import InvalidUsage
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,6 +26,10 @@ class TenantSettings:
     # Tenants a fleet run reads and plans at a time: what bounds its memory, however large the fleet.
     plan_page: int = 1000
 
+    def __post_init__(self) -> None:
+        if isinstance(self.plan_page, bool) or not isinstance(self.plan_page, int) or self.plan_page < 1:
+            raise InvalidUsage(f"PORTAL_PLAN_PAGE must be a whole number of tenants, 1 or more, not {self.plan_page!r}")
+
     @classmethod
     def from_env(cls, instance_path: Path | None = None) -> "TenantSettings":
         """Build settings from DATABASE_URL and PORTAL_* variables, defaulting to SQLite."""
@@ -37,8 +43,16 @@ class TenantSettings:
             statement_timeout=float(os.environ.get("PORTAL_STATEMENT_TIMEOUT", "300")),
             lock_stale_after=float(os.environ.get("PORTAL_LOCK_STALE_AFTER", "600")),
             stall_after=float(os.environ.get("PORTAL_STALL_AFTER", "120")),
-            plan_page=int(os.environ.get("PORTAL_PLAN_PAGE", "1000")),
+            plan_page=_whole(os.environ.get("PORTAL_PLAN_PAGE", "1000")),
         )
+
+
+def _whole(text: str) -> int | str:
+    """Return `text` as an int, or as it is: the settings then refuse it in one line."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def default_control_url(instance_path: Path) -> str:

@@ -3,6 +3,8 @@
 Both views keep working while the chain has unmerged heads: `head` then names every head.
 """
 
+from collections.abc import Iterator
+
 from tenants.core.errors import TenantError
 from tenants.core.ledger import last_results
 from tenants.core.registry import Tenant
@@ -53,12 +55,22 @@ def _describe(tenancy: Tenancy, tenant: Tenant) -> str:
         return str(e)
 
 
-def version_rows(tenancy: Tenancy) -> list[dict]:
-    """Return one row per tenant: status, revision, head, pending count, last migration and last task results."""
+def version_rows(tenancy: Tenancy) -> Iterator[dict]:
+    """Yield one row per tenant: status, revision, head, pending count, last migration and last task results.
+
+    A page of tenants at a time (settings.plan_page): the listing of a large fleet is never held whole.
+    """
     ensure_control(tenancy)
-    tenants = tenancy.registry.all()
-    check_registry_not_lost(tenancy, tenants)
     heads = tenancy.heads()
+    empty = True
+    for tenants in tenancy.registry.pages(tenancy.settings.plan_page):
+        empty = False
+        yield from _version_page(tenancy, tenants, heads)
+    if empty:
+        check_registry_not_lost(tenancy, [])
+
+
+def _version_page(tenancy: Tenancy, tenants: list[Tenant], heads: tuple[str, ...]) -> Iterator[dict]:
     if len(heads) == 1:
         plan = plan_migration(tenancy, [tenants], heads[0])
         found = {item.slug: (item.current, len(item.steps), item.error,
@@ -67,19 +79,18 @@ def version_rows(tenancy: Tenancy) -> list[dict]:
         reads = read_versions(tenancy, tenants)
         found = {t.slug: (reads[t.slug].revision, None, reads[t.slug].error, reads[t.slug].error is not None)
                  for t in tenants}
-    last = last_results(tenancy.control_engine, migrations=True)
-    tasks = last_results(tenancy.control_engine, migrations=False)
-    rows = []
+    slugs = [tenant.slug for tenant in tenants]
+    last = last_results(tenancy.control_engine, migrations=True, slugs=slugs)
+    tasks = last_results(tenancy.control_engine, migrations=False, slugs=slugs)
     for tenant in tenants:
         current, pending, error, unreachable = found[tenant.slug]
         status, error = _status(tenant, error, unreachable=unreachable)
         result, task = last.get(tenant.slug) or {}, tasks.get(tenant.slug) or {}
-        rows.append({
+        yield {
             "slug": tenant.slug, "status": status, "revision": current,
             "head": ", ".join(heads) or None, "pending": pending, "error": error,
             "last_result": result.get("status"), "last_at": result.get("started_at"),
             "last_error": result.get("error"), "last_run": result.get("run_id"),
             "last_task": task.get("kind"), "last_task_result": task.get("status"),
             "last_task_at": task.get("started_at"),
-        })
-    return rows
+        }

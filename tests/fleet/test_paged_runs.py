@@ -20,8 +20,10 @@ from tenants.core.tenancy import Tenancy
 from tenants.fleet.options import RunOptions
 from tenants.fleet.recorder import ResultBuffer
 from tenants.fleet.runs import upgrade_tenants
+from tenants.migrate.overview import version_rows
 from tenants.migrate.plan import TenantPlan
 from tenants.migrate.selection import Selection
+from tests.conftest import run_manage
 from tests.fleet.test_runner import CONSTRAINT_CHAIN
 from tests.fleet_support import live, make_tenants, rows, with_chain, write_chain
 
@@ -75,6 +77,9 @@ def test_a_run_over_many_pages_moves_every_tenant_and_reports_each_once(tenancy:
     assert printed == report.to_dict()
     assert sorted(r["slug"] for r in printed["results"]) == sorted(["aaa_bad", *GOOD])
     assert printed["left_out"] == [{"slug": "sleepy", "reason": "suspended: name it with --tenant to include it"}]
+    # tenant-versions over pages: every tenant once, what each still needs
+    listed = {row["slug"]: row["pending"] for row in version_rows(fleet)}
+    assert listed == {**dict.fromkeys(GOOD, 0), "aaa_bad": 2, "sleepy": 2}
     # --only-failed over pages picks the one failure; the rest are left out, each once
     again = upgrade_tenants(fleet, Selection(only_failed=True))
     assert again.plan.selected == 1 and [r.slug for r in again.results] == ["aaa_bad"]
@@ -159,3 +164,27 @@ def test_a_run_holds_a_few_pages_of_its_tenants_not_the_fleet(tenancy: Tenancy, 
     plans, results = max(p for p, _ in alive), max(r for _, r in alive)
     # a page queued, a page being read, the batches under way, a spool page, a ledger batch: never 40
     assert plans <= 20 and results <= 12, alive
+
+
+@pytest.mark.parametrize("page", ["0", "-3", "abc", "2.5", ""])
+def test_a_bad_plan_page_is_refused_in_one_line_and_nothing_runs(tenancy: Tenancy, cli_env: dict, page: str) -> None:
+    make_tenants(tenancy, ["acme"])
+    before = ledger_versions(tenancy.control_engine)
+    run = run_manage(["upgrade-all-tenants"], {**cli_env, "PORTAL_PLAN_PAGE": page})
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.strip().splitlines() == [f"Error: PORTAL_PLAN_PAGE must be a whole number of tenants, "
+                                               f"1 or more, not {page!r}" if not page.lstrip("-").isdigit() else
+                                               f"Error: PORTAL_PLAN_PAGE must be a whole number of tenants, "
+                                               f"1 or more, not {int(page)}"]
+    assert ledger_versions(tenancy.control_engine) == before and live(tenancy, "acme") == tenancy.head()
+
+
+def test_tenant_versions_json_over_pages_lists_every_tenant_once(tenancy: Tenancy, cli_env: dict) -> None:
+    slugs = [f"v{i}" for i in range(5)]
+    make_tenants(tenancy, slugs)
+    run = run_manage(["tenant-versions", "--json"], {**cli_env, "PORTAL_PLAN_PAGE": "2"})
+    assert run.returncode == 0, run.stderr
+    listed = json.loads(run.stdout)
+    assert [row["slug"] for row in listed] == slugs and {row["pending"] for row in listed} == {0}
+    plain = run_manage(["tenant-versions"], {**cli_env, "PORTAL_PLAN_PAGE": "2"})
+    assert plain.returncode == 0 and plain.stdout.splitlines()[-1] == f"head {tenancy.head()}; 5 of 5 tenants at head"
