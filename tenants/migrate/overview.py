@@ -1,4 +1,4 @@
-"""Which revision is each tenant at: the fleet at a glance, from one bulk read plus the ledger.
+"""Which revision is each tenant at: the fleet at a glance, from bulk reads (a page at a time) plus the ledger.
 
 Both views keep working while the chain has unmerged heads: `head` then names every head.
 """
