@@ -64,7 +64,8 @@ def _load(engine: Engine, run_id: str) -> tuple[RunReport, list[TenantResult]]:
         items = [TenantPlan(_stub(slug), "pending") for slug in dict.fromkeys(r.slug for r in results)]
     report = RunReport(run.kind, run.target, Plan(run.kind, run.target, None, items, skipped),
                        status=run.status, run_id=run_id)
-    for result in results:
+    # A tenant's last result stands (a slot sent again may record two); the report counts each tenant once.
+    for result in {result.slug: result for result in results}.values():
         if result.status == NOT_STARTED:
             report.not_started.append(result.slug)
         else:
