@@ -182,14 +182,12 @@ def downgrade_tenants_command(target: str, yes: bool, allow_destructive: bool, s
 @reports_errors
 def tenant_versions_command(as_json: bool) -> None:
     """Show every tenant's current revision, the head, pending revisions, last migration and last task."""
-    from tenants.cli.output import json_rows
+    from tenants.cli.output import echo_json, json_rows
     from tenants.migrate.overview import version_rows
 
     rows = version_rows(get_tenancy())
     if as_json:
-        for chunk in json_rows(rows):
-            click.echo(mask_secrets(chunk), nl=False)
-        click.echo()
+        echo_json(json_rows(rows))
         return
     head, at_head, unreadable, total = "-", 0, 0, 0
     for row in rows:

@@ -26,6 +26,13 @@ def json_rows(rows: Iterable[dict]) -> Iterator[str]:
     yield "[]" if first else "\n]"
 
 
+def echo_json(chunks: Iterable[str]) -> None:
+    """Print a JSON document given in pieces, each piece's secrets masked (a row never spans two pieces)."""
+    for chunk in chunks:
+        click.echo(mask_secrets(chunk), nl=False)
+    click.echo()
+
+
 def short(revision: str | None) -> str:
     """Return a revision id short enough for a progress line."""
     return (revision or "base")[:12]
@@ -124,9 +131,7 @@ class Presenter:
         if report.error:
             click.echo(f"Error: {report.error}", err=True)
         if self.as_json:
-            for chunk in report.json_chunks():
-                click.echo(mask_secrets(chunk), nl=False)
-            click.echo()
+            echo_json(report.json_chunks())
             return
         for note in report.notes:
             click.echo(mask_secrets(f"note: {note}"))

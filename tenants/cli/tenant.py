@@ -4,7 +4,6 @@ They build their Tenancy from the environment (DATABASE_URL, PORTAL_*), so they 
 building the web app: a scheduled job pays only for what it uses.
 """
 
-import json
 import sys
 
 import click
@@ -99,11 +98,12 @@ def _create_many(specs: list, jobs: int | None, as_json: bool, quiet: bool) -> N
 @reports_errors
 def list_tenants_command(as_json: bool) -> None:
     """List tenants with status, revision and whether they are at head."""
+    from tenants.cli.output import echo_json, json_rows
     from tenants.migrate.overview import tenant_overview
 
     rows = tenant_overview(get_tenancy())
     if as_json:
-        click.echo(mask_secrets(json.dumps(rows, indent=2, default=str)))
+        echo_json(json_rows(rows))
         return
     from rich.console import Console
     from rich.table import Table

@@ -49,3 +49,7 @@ class MultipleHeads(TenantError):
 
 class RegistryMissing(TenantError):
     """Tenants' schemas or files exist but the registry lists none: the control database is new or replaced."""
+
+
+class SpoolFailed(TenantError):
+    """A run's per-tenant records could not be kept in the temporary folder (full, or gone)."""

@@ -10,7 +10,10 @@ import pickle
 import tempfile
 import weakref
 from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from typing import Generic, TypeVar
+
+from tenants.core.errors import SpoolFailed
 
 T = TypeVar("T")
 
@@ -40,9 +43,15 @@ class Spool(Generic[T]):
             self.append(record)
 
     def _write(self) -> None:
-        self._file.seek(0, 2)
-        pickle.dump(self._tail, self._file, pickle.HIGHEST_PROTOCOL)
-        self._pages.append(self._file.tell())
+        try:
+            self._file.seek(0, 2)
+            pickle.dump(self._tail, self._file, pickle.HIGHEST_PROTOCOL)
+            self._pages.append(self._file.tell())
+        except OSError as e:
+            with suppress(OSError):  # a part-written page must not be read as the start of the next
+                self._file.truncate(self._pages[-1] if self._pages else 0)
+            raise SpoolFailed(f"cannot keep a run's records in {tempfile.gettempdir()}: {e.strerror or e}; "
+                              "point TMPDIR at a folder with room") from e
         self._tail = []
 
     def __iter__(self) -> Iterator[T]:

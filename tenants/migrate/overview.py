@@ -14,26 +14,27 @@ from tenants.migrate.plan import plan_migration
 from tenants.migrate.versions import check_registry_not_lost, read_versions
 
 
-def tenant_overview(tenancy: Tenancy) -> list[dict]:
-    """Return one row per tenant: slug, status, live revision, at head, last change, storage."""
+def tenant_overview(tenancy: Tenancy) -> Iterator[dict]:
+    """Yield one row per tenant: slug, status, live revision, at head, last change, storage (a page at a time)."""
     ensure_control(tenancy)
     heads = tenancy.heads()
     head = ", ".join(heads) or None
-    results = last_results(tenancy.control_engine, migrations=True)
-    tenants = tenancy.registry.all()
-    check_registry_not_lost(tenancy, tenants)
-    reads = read_versions(tenancy, tenants)
-    rows = []
-    for tenant in tenants:
-        read, last = reads[tenant.slug], results.get(tenant.slug)
-        status, error = _status(tenant, read.error, unreachable=read.error is not None)
-        rows.append({
-            "slug": tenant.slug, "name": tenant.display_name, "status": status,
-            "revision": read.revision, "head": head, "at_head": read.error is None and read.revision in heads,
-            "error": error, "last_change": last["started_at"] if last else None,
-            "last_result": last["status"] if last else None, "storage": _describe(tenancy, tenant),
-        })
-    return rows
+    empty = True
+    for tenants in tenancy.registry.pages(tenancy.settings.plan_page):
+        empty = False
+        results = last_results(tenancy.control_engine, migrations=True, slugs=[t.slug for t in tenants])
+        reads = read_versions(tenancy, tenants)
+        for tenant in tenants:
+            read, last = reads[tenant.slug], results.get(tenant.slug)
+            status, error = _status(tenant, read.error, unreachable=read.error is not None)
+            yield {
+                "slug": tenant.slug, "name": tenant.display_name, "status": status,
+                "revision": read.revision, "head": head, "at_head": read.error is None and read.revision in heads,
+                "error": error, "last_change": last["started_at"] if last else None,
+                "last_result": last["status"] if last else None, "storage": _describe(tenancy, tenant),
+            }
+    if empty:
+        check_registry_not_lost(tenancy, [])
 
 
 def _status(tenant: Tenant, error: str | None, *, unreachable: bool) -> tuple[str, str | None]:

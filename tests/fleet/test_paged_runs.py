@@ -5,6 +5,7 @@ several page boundaries, in the plan, in the queue of the pool and in the report
 """
 
 import dataclasses
+import errno
 import gc
 import json
 import threading
@@ -12,9 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from tenants.cli.output import Presenter
 from tenants.core import spool
+from tenants.core.control_schema import fleet_locks, migration_runs
+from tenants.core.errors import SpoolFailed
 from tenants.core.ledger import TenantResult, ledger_versions
 from tenants.core.tenancy import Tenancy
 from tenants.fleet.options import RunOptions
@@ -179,7 +183,7 @@ def test_a_bad_plan_page_is_refused_in_one_line_and_nothing_runs(tenancy: Tenanc
     assert ledger_versions(tenancy.control_engine) == before and live(tenancy, "acme") == tenancy.head()
 
 
-def test_tenant_versions_json_over_pages_lists_every_tenant_once(tenancy: Tenancy, cli_env: dict) -> None:
+def test_tenant_versions_and_list_tenants_over_pages_list_every_tenant_once(tenancy: Tenancy, cli_env: dict) -> None:
     slugs = [f"v{i}" for i in range(5)]
     make_tenants(tenancy, slugs)
     run = run_manage(["tenant-versions", "--json"], {**cli_env, "PORTAL_PLAN_PAGE": "2"})
@@ -188,3 +192,37 @@ def test_tenant_versions_json_over_pages_lists_every_tenant_once(tenancy: Tenanc
     assert [row["slug"] for row in listed] == slugs and {row["pending"] for row in listed} == {0}
     plain = run_manage(["tenant-versions"], {**cli_env, "PORTAL_PLAN_PAGE": "2"})
     assert plain.returncode == 0 and plain.stdout.splitlines()[-1] == f"head {tenancy.head()}; 5 of 5 tenants at head"
+    overview = run_manage(["list-tenants", "--json"], {**cli_env, "PORTAL_PLAN_PAGE": "2"})
+    assert overview.returncode == 0, overview.stderr
+    assert [(row["slug"], row["at_head"]) for row in json.loads(overview.stdout)] == [(s, True) for s in slugs]
+
+
+def test_a_full_temporary_folder_stops_the_run_whole_and_the_next_run_finishes(tenancy: Tenancy, paged,  # type: ignore[no-untyped-def]
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # The spools move to disk past their bound: a full TMPDIR there fails a write mid-run.
+    make_tenants(tenancy, GOOD)
+    fleet = paged(2)
+    monkeypatch.setattr(spool, "PAGE", 2)
+    real, writes = spool.Spool._write, []
+
+    def write(self) -> None:  # type: ignore[no-untyped-def]
+        writes.append(1)
+        if len(writes) > 5:  # the plan's pages written: a result's page fails
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self)
+
+    monkeypatch.setattr(spool.Spool, "_write", write)
+    with pytest.raises(SpoolFailed, match="No space left on device; point TMPDIR at a folder with room"):
+        upgrade_tenants(fleet, Selection(), options=RunOptions(jobs=1))
+    monkeypatch.setattr(spool.Spool, "_write", real)
+    with fleet.control_engine.connect() as conn:
+        last = conn.execute(select(migration_runs.c.status).order_by(migration_runs.c.started_at)).scalars().all()[-1]
+        assert last == "aborted"
+        assert conn.execute(select(func.count()).select_from(fleet_locks)).scalar() == 0
+    moved = [live(fleet, slug) for slug in GOOD]
+    assert set(moved) == {"0003", "0005"} and moved.count("0005") >= 1  # each tenant whole, at one end
+    for slug in GOOD:
+        assert rows(fleet, slug, "SELECT count(*) FROM users") == [(1,)]
+    again = upgrade_tenants(fleet, Selection())
+    assert again.exit_code == 0 and [live(fleet, slug) for slug in GOOD] == ["0005"] * 7
+    assert ledger_versions(fleet.control_engine) == dict.fromkeys(GOOD, "0005")
