@@ -8,9 +8,11 @@ import dataclasses
 import errno
 import gc
 import json
+import pickle
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select
@@ -203,18 +205,20 @@ def test_a_full_temporary_folder_stops_the_run_whole_and_the_next_run_finishes(t
     make_tenants(tenancy, GOOD)
     fleet = paged(2)
     monkeypatch.setattr(spool, "PAGE", 2)
-    real, writes = spool.Spool._write, []
+    writes: list[int] = []
 
-    def write(self) -> None:  # type: ignore[no-untyped-def]
+    def dump(records, file, protocol) -> None:  # type: ignore[no-untyped-def]
         writes.append(1)
-        if len(writes) > 5:  # the plan's pages written: a result's page fails
+        if len(writes) > 5:  # the plan's pages written: a result's page is cut short by the full disk
+            file.write(pickle.dumps(records, protocol)[:7])
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(self)
+        pickle.dump(records, file, protocol)
 
-    monkeypatch.setattr(spool.Spool, "_write", write)
+    monkeypatch.setattr(spool, "pickle", SimpleNamespace(dump=dump, load=pickle.load,
+                                                         HIGHEST_PROTOCOL=pickle.HIGHEST_PROTOCOL))
     with pytest.raises(SpoolFailed, match="No space left on device; point TMPDIR at a folder with room"):
         upgrade_tenants(fleet, Selection(), options=RunOptions(jobs=1))
-    monkeypatch.setattr(spool.Spool, "_write", real)
+    monkeypatch.setattr(spool, "pickle", pickle)
     with fleet.control_engine.connect() as conn:
         last = conn.execute(select(migration_runs.c.status).order_by(migration_runs.c.started_at)).scalars().all()[-1]
         assert last == "aborted"
