@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from datetime import datetime, timedelta
-from itertools import chain, islice
+from itertools import islice
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -23,7 +23,7 @@ from tenants.fleet.pool import WorkerPool
 from tenants.fleet.pooled_loop import PooledLoop
 from tenants.fleet.recorder import ResultBuffer
 from tenants.fleet.report import FAILURES, RunReport, control_lost_error, results_status
-from tenants.fleet.servers import ServerSlots, by_server, default_jobs, interleave, pool_size
+from tenants.fleet.servers import ServerSlots, default_jobs, pool_size
 from tenants.fleet.units import process_tenancy, read_back_result, run_unit
 from tenants.migrate.plan import Plan, TenantPlan
 
@@ -212,13 +212,12 @@ class FleetRun(PooledLoop):
     def _run_batch(self, items: Iterable[TenantPlan]) -> None:
         """Run `items`, taken a page at a time (settings.plan_page): the run holds a page or two of them."""
         pages = paged(items, self.tenancy.settings.plan_page)
-        first = next(pages, [])
-        jobs = pool_size(self.options.jobs, default_jobs(self.tenancy, self.plan), self.options.jobs_per_server,
-                         len(by_server(self.tenancy.settings, first)))
-        if jobs == 1 or self.plan.count("pending") == 1:
-            return self._run_here(chain([first], pages))
         slots = ServerSlots(self.tenancy.settings, self.options.jobs_per_server)
-        slots.add(first)
+        slots.add(next(pages, []))
+        jobs = pool_size(self.options.jobs, default_jobs(self.tenancy, self.plan), self.options.jobs_per_server,
+                         slots.servers_queued())
+        if jobs == 1 or self.plan.count("pending") == 1:
+            return self._run_here(slots, pages)
         self._run_pooled(slots, pages, jobs)
 
     def _interrupt(self) -> None:
@@ -229,11 +228,11 @@ class FleetRun(PooledLoop):
             self.in_tenant = False  # raised once: a second Ctrl-C cannot interrupt the handling of the first
             raise KeyboardInterrupt
 
-    def _run_here(self, pages: Iterator[list[TenantPlan]]) -> None:
-        """Run the tenants one by one in this process; Ctrl-C interrupts the one running (see _interrupt)."""
+    def _run_here(self, slots: ServerSlots, pages: Iterator[list[TenantPlan]]) -> None:
+        """Run the tenants one by one in this process, the servers taking turns within each page; Ctrl-C
+        interrupts the one running (see _interrupt)."""
         process_tenancy(self.tenancy.settings, self.tenancy)
-        for page in pages:
-            items = interleave(by_server(self.tenancy.settings, page))
+        while items := slots.drain():
             for index, item in enumerate(items):
                 if self._should_stop():
                     self.report.not_started.extend(i.slug for i in items[index:])
@@ -247,6 +246,7 @@ class FleetRun(PooledLoop):
                 except KeyboardInterrupt:  # rolled back, or just committed: the tenant itself says which
                     result = read_back_result(*args, "interrupted (Ctrl-C)")
                 self._record(result, item)
+            slots.add(next(pages, []))
 
     def _record(self, result: TenantResult, item: TenantPlan, finished: datetime | None = None) -> None:
         """Queue a result for the ledger (fleet.recorder), dated from when it `finished` (default now)."""
