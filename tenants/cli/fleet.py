@@ -182,12 +182,13 @@ def downgrade_tenants_command(target: str, yes: bool, allow_destructive: bool, s
 @reports_errors
 def tenant_versions_command(as_json: bool) -> None:
     """Show every tenant's current revision, the head, pending revisions, last migration and last task."""
-    from tenants.cli.output import echo_json, json_rows
+    from tenants.cli.output import echo_json
+    from tenants.fleet.report import json_list
     from tenants.migrate.overview import version_rows
 
     rows = version_rows(get_tenancy())
     if as_json:
-        echo_json(json_rows(rows))
+        echo_json(json_list(rows))
         return
     head, at_head, unreadable, total = "-", 0, 0, 0
     for row in rows:

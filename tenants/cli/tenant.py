@@ -98,12 +98,13 @@ def _create_many(specs: list, jobs: int | None, as_json: bool, quiet: bool) -> N
 @reports_errors
 def list_tenants_command(as_json: bool) -> None:
     """List tenants with status, revision and whether they are at head."""
-    from tenants.cli.output import echo_json, json_rows
+    from tenants.cli.output import echo_json
+    from tenants.fleet.report import json_list
     from tenants.migrate.overview import tenant_overview
 
     rows = tenant_overview(get_tenancy())
     if as_json:
-        echo_json(json_rows(rows))
+        echo_json(json_list(rows))
         return
     from rich.console import Console
     from rich.table import Table

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, bindparam, case, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from tenants.core.chunks import chunks
 from tenants.core.clock import utcnow
 from tenants.core.control_schema import (
     migration_runs,
@@ -227,9 +228,8 @@ def ledger_versions(engine: Engine, slugs: list[str] | None = None) -> dict[str,
     with engine.connect() as conn:
         if slugs is None:
             return dict(conn.execute(query).all())
-        # In chunks: SQLite before 3.32 takes at most 999 parameters a statement.
-        return {slug: rev for start in range(0, len(slugs), 900)
-                for slug, rev in conn.execute(query.where(tenant_versions.c.tenant_slug.in_(slugs[start:start + 900])))}
+        return {slug: rev for chunk in chunks(slugs)
+                for slug, rev in conn.execute(query.where(tenant_versions.c.tenant_slug.in_(chunk)))}
 
 
 def last_results(engine: Engine, *, migrations: bool | None = None,
@@ -247,11 +247,10 @@ def last_results(engine: Engine, *, migrations: bool | None = None,
              .join(tenant_results, r.id == latest.result_id).join(migration_runs, m.id == r.run_id))
     if migrations is not None:
         query = query.where(latest.scope == ("migration" if migrations else "task"))
-    if slugs is not None:
-        query = query.where(t.slug.in_(slugs))
+    queries = [query] if slugs is None else [query.where(t.slug.in_(chunk)) for chunk in chunks(slugs)]
     found: dict[str, dict] = {}
     with engine.connect() as conn:
-        for row in conn.execute(query):
+        for row in (row for statement in queries for row in conn.execute(statement)):
             if row.tenant_slug not in found or row.id > found[row.tenant_slug]["id"]:
                 found[row.tenant_slug] = dict(row._mapping)
     return found

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from tenants.core.chunks import chunks
 from tenants.core.clock import utcnow
 from tenants.core.control_schema import TENANT_STATUSES, tenant_latest_results, tenant_versions, tenants
 from tenants.core.engines import unreachable
@@ -76,12 +77,9 @@ class TenantRegistry:
         return rows[0] if rows else None
 
     def find_many(self, slugs: list[str]) -> dict[str, Tenant]:
-        """Return the tenants of `slugs` that exist, by slug.
-
-        In chunks: a bulk file may name more slugs than one statement takes (SQLite before 3.32: 999 parameters).
-        """
-        found = [tenant for start in range(0, len(slugs), 900)
-                 for tenant in self._rows(self._columns().where(tenants.c.slug.in_(slugs[start:start + 900])))]
+        """Return the tenants of `slugs` that exist, by slug (a bulk file may name thousands)."""
+        found = [tenant for chunk in chunks(slugs)
+                 for tenant in self._rows(self._columns().where(tenants.c.slug.in_(chunk)))]
         return {tenant.slug: tenant for tenant in found}
 
     def get(self, slug: str) -> Tenant:

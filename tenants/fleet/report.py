@@ -153,11 +153,21 @@ class RunReport:
         return json.loads("".join(self.json_chunks()))
 
 
-def _rows(key: str, rows: Iterator) -> Iterator[str]:
-    """Yield `"key": [...]` of a JSON object, one row per line."""
-    yield f"  {json.dumps(key)}: ["
+def json_list(rows: Iterable, indent: str = "") -> Iterator[str]:
+    """Yield a JSON list in pieces, one compact row per line, written as the rows come (none kept).
+
+    Not `json.dumps(rows, indent=2)`: that runs the pure-Python encoder (the C one serves no
+    indent), 0.36 s of `tenant-versions --json` at 10,000 tenants, and needs every row at once.
+    """
     first = True
     for row in rows:
-        yield ("\n    " if first else ",\n    ") + json.dumps(row, default=str)
+        yield ("[\n" if first else ",\n") + f"{indent}  " + json.dumps(row, default=str)
         first = False
-    yield "],\n" if first else "\n  ],\n"
+    yield "[]" if first else f"\n{indent}]"
+
+
+def _rows(key: str, rows: Iterable) -> Iterator[str]:
+    """Yield `"key": [...],` of the report's JSON object, one row per line."""
+    yield f"  {json.dumps(key)}: "
+    yield from json_list(rows, "  ")
+    yield ",\n"

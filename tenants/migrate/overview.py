@@ -11,7 +11,7 @@ from tenants.core.registry import Tenant
 from tenants.core.tenancy import Tenancy
 from tenants.migrate.control import ensure_control
 from tenants.migrate.plan import plan_migration
-from tenants.migrate.versions import check_registry_not_lost, read_versions
+from tenants.migrate.versions import fleet_pages, read_versions
 
 
 def tenant_overview(tenancy: Tenancy) -> Iterator[dict]:
@@ -19,9 +19,7 @@ def tenant_overview(tenancy: Tenancy) -> Iterator[dict]:
     ensure_control(tenancy)
     heads = tenancy.heads()
     head = ", ".join(heads) or None
-    empty = True
-    for tenants in tenancy.registry.pages(tenancy.settings.plan_page):
-        empty = False
+    for tenants in fleet_pages(tenancy):
         results = last_results(tenancy.control_engine, migrations=True, slugs=[t.slug for t in tenants])
         reads = read_versions(tenancy, tenants)
         for tenant in tenants:
@@ -33,8 +31,6 @@ def tenant_overview(tenancy: Tenancy) -> Iterator[dict]:
                 "error": error, "last_change": last["started_at"] if last else None,
                 "last_result": last["status"] if last else None, "storage": _describe(tenancy, tenant),
             }
-    if empty:
-        check_registry_not_lost(tenancy, [])
 
 
 def _status(tenant: Tenant, error: str | None, *, unreachable: bool) -> tuple[str, str | None]:
@@ -63,12 +59,8 @@ def version_rows(tenancy: Tenancy) -> Iterator[dict]:
     """
     ensure_control(tenancy)
     heads = tenancy.heads()
-    empty = True
-    for tenants in tenancy.registry.pages(tenancy.settings.plan_page):
-        empty = False
+    for tenants in fleet_pages(tenancy):
         yield from _version_page(tenancy, tenants, heads)
-    if empty:
-        check_registry_not_lost(tenancy, [])
 
 
 def _version_page(tenancy: Tenancy, tenants: list[Tenant], heads: tuple[str, ...]) -> Iterator[dict]:

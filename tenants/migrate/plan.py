@@ -165,7 +165,7 @@ def plan_migration(tenancy: Tenancy, pages: Iterable[list[Tenant]], target: str 
     newer: set[str | None] = set()  # revisions past an upgrade's target
     refused: Counter[str | None] = Counter()  # tenants read but refused, by their revision
     stale: list[tuple[str, str | None]] = []
-    unreachable = [0]  # tenants whose revision could not be read
+    unreachable = 0  # tenants whose revision could not be read
 
     def steps_from(current: str | None) -> tuple[str, list[str], str | None]:
         if current == target:
@@ -187,12 +187,13 @@ def plan_migration(tenancy: Tenancy, pages: Iterable[list[Tenant]], target: str 
         return ("pending", steps, None) if steps else ("at-target", [], None)
 
     def plan_page(page: list[Tenant]) -> Iterator[TenantPlan]:
+        nonlocal unreachable
         reads = read_versions(tenancy, page)
         recorded = ledger_versions(tenancy.control_engine, [tenant.slug for tenant in page])
         for tenant in page:
             read = reads[tenant.slug]
             if read.error:
-                unreachable[0] += 1
+                unreachable += 1
                 yield TenantPlan(tenant, "error", None, error=read.error, error_status="unreachable")
                 continue
             why = behind_ledger(scripts, tenant.slug, read.revision, recorded.get(tenant.slug)) \
@@ -220,7 +221,7 @@ def plan_migration(tenancy: Tenancy, pages: Iterable[list[Tenant]], target: str 
     plan = Plan("downgrade" if downgrade else "upgrade", target, head,
                 (item for page in pages for item in plan_page(page)), skipped)
     plan.stale = stale
-    read = plan.selected - unreachable[0]
+    read = plan.selected - unreachable
     if read and sum(refused[current] for current in newer) == read:
         raise InvalidUsage(f"--to {target} is older than every selected tenant: use downgrade-tenants to go back; "
                            "nothing was changed")

@@ -8,7 +8,7 @@ from tenants.core.ledger import last_results
 from tenants.core.registry import Tenant
 from tenants.core.spool import Spool
 from tenants.core.tenancy import Tenancy
-from tenants.migrate.versions import check_registry_not_lost
+from tenants.migrate.versions import fleet_pages
 
 # Last results that `--only-failed` picks up again: the tenant did not reach its target.
 FAILED_STATUSES = frozenset({"failed", "timeout", "unreachable", "busy", "drifted"})
@@ -44,15 +44,11 @@ class Chosen:
         if self.named:
             pages: Iterable[list[Tenant]] = (self.named[i:i + size] for i in range(0, len(self.named), size))
         else:
-            pages = self.tenancy.registry.pages(size)
-        empty = True
+            pages = fleet_pages(self.tenancy)
         for page in pages:
-            empty = False
             chosen = self._choose(page)
             if chosen:
                 yield chosen
-        if empty:
-            check_registry_not_lost(self.tenancy, [])
 
     def _choose(self, page: list[Tenant]) -> list[Tenant]:
         named, skip = set(self.selection.tenants), set(self.selection.skip)

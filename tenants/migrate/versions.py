@@ -7,7 +7,7 @@ plan needs. The work itself re-reads the revision under the tenant's lock.
 import functools
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,14 +173,25 @@ def _single_read(conn: Connection, slug: str) -> VersionRead:
     return _one_revision(rows)
 
 
-def check_registry_not_lost(tenancy: Tenancy, tenants: list[Tenant]) -> None:
+def fleet_pages(tenancy: Tenancy) -> Iterator[list[Tenant]]:
+    """Yield every registered tenant, a page at a time (settings.plan_page), in slug order.
+
+    An empty registry beside tenant schemas or files raises RegistryMissing (_check_registry_not_lost).
+    """
+    empty = True
+    for page in tenancy.registry.pages(tenancy.settings.plan_page):
+        empty = False
+        yield page
+    if empty:
+        _check_registry_not_lost(tenancy)
+
+
+def _check_registry_not_lost(tenancy: Tenancy) -> None:
     """Raise RegistryMissing when the registry is empty but tenant schemas or files are there.
 
     An empty or replaced control database must not make the fleet look empty: every command
     would then report nothing to do, and create-tenant would reuse the slugs of live tenants.
     """
-    if tenants:
-        return
     settings = tenancy.settings
     found: list[str] = []
     if settings.control_url.startswith("postgresql"):
