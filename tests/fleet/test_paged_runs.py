@@ -15,7 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from tenants.cli.output import Presenter
 from tenants.core import spool
@@ -23,6 +23,7 @@ from tenants.core.control_schema import fleet_locks, migration_runs
 from tenants.core.errors import SpoolFailed
 from tenants.core.ledger import TenantResult, ledger_versions
 from tenants.core.tenancy import Tenancy
+from tenants.fleet.lock import FleetLock
 from tenants.fleet.options import RunOptions
 from tenants.fleet.recorder import ResultBuffer
 from tenants.fleet.runs import upgrade_tenants
@@ -62,6 +63,9 @@ def test_a_run_over_many_pages_moves_every_tenant_and_reports_each_once(tenancy:
     make_tenants(tenancy, ["aaa_bad"], stock=5000)
     make_tenants(tenancy, [*GOOD, "sleepy"])
     tenancy.registry.set_status("sleepy", "suspended", "unpaid")
+    for slug in ["aaa_bad", *GOOD]:  # the association table too
+        with tenancy.storage(slug).begin() as conn:
+            conn.execute(text("INSERT INTO users_roles (user_id, role_id) VALUES (1, 1)"))
     fleet = paged(2)
     report = upgrade_tenants(fleet, Selection(), options=RunOptions(jobs=2))
     assert report.plan.selected == 8 and report.plan.count("pending") == 8 and len(report.plan.skipped) == 1
@@ -76,6 +80,7 @@ def test_a_run_over_many_pages_moves_every_tenant_and_reports_each_once(tenancy:
     for slug in ["aaa_bad", *GOOD]:
         assert rows(fleet, slug, "SELECT count(*) FROM users") == [(1,)]
         assert rows(fleet, slug, "SELECT count(*) FROM roles") == [(1,)]
+        assert rows(fleet, slug, "SELECT count(*) FROM users_roles") == [(1,)]
     assert rows(fleet, "aaa_bad", "SELECT stock FROM products") == [(5000,)]
     recorded = ledger_versions(fleet.control_engine)
     assert {slug: recorded[slug] for slug in GOOD} == dict.fromkeys(GOOD, "0005") and recorded["aaa_bad"] == "0003"
@@ -229,4 +234,33 @@ def test_a_full_temporary_folder_stops_the_run_whole_and_the_next_run_finishes(t
         assert rows(fleet, slug, "SELECT count(*) FROM users") == [(1,)]
     again = upgrade_tenants(fleet, Selection())
     assert again.exit_code == 0 and [live(fleet, slug) for slug in GOOD] == ["0005"] * 7
+    assert ledger_versions(fleet.control_engine) == dict.fromkeys(GOOD, "0005")
+
+
+def test_a_run_that_finds_the_fleet_locked_lists_every_pending_tenant_of_every_page_busy(tenancy: Tenancy,  # type: ignore[no-untyped-def]
+                                                                                          paged) -> None:
+    make_tenants(tenancy, GOOD)
+    fleet = paged(2)
+    holder = FleetLock(fleet.control_engine)
+    holder.acquire()  # another run under way
+    try:
+        locked = upgrade_tenants(fleet, Selection(), options=RunOptions(jobs=2))
+    finally:
+        holder.release()
+    assert locked.status == "locked" and locked.exit_code == 3
+    assert [(r.slug, r.status) for r in locked.results] == [(slug, "busy") for slug in GOOD]
+    assert [live(fleet, slug) for slug in GOOD] == ["0003"] * 7
+    # Two runs at once, over pages: one takes the lock, the other changes nothing; each tenant moves once.
+    outcomes: list = []
+    runs = [threading.Thread(target=lambda: outcomes.append(upgrade_tenants(fleet, Selection(),
+                                                                            options=RunOptions(jobs=1))))
+            for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(120)
+    assert sorted(report.status for report in outcomes) in (["locked", "ok"], ["ok", "ok"])
+    ok = [report for report in outcomes if report.status == "ok"]
+    assert sum(report.counts["ok"] for report in ok) == 7  # a second ok run found them all at target
+    assert [live(fleet, slug) for slug in GOOD] == ["0005"] * 7
     assert ledger_versions(fleet.control_engine) == dict.fromkeys(GOOD, "0005")
