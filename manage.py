@@ -3,12 +3,15 @@
 
 A tenant command (upgrade-all-tenants, tenant-versions, create-tenant, ...) runs in a group of
 tenancy's commands alone: it needs neither Flask nor the web app, and without their imports
-every run, a scheduled no-op included, starts about 0.3 s sooner. Every other command and
-`--help` go through the whole CLI.
+every run, a scheduled no-op included, starts about 0.3 s sooner; it also ends without the
+interpreter's teardown (end_without_teardown). Every other command and `--help` go through the
+whole CLI.
 """
 
+import atexit
 import functools
 import gc
+import os
 import sys
 
 import click
@@ -62,14 +65,51 @@ def operator_cli() -> click.Group:
     return cli
 
 
+def exit_status(code: object) -> int:
+    """Return the process status Python gives `sys.exit(code)`: None is 0, a message is 1 (printed before)."""
+    if code is None:
+        return 0
+    return code if isinstance(code, int) else 1
+
+
+def end_without_teardown(status: list[int]) -> None:
+    """At exit, once `status` holds the status: flush the standard streams and end the process now.
+
+    Registered before anything else registers an exit handler, so it runs after all of them
+    (logging's flush, multiprocessing's and tempfile's clean-ups), and after Python has waited
+    for the process's other threads. What it skips is the interpreter's teardown, which frees
+    every object and module one by one: 0.1 to 0.3 s after a fleet run's last tenant on this
+    machine, and its memory and files go back to the system at exit anyway. With `status`
+    empty (an exception other than SystemExit, a Flask command) the usual exit follows.
+    """
+    if not status:
+        return
+    code = status[0]
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: Python's own exit reports that as status 120
+            code = code or 120
+    os._exit(code)
+
+
 def main(args: list[str]) -> None:
-    """Run the command `args` names, through tenancy's commands alone when it is one of them."""
+    """Run the command `args` names, through tenancy's commands alone when it is one of them.
+
+    A tenant command ends without the interpreter's teardown (end_without_teardown), once
+    click has closed its Tenancy (its connections closed) and every exit handler has run.
+    """
+    status: list[int] = []
+    atexit.register(end_without_teardown, status)
     commands = tenant_commands()
-    if args and args[0] in {command.name for command in commands}:
-        cli = click.Group(commands=commands, help="Tenant Portal operator commands.")
-    else:
-        cli = operator_cli()
-    cli(args=args, prog_name="manage.py")
+    if not (args and args[0] in {command.name for command in commands}):
+        operator_cli()(args=args, prog_name="manage.py")
+        return
+    try:
+        click.Group(commands=commands, help="Tenant Portal operator commands.")(args=args, prog_name="manage.py")
+    except SystemExit as e:
+        status.append(exit_status(e.code))
+        raise
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """manage.py lists its commands without building the web app; a tenant command does not even import Flask."""
 
+import json
 import os
 import subprocess
 import sys
@@ -53,3 +54,57 @@ def test_tenant_commands_import_neither_flask_nor_the_web_app(cli_env):
         assert not {m for m in modules if m.split(".")[0] in web}, args
         assert "mako.template" in modules and "pygments" not in modules, args  # Mako without its colouring plugin
     assert {"flask", "portal.cli"} <= _imported(["--help"], cli_env)  # any other command: the whole CLI
+
+
+
+# Runs manage.main in a real process, with an exit handler registered during the command (as a
+# library would register one) that leaves a mark and writes to stdout without flushing it.
+_ENDING = """
+import atexit, sys
+import manage
+
+imported = manage.tenant_commands
+
+
+def commands():  # type: ignore[no-untyped-def]
+    found = imported()
+    atexit.register(lambda: open(sys.argv[1], "w").close() or sys.stdout.write("\\nlast words"))
+    return found
+
+
+manage.tenant_commands = commands
+manage.main(sys.argv[2:])
+"""
+
+
+def _ending(tmp_path, env: dict[str, str], args: list[str]) -> tuple[subprocess.CompletedProcess, bool]:
+    """Run `args` through manage.main in a real process; return its result and whether its exit handler ran."""
+    marker = tmp_path / "exit-handler-ran"
+    marker.unlink(missing_ok=True)
+    inherited = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}  # buffered, as usual
+    result = subprocess.run([sys.executable, "-c", _ENDING, str(marker), *args],
+                            env={**inherited, **env, "PYTHONPATH": str(PROJECT_ROOT)}, capture_output=True,
+                            text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return result, marker.exists()
+
+
+def test_a_tenant_command_ends_after_its_exit_handlers_with_its_output_whole(cli_env, tmp_path):
+    for slug in ("acme", "globex", "initech"):
+        assert run_manage(["create-tenant", slug], cli_env).returncode == 0
+    result, handled = _ending(tmp_path, cli_env, ["tenant-versions", "--json"])
+    assert result.returncode == 0 and handled, result.stderr
+    # Block-buffered into a pipe: the command's output and the handler's unflushed line both arrive.
+    output, last = result.stdout.rsplit("\n", 1)
+    assert [row["slug"] for row in json.loads(output)] == ["acme", "globex", "initech"] and last == "last words"
+
+
+def test_a_tenant_command_keeps_its_exit_status_and_message(cli_env, tmp_path):
+    result, handled = _ending(tmp_path, cli_env, ["upgrade-all-tenants", "--jobs", "0"])
+    assert (result.returncode, result.stderr.strip()) == (2, "Error: --jobs must be at least 1, not 0") and handled
+    result, handled = _ending(tmp_path, {**cli_env, "PORTAL_PLAN_PAGE": "abc"}, ["tenant-versions"])
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "PORTAL_PLAN_PAGE" in result.stderr
+    for args, status in ((["upgrade-all-tenants", "--no-such-option"], 2), (["list-tenants", "--help"], 0),
+                         (["--help"], 0)):  # the last through Flask's group, which exits the usual way
+        result, handled = _ending(tmp_path, cli_env, args)
+        assert (result.returncode, handled) == (status, True), (args, result.stderr)
+    assert "upgrade-all-tenants" in result.stdout and result.stdout.endswith("last words")
