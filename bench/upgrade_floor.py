@@ -9,7 +9,9 @@ the two-session floor, `upgrade-all-tenants --jobs 2`; every row from a byte-ide
 the database (bench.upgrade_support.fresh_copies). With
 `--baseline-tree DIR` (another checkout of the project, e.g. `git archive <commit> | tar -x -C DIR`), each
 round also runs that tree's `--jobs 1` and `--jobs 2`, so a change is measured against the code
-before it under the same load. Prints the median of each row and the ratios to its floor.
+before it under the same load. Prints the median of each row, its ratio to the floor's median,
+and its ratio to the floor of each round (the machine's speed drifts between rounds: the
+spread shows by how much).
 """
 
 import argparse
@@ -72,12 +74,15 @@ def main() -> None:
             print(f"  round {round_no + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s (steal {steal[k][-1]:.1f})"
                                                        for k, v in times.items()), flush=True)
         med = {label: statistics.median(values) for label, values in times.items()}
-        print(f"\n{'median of ' + str(opts.rounds):<32} {'seconds':>8} {'ms/tenant':>10} {'x floor':>8} {'steal s':>8}")
+        print(f"\n{'median of ' + str(opts.rounds):<32} {'seconds':>8} {'ms/tenant':>10} {'x floor':>8} {'steal s':>8}"
+              f"  x floor, round by round")
         for label, seconds in med.items():
-            floor = med[f"floor {1 if 'jobs 1' in label or label == 'floor 1' else 2}"]
-            print(f"{label:<32} {seconds:8.2f} {seconds / n * 1000:10.2f} {seconds / floor:8.3f} "
-                  f"{statistics.median(steal[label]):8.2f}")
-        print("steal: CPU seconds the hypervisor took from this machine during the row (another guest's load)")
+            floor = f"floor {1 if 'jobs 1' in label or label == 'floor 1' else 2}"
+            rounds = " ".join(f"{mine / theirs:.3f}" for mine, theirs in zip(times[label], times[floor], strict=True))
+            print(f"{label:<32} {seconds:8.2f} {seconds / n * 1000:10.2f} {seconds / med[floor]:8.3f} "
+                  f"{statistics.median(steal[label]):8.2f}  {rounds}")
+        print("x floor: the row's median over the floor's median; round by round: over the floor of its own round\n"
+              "steal: CPU seconds the hypervisor took from this machine during the row (another guest's load)")
 
 
 if __name__ == "__main__":
