@@ -4,7 +4,7 @@
 A tenant command (upgrade-all-tenants, tenant-versions, create-tenant, ...) runs in a group of
 tenancy's commands alone: it needs neither Flask nor the web app, and without their imports
 every run, a scheduled no-op included, starts about 0.3 s sooner; it also ends without the
-interpreter's teardown (end_without_teardown). Every other command and `--help` go through the
+interpreter's teardown (run_script). Every other command and `--help` go through the
 whole CLI.
 """
 
@@ -93,24 +93,35 @@ def end_without_teardown(status: list[int]) -> None:
     os._exit(code)
 
 
-def main(args: list[str]) -> None:
-    """Run the command `args` names, through tenancy's commands alone when it is one of them.
+def is_tenant_command(args: list[str]) -> bool:
+    """Return whether `args` name one of tenancy's commands."""
+    return bool(args) and args[0] in {command.name for command in tenant_commands()}
 
-    A tenant command ends without the interpreter's teardown (end_without_teardown), once
-    click has closed its Tenancy (its connections closed) and every exit handler has run.
+
+def main(args: list[str]) -> None:
+    """Run the command `args` names, through tenancy's commands alone when it is one of them."""
+    if is_tenant_command(args):
+        cli = click.Group(commands=tenant_commands(), help="Tenant Portal operator commands.")
+    else:
+        cli = operator_cli()
+    cli(args=args, prog_name="manage.py")
+
+
+def run_script(args: list[str]) -> None:
+    """The script's entry: run main(args), then end a tenant command's process without teardown.
+
+    Only for a process that ends with the command (end_without_teardown ends it): code that
+    runs a command and goes on calls main().
     """
     status: list[int] = []
-    atexit.register(end_without_teardown, status)
-    commands = tenant_commands()
-    if not (args and args[0] in {command.name for command in commands}):
-        operator_cli()(args=args, prog_name="manage.py")
-        return
+    atexit.register(end_without_teardown, status)  # before any import registers a handler: it runs last
     try:
-        click.Group(commands=commands, help="Tenant Portal operator commands.")(args=args, prog_name="manage.py")
+        main(args)
     except SystemExit as e:
-        status.append(exit_status(e.code))
+        if is_tenant_command(args):
+            status.append(exit_status(e.code))
         raise
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_script(sys.argv[1:])

@@ -57,15 +57,17 @@ def test_tenant_commands_import_neither_flask_nor_the_web_app(cli_env):
 
 
 
-# Runs manage.main in a real process, with an exit handler registered during the command (as a
-# library would register one) that leaves a mark and writes to stdout without flushing it.
+# Runs manage.run_script (the script's entry) in a real process, with an exit handler registered
+# during the command (as a library would register one) that leaves a mark and writes to stdout
+# without flushing it.
 _ENDING = """
-import atexit, sys
+import atexit, functools, sys
 import manage
 
 imported = manage.tenant_commands
 
 
+@functools.cache  # as the real one: the handler is registered once
 def commands():  # type: ignore[no-untyped-def]
     found = imported()
     atexit.register(lambda: open(sys.argv[1], "w").close() or sys.stdout.write("\\nlast words"))
@@ -73,12 +75,12 @@ def commands():  # type: ignore[no-untyped-def]
 
 
 manage.tenant_commands = commands
-manage.main(sys.argv[2:])
+manage.run_script(sys.argv[2:])
 """
 
 
 def _ending(tmp_path, env: dict[str, str], args: list[str]) -> tuple[subprocess.CompletedProcess, bool]:
-    """Run `args` through manage.main in a real process; return its result and whether its exit handler ran."""
+    """Run `args` through manage.run_script in a real process; return its result and whether its exit handler ran."""
     marker = tmp_path / "exit-handler-ran"
     marker.unlink(missing_ok=True)
     inherited = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}  # buffered, as usual
@@ -108,3 +110,13 @@ def test_a_tenant_command_keeps_its_exit_status_and_message(cli_env, tmp_path):
         result, handled = _ending(tmp_path, cli_env, args)
         assert (result.returncode, handled) == (status, True), (args, result.stderr)
     assert "upgrade-all-tenants" in result.stdout and result.stdout.endswith("last words")
+
+
+def test_a_process_that_runs_a_command_and_goes_on_keeps_its_own_exit(cli_env):
+    # main() is what code other than the script calls: it must not end that process for it.
+    script = ("import sys, manage\ntry:\n    manage.main(['upgrade-all-tenants', '--jobs', '0'])\n"
+              "except SystemExit as e:\n    print('command exited', e.code)\nsys.exit(7)\n")
+    env = {**os.environ, **cli_env, "PYTHONPATH": str(PROJECT_ROOT)}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120,
+                            stdin=subprocess.DEVNULL)
+    assert (result.returncode, result.stdout) == (7, "command exited 2\n"), result.stderr
