@@ -88,8 +88,8 @@ def end_without_teardown(status: list[int]) -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe: Python's own exit reports that as status 120
-            code = code or 120
+        except (OSError, ValueError):  # a closed pipe: Python's own exit gives status 120 then
+            code = 120
     os._exit(code)
 
 
