@@ -250,7 +250,8 @@ def last_results(engine: Engine, *, migrations: bool | None = None,
     queries = [query] if slugs is None else [query.where(t.slug.in_(chunk)) for chunk in chunks(slugs)]
     found: dict[str, dict] = {}
     with engine.connect() as conn:
-        for row in (row for statement in queries for row in conn.execute(statement)):
-            if row.tenant_slug not in found or row.id > found[row.tenant_slug]["id"]:
-                found[row.tenant_slug] = dict(row._mapping)
+        for statement in queries:
+            for row in conn.execute(statement):
+                if row.tenant_slug not in found or row.id > found[row.tenant_slug]["id"]:
+                    found[row.tenant_slug] = dict(row._mapping)
     return found
