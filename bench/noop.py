@@ -6,7 +6,7 @@
 
 Creates a scratch database with N tenant schemas at the head of bench/upgrade_all.py's chain
 (built with psql, the floor's SQL), then measures in the same run, median of 7 interleaved pairs
-(wall and client CPU time):
+(wall and client CPU time, with no memory sampler beside them; peak RSS from one more no-op run):
   start-up   `manage.py upgrade-all-tenants --help`: the command's own imports and click, no work;
   no-op      `manage.py upgrade-all-tenants --quiet` with every tenant at head (after one warm-up
              run that records the ledger);
@@ -27,20 +27,21 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the project's modules (and bench.upgrade_all's helpers) are imported in main()
 
 
-def timed(args: list[str], env: dict, measure) -> tuple[float, float, int]:  # type: ignore[no-untyped-def]
-    """Run a command; return (wall seconds, its CPU seconds, peak RSS); stop on failure."""
+def wall_and_cpu(args: list[str], env: dict) -> tuple[float, float]:
+    """Run a command with no sampler beside it; return (wall seconds, its CPU seconds); stop on failure."""
+    from bench.upgrade_support import timed
+
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    seconds, rss, done = measure(args, env)
+    seconds, done = timed(args, env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode:
         raise SystemExit(f"{' '.join(args[1:])} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return seconds, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, rss
+    return seconds, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
-def medians(samples: list[tuple[float, float, int]]) -> tuple[float, float, int]:
-    """Median wall and CPU seconds, and the largest peak RSS."""
-    return (statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples),
-            max(s[2] for s in samples))
+def medians(samples: list[tuple[float, float]]) -> tuple[float, float]:
+    """Median wall and CPU seconds."""
+    return statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples)
 
 
 def main() -> None:
@@ -70,9 +71,12 @@ def main() -> None:
         # client CPU time (user + sys of the process) is reported too: it hardly moves with that load.
         startups, noops = [], []
         for _ in range(opts.repeat):
-            startups.append(timed([*manage, "upgrade-all-tenants", "--help"], env, measure))
-            noops.append(timed([*manage, "upgrade-all-tenants", "--quiet"], env, measure))
-        (startup, startup_cpu, _), (noop, noop_cpu, rss) = medians(startups), medians(noops)
+            startups.append(wall_and_cpu([*manage, "upgrade-all-tenants", "--help"], env))
+            noops.append(wall_and_cpu([*manage, "upgrade-all-tenants", "--quiet"], env))
+        (startup, startup_cpu), (noop, noop_cpu) = medians(startups), medians(noops)
+        _, rss, sampled = measure([*manage, "upgrade-all-tenants", "--quiet"], env)  # its own run: sampling costs CPU
+        if sampled.returncode:
+            raise SystemExit(f"the sampled no-op failed ({sampled.returncode}): {sampled.stderr[-2000:]}")
         print(f"{n} tenants at head, {fleet.revisions}-revision chain, database {name}; median of {opts.repeat}")
         print(f"upgrade-all-tenants --help (its start-up): {startup:.2f} s wall, {startup_cpu:.2f} s CPU")
         print(f"no-op upgrade-all-tenants:                 {noop:.2f} s wall, {noop_cpu:.2f} s CPU "

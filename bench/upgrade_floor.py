@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--pg-url", default=os.environ.get("PORTAL_TEST_PG_URL",
                                                            "postgresql://postgres@127.0.0.1:5432/postgres"))
     opts = parser.parse_args()
-    from bench.upgrade_support import fresh_copies, measure, psql_floor, reset, scratch_fleet, stolen
+    from bench.upgrade_support import fresh_copies, psql_floor, reset, scratch_fleet, stolen, timed
     from tenants.core.names import quoted_schema
 
     n = opts.tenants
@@ -47,8 +47,8 @@ def main() -> None:
         def fleet(tree: Path, jobs: int) -> float:
             env = {**os.environ, "DATABASE_URL": db_url, "PORTAL_REVISION_DIR": str(chain),
                    "PORTAL_INSTANCE_PATH": str(workdir), "PYTHONPATH": str(tree)}
-            seconds, _, done = measure([sys.executable, str(tree / "manage.py"), "upgrade-all-tenants", "--quiet",
-                                        "--jobs", str(jobs)], env)
+            seconds, done = timed([sys.executable, str(tree / "manage.py"), "upgrade-all-tenants", "--quiet",
+                                   "--jobs", str(jobs)], env)  # as the floor is timed: no sampler beside it
             if done.returncode:
                 raise SystemExit(f"--jobs {jobs} in {tree} failed: {done.stdout[-2000:]} {done.stderr[-2000:]}")
             return seconds

@@ -152,13 +152,27 @@ def stolen() -> float:
     return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
 
 
+def timed(args: list[str], env: dict) -> tuple[float, subprocess.CompletedProcess]:
+    """Run a command; return (seconds, result), with nothing else of the bench running beside it.
+
+    Rows set against a psql floor are timed this way, as the floors are (psql_sessions): on this
+    2-core machine measure()'s sampler thread took CPU from the fleet row alone, about 5% of its
+    time at 1,000 tenants when it sampled every 20 ms (6 interleaved pairs, sampled against not).
+    """
+    started = time.perf_counter()
+    done = subprocess.run(args, env=env, capture_output=True, text=True)
+    return time.perf_counter() - started, done
+
+
 def measure(args: list[str], env: dict, memory: dict | None = None) -> tuple[float, int, subprocess.CompletedProcess]:
     """Run a command; return (seconds, peak RSS of its process tree in bytes, result).
 
     With `memory`, also fill it with peaks that tell the tree's RSS apart: `pss` (the tree's
     proportional set size: pages shared by the forked workers counted once, not once per
     process as in the RSS sum), `parent` (the command's own RSS) and `worker_uss` (the largest
-    memory a worker holds of its own). Sampled every 0.1 s (smaps is slower to read than RSS).
+    memory a worker holds of its own). RSS is sampled every 0.1 s, smaps (slower to read) every
+    0.2 s: a fleet run's memory is a plateau its workers hold while they live, and each sample
+    costs CPU the measured command runs beside (timed() runs a command with no sampler).
     """
     peak = 0
     peaks = {"pss": 0, "parent": 0, "worker_uss": 0}
@@ -173,7 +187,7 @@ def measure(args: list[str], env: dict, memory: dict | None = None) -> tuple[flo
             try:
                 tree = [proc, *proc.children(recursive=True)]
                 peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-                if memory is not None and ticks % 5 == 0:
+                if memory is not None and ticks % 2 == 0:
                     full = {p.pid: p.memory_full_info() for p in tree if p.is_running()}
                     peaks["pss"] = max(peaks["pss"], sum(m.pss for m in full.values()))
                     peaks["parent"] = max(peaks["parent"], full[proc.pid].rss if proc.pid in full else 0)
@@ -182,7 +196,7 @@ def measure(args: list[str], env: dict, memory: dict | None = None) -> tuple[flo
             except psutil.Error:
                 pass
             ticks += 1
-            time.sleep(0.02)
+            done.wait(0.1)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
