@@ -35,13 +35,20 @@ def run_status_command(run_id: str, as_json: bool, wait: bool, timeout: float | 
     tenancy = get_tenancy()
     ensure_control(tenancy)
     engine = tenancy.control_engine
-    seen, shown = 0, 0
+    seen = 0
+    answered: set[str] = set()  # tenants with a result shown: a slot sent again may record a second one
     started = time.monotonic()
     watched = 0.0
     notes: list[str] = []
     while True:
         finalise_if_complete(engine, run_id)
         report = load_report(engine, run_id)
+        if wait and not as_json:  # before leaving too: the last results came with the run's end
+            for result_id, result in results_since(engine, run_id, seen):
+                seen = result_id
+                answered.add(result.slug)
+                click.echo(result_line(result, len(answered),
+                                       report.plan.count("pending") + report.plan.count("error")))
         if not wait or report.status != "running":
             break
         if timeout is not None and time.monotonic() - started > timeout:
@@ -53,10 +60,6 @@ def run_status_command(run_id: str, as_json: bool, wait: bool, timeout: float | 
                 notes.append(note)
                 if not as_json:
                     click.echo(mask_secrets(f"note: {note}"))
-        for result_id, result in results_since(engine, run_id, seen):
-            seen, shown = result_id, shown + 1
-            if not as_json:
-                click.echo(result_line(result, shown, report.plan.count("pending") + report.plan.count("error")))
         time.sleep(0.5)
     report.notes += [note for note in notes if note not in report.notes]
     if as_json:

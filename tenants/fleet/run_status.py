@@ -130,13 +130,15 @@ def finalise_if_complete(engine: Engine, run_id: str) -> str | None:
 
 
 def progress(engine: Engine, run_id: str) -> dict:
-    """Return how far a dispatched run is: tenants with results, and tenants waiting per server."""
+    """Return how far a dispatched run is: tenants by their last result's status, and tenants waiting per server."""
     d, r = dispatched_tenants.c, tenant_results.c
     has_result = exists().where(r.run_id == run_id, r.tenant_slug == d.tenant_slug)
     with engine.connect() as conn:
         waiting = conn.execute(select(d.server, func.count()).where(
             d.run_id == run_id, d.planned == "pending", ~has_result).group_by(d.server)).all()
-        statuses = conn.execute(select(r.status, func.count()).where(r.run_id == run_id).group_by(r.status)).all()
+        # A tenant's last result stands (a slot sent again may record two): count that one alone, as the report does.
+        last = select(func.max(r.id)).where(r.run_id == run_id).group_by(r.tenant_slug)
+        statuses = conn.execute(select(r.status, func.count()).where(r.id.in_(last)).group_by(r.status)).all()
         started = conn.execute(select(func.count()).select_from(dispatched_tenants).where(and_(
             d.run_id == run_id, d.planned == "pending", d.sent_at.is_not(None), ~has_result))).scalar()
     return {"waiting": {server: count for server, count in waiting}, "results": dict(statuses),
