@@ -43,12 +43,12 @@ def run_status_command(run_id: str, as_json: bool, wait: bool, timeout: float | 
     while True:
         finalise_if_complete(engine, run_id)
         report = load_report(engine, run_id)
+        expected = report.plan.count("pending") + report.plan.count("error")  # the tenants that get a result
         if wait and not as_json:  # before leaving too: the last results came with the run's end
             for result_id, result in results_since(engine, run_id, seen):
                 seen = result_id
                 answered.add(result.slug)
-                click.echo(result_line(result, len(answered),
-                                       report.plan.count("pending") + report.plan.count("error")))
+                click.echo(result_line(result, len(answered), expected))
         if not wait or report.status != "running":
             break
         if timeout is not None and time.monotonic() - started > timeout:
@@ -70,7 +70,7 @@ def run_status_command(run_id: str, as_json: bool, wait: bool, timeout: float | 
     if report.status == "running":
         waiting = progress(engine, run_id)["waiting"]
         click.echo(f"run {run_id} is under way: {sum(report.statuses.values()) + len(report.not_started)} of "
-                   f"{report.plan.count('pending') + report.plan.count('error')} tenants have a result; "
+                   f"{expected} tenants have a result; "
                    "waiting per server: "
                    + (", ".join(f"{server} {count}" for server, count in sorted(waiting.items())) or "none"))
     Presenter().finish(report)

@@ -56,7 +56,6 @@ def test_tenant_commands_import_neither_flask_nor_the_web_app(cli_env):
     assert {"flask", "portal.cli"} <= _imported(["--help"], cli_env)  # any other command: the whole CLI
 
 
-
 # Runs manage.run_script (the script's entry) in a real process, with an exit handler registered
 # during the command (as a library would register one) that leaves a mark and writes to stdout
 # without flushing it.
