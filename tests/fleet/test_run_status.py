@@ -4,6 +4,7 @@ The runs are written into the ledger as Celery's workers would leave them (no br
 the dispatch table, then the results, one tenant's twice.
 """
 
+import json
 import uuid
 from datetime import timedelta
 
@@ -69,3 +70,13 @@ def test_following_a_run_under_way_counts_a_tenant_with_two_results_once(
     lines = [line for line in result.output.splitlines() if line.startswith("[")]
     assert [line.split("]")[0] for line in lines] == ["[1/3 t1", "[2/3 t2", "[2/3 t1"]
     assert "2 of 3 tenants have a result" in result.output
+
+
+def test_the_json_of_a_run_under_way_counts_a_tenant_with_two_results_once(
+        tenancy: Tenancy, runner: CliRunner) -> None:
+    run_id = dispatched_run(tenancy, [("t1", "ok", "0002"), ("t2", "ok", "0002"), ("t1", "ok", "0003")])
+    result = runner.invoke(command_group(scale_cli), ["run-status", run_id, "--json"])
+    assert result.exit_code == 5, result.output
+    summary = json.loads(result.output)
+    assert summary["status"] == "running" and summary["progress"]["results"] == {"ok": 2}
+    assert summary["progress"]["waiting"] == {"main": 1}
